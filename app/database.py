@@ -1,0 +1,117 @@
+"""The SQLAlchemy side shared by Flask views, native handlers and Alembic.
+
+* :class:`Base` -- the declarative base; its ``metadata`` is the only one.
+* :func:`configure_sqlite` -- WAL, busy timeout and foreign keys on every new
+  SQLite connection, so the thread pool does not trip over ``database is locked``.
+* :func:`call_in_session` -- run a function with a session bound to the Flask
+  app, commit on success, roll back on error, always clean up. Native Tornado
+  handlers call it on the shared executor (see ``tornado_handlers.base``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Flask
+from sqlalchemy import Engine, MetaData, event
+from sqlalchemy.orm import DeclarativeBase, Session
+
+T = TypeVar("T")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""How long (milliseconds) a SQLite connection waits for a lock before failing."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model (SQLAlchemy 2.x typed ``Mapped`` style).
+
+    Constraint names follow :data:`NAMING_CONVENTION` so Alembic can drop and
+    alter them by name on every backend.
+    """
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Apply the pragmas a threaded server needs to each new SQLite connection.
+
+    ``journal_mode=WAL`` lets readers run beside one writer;
+    ``busy_timeout`` makes a writer wait for the lock instead of failing at
+    once; ``foreign_keys=ON`` enforces the schema's foreign keys (SQLite leaves
+    them off by default). See https://www.sqlite.org/wal.html and
+    https://www.sqlite.org/pragma.html. Does nothing for other backends.
+
+    :param engine: the engine whose future connections to configure.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+
+def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
+    """Run ``fn(session)`` in a unit of work, in the calling (worker) thread.
+
+    Pushes an app context of ``flask_app`` (Flask-SQLAlchemy 3 ties
+    ``db.session`` to one), calls ``fn`` with ``db.session``, commits if it
+    returns, rolls back if it raises, and always removes the session and pops
+    the context, so nothing leaks to the next call on this thread.
+
+    Blocking: call it from a worker thread, never on the IOLoop thread.
+
+    :param flask_app: the Flask application whose database to use.
+    :param fn: a callable taking the :class:`~sqlalchemy.orm.Session`; its
+        return value is returned. Return plain data (dicts), not ORM objects:
+        they are expired once the session closes.
+    :returns: what ``fn`` returned, after the commit.
+    :raises Exception: whatever ``fn`` or the commit raised, after the rollback.
+    """
+    from app.extensions import db
+
+    with flask_app.app_context():
+        session = db.session
+        try:
+            result = fn(session)
+            session.commit()
+            return result
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            db.session.remove()
+
+
+def upgrade_database(flask_app: Flask) -> None:
+    """Apply every Alembic migration to ``flask_app``'s database (``db upgrade``).
+
+    Creates the directory of a SQLite database file first. Used by ``serve``
+    in development and by the tests; deployments run ``manage.py db upgrade``.
+    """
+    from flask_migrate import upgrade
+    from sqlalchemy.engine import make_url
+
+    url = make_url(flask_app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    with flask_app.app_context():
+        upgrade()

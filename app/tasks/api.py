@@ -1,0 +1,51 @@
+"""The JSON API for tasks (``/api/tasks``), served by Flask.
+
+Errors are JSON: ``{"error": message, "fields": {field: message}}`` with 400
+for a body that is not a JSON object, 422 for invalid fields, 404 for an
+unknown task (see :mod:`app.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, request, url_for
+
+from app.extensions import csrf, db
+from app.tasks.models import Task, TaskStatus
+from app.tasks.service import create_task, list_tasks
+
+blueprint = Blueprint("tasks_api", __name__, url_prefix="/api/tasks")
+csrf.exempt(blueprint)
+
+
+@blueprint.get("")
+def index() -> dict[str, Any]:
+    """``GET /api/tasks[?status=...&limit=N]``: newest first, at most 200."""
+    status = request.args.get("status")
+    if status is not None and status not in set(TaskStatus):
+        abort(422, description=f"status must be one of: {', '.join(TaskStatus)}")
+    limit = request.args.get("limit", 50, type=int)
+    tasks = list_tasks(status=status, limit=max(1, min(limit, 200)))
+    return {"tasks": [task.to_dict() for task in tasks]}
+
+
+@blueprint.post("")
+def create() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """``POST /api/tasks`` with ``{"kind": "sleep", "params": {"steps": 5}}``.
+
+    :returns: 201 with the new task and a ``Location`` header.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    task = create_task(body.get("kind"), body.get("params"))
+    location = url_for("tasks_api.detail", task_id=task.id)
+    return task.to_dict(), 201, {"Location": location}
+
+
+@blueprint.get("/<int:task_id>")
+def detail(task_id: int) -> dict[str, Any]:
+    """``GET /api/tasks/<id>``: one task."""
+    task = db.session.get(Task, task_id) or abort(404, description="no such task")
+    return task.to_dict()

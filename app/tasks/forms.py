@@ -1,0 +1,30 @@
+"""The HTML form that creates a task (Flask-WTF: CSRF-protected)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import FloatField, IntegerField, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Optional
+
+from app.tasks.kinds import KINDS
+
+
+class TaskForm(FlaskForm):
+    """Kind plus the parameters of every kind; blank numbers take the kind's defaults.
+
+    Range checks are left to :func:`app.tasks.service.validate_task`, the one
+    place the API uses too.
+    """
+
+    kind = SelectField(
+        "Kind", choices=[SelectChoice(k.name, k.description) for k in KINDS.values()]
+    )
+    steps = IntegerField("Steps (sleep)", validators=[Optional()])
+    delay = FloatField("Seconds per step (sleep)", validators=[Optional()])
+    limit = IntegerField("Count primes below (primes)", validators=[Optional()])
+
+    def params(self) -> dict[str, int | float]:
+        """Return the filled-in parameters that belong to the chosen kind."""
+        fields = {"sleep": ("steps", "delay"), "primes": ("limit",)}[self.kind.data or "sleep"]
+        return {name: self[name].data for name in fields if self[name].data is not None}

@@ -1,0 +1,50 @@
+"""HTML pages: the task list with its creation form, and one task's page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from app.tasks.forms import TaskForm
+from app.tasks.models import Task
+from app.tasks.service import InvalidTask, count_by_status, create_task, list_tasks
+
+blueprint = Blueprint("tasks", __name__)
+
+
+@blueprint.get("/")
+def index() -> str:
+    """The home page: recent tasks, counts by status, and the form to start one."""
+    return render_template(
+        "tasks/index.html", form=TaskForm(), tasks=list_tasks(), counts=count_by_status()
+    )
+
+
+@blueprint.post("/tasks")
+def create() -> Response | tuple[str, int]:
+    """Create a task from the form; on success redirect to its page."""
+    form = TaskForm()
+    if form.validate_on_submit():
+        try:
+            task = create_task(form.kind.data, form.params())
+        except InvalidTask as error:
+            for field, message in error.fields.items():
+                flash(f"{field}: {message}", "error")
+        else:
+            flash(f"Task {task.id} started.", "success")
+            return redirect(url_for("tasks.detail", task_id=task.id))
+    for field, messages in form.errors.items():
+        for message in messages:
+            flash(f"{field}: {message}", "error")
+    page = render_template(
+        "tasks/index.html", form=form, tasks=list_tasks(), counts=count_by_status()
+    )
+    return page, 422
+
+
+@blueprint.get("/tasks/<int:task_id>")
+def detail(task_id: int) -> str:
+    """One task's page; its progress bar is kept live over the native WebSocket."""
+    task = db.session.get(Task, task_id) or abort(404)
+    return render_template("tasks/detail.html", task=task)

@@ -1,0 +1,48 @@
+"""Shared configuration: read the environment once, hand both sides one object.
+
+>>> settings = load_settings()
+>>> app.config.update(settings.flask_config())
+>>> tornado.web.Application(rules, **settings.tornado_settings())
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from config.settings import INSTANCE_PATH, PROJECT_ROOT, Settings
+
+__all__ = ["INSTANCE_PATH", "PROJECT_ROOT", "ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``str(error)`` is one line per problem,
+    each naming the environment variable and what it expects."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings from the environment and ``.env``.
+
+    :param overrides: field values that win over the environment (tests, CLI
+        options such as ``--port``), by field name (``port=0``).
+    :returns: the validated :class:`Settings`.
+    :raises ConfigError: naming each invalid variable, e.g.
+        ``PORT: Input should be a valid integer (got 'abc')``.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not location:  # a cross-field rule; its message names the variable
+            lines.append(message)
+        else:
+            lines.append(f"{location.upper()}: {message} (got {item.get('input')!r})")
+    return "; ".join(lines)

@@ -1,0 +1,185 @@
+"""The one settings object both sides read.
+
+Values come from, in order of precedence: environment variables, an optional
+``.env`` file in the working directory, then the defaults of the environment
+chosen by ``APP_ENV`` (``development``, ``testing`` or ``production``). The
+parsing and validation are pydantic-settings'; this module only declares the
+fields and derives the two dialects:
+
+* :meth:`Settings.flask_config` -- Flask's upper-case ``app.config`` keys;
+* :meth:`Settings.tornado_settings` -- Tornado's snake_case ``Application``
+  settings.
+
+Nothing else in the project reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout's root directory (where ``manage.py`` lives)."""
+
+INSTANCE_PATH = PROJECT_ROOT / "instance"
+"""Flask's instance folder: local, unversioned files such as the SQLite database."""
+
+Environment = Literal["development", "testing", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+"""The ``SECRET_KEY`` used when none is set outside production. Never secret."""
+
+
+def default_database_url(environment: Environment) -> str:
+    """Return the embedded SQLite database URL for ``environment``.
+
+    :param environment: ``development``, ``testing`` or ``production``.
+    :returns: ``sqlite:///<checkout>/instance/<environment>.db`` (absolute path,
+        so the database does not move with the working directory).
+    """
+    return f"sqlite:///{INSTANCE_PATH / f'{environment}.db'}"
+
+
+class Settings(BaseSettings):
+    """Validated configuration for the whole service.
+
+    Each field is read from the environment variable of the same name in upper
+    case (``PORT`` for :attr:`port`), case-insensitively, or from ``.env``.
+    Invalid values raise :class:`pydantic.ValidationError`; use
+    :func:`config.load_settings` to turn that into one line naming the
+    variable.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    app_env: Environment = Field("development", description="Which environment's defaults apply.")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs Flask sessions and Tornado secure cookies. Required in production.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default a SQLite file under instance/.",
+    )
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    threads: int = Field(16, ge=1, le=1024, description="Worker threads of the shared executor.")
+    debug: bool | None = Field(
+        None, description="Debug mode and autoreload; default on in development only."
+    )
+    autoreload: bool | None = Field(
+        None, description="Restart on code changes; default on in development only."
+    )
+    log_level: LogLevel = Field("INFO", description="Root log level.")
+    max_queue: int | None = Field(
+        None,
+        ge=0,
+        description="WSGI requests allowed to wait for a thread; default 4 x threads.",
+    )
+    max_body_size: int = Field(
+        100 * 1024 * 1024, ge=0, description="Largest request body, in bytes."
+    )
+    shutdown_timeout: float = Field(
+        30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated IPs/CIDRs whose X-Forwarded-* headers are honoured.",
+    )
+    flask_mount: str = Field(
+        "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @field_validator("flask_mount")
+    @classmethod
+    def _check_mount(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("must start with '/', e.g. /legacy")
+        return value
+
+    @model_validator(mode="after")
+    def _environment_defaults(self) -> Settings:
+        if self.secret_key is None:
+            if self.app_env == "production":
+                raise ValueError("SECRET_KEY: required when APP_ENV=production")
+            self.secret_key = SecretStr(DEVELOPMENT_SECRET_KEY)
+        elif self.app_env == "production" and len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("SECRET_KEY: must be at least 16 characters when APP_ENV=production")
+        if self.database_url is None:
+            self.database_url = default_database_url(self.app_env)
+        if self.debug is None:
+            self.debug = self.app_env == "development"
+        if self.autoreload is None:
+            self.autoreload = self.app_env == "development"
+        if self.max_queue is None:
+            self.max_queue = 4 * self.threads
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether :attr:`database_url` names a SQLite database."""
+        return str(self.database_url).startswith("sqlite")
+
+    def flask_config(self) -> dict[str, Any]:
+        """Return Flask's dialect of these settings, for ``app.config.update``.
+
+        :returns: a dict of upper-case Flask / Flask-SQLAlchemy keys
+            (``SECRET_KEY``, ``SQLALCHEMY_DATABASE_URI``, ``DEBUG``, ``TESTING``,
+            ``MAX_CONTENT_LENGTH`` ...), plus ``APP_ENV`` for code that needs to
+            know the environment.
+        """
+        assert self.secret_key is not None
+        return {
+            "APP_ENV": self.app_env,
+            "SECRET_KEY": self.secret_key.get_secret_value(),
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "DEBUG": bool(self.debug),
+            "TESTING": self.app_env == "testing",
+            "MAX_CONTENT_LENGTH": self.max_body_size,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.app_env == "production",
+        }
+
+    def tornado_settings(self) -> dict[str, Any]:
+        """Return Tornado's dialect of these settings, for ``tornado.web.Application``.
+
+        :returns: a dict of snake_case ``Application`` settings (``debug``,
+            ``autoreload``, ``cookie_secret``, ``websocket_ping_interval`` ...).
+            Handlers and ``log_function`` are added by the composition root.
+        """
+        assert self.secret_key is not None
+        return {
+            "debug": False,  # Tornado's debug also turns on its own error pages
+            "autoreload": bool(self.autoreload),
+            "serve_traceback": bool(self.debug),
+            "cookie_secret": self.secret_key.get_secret_value(),
+            "xsrf_cookies": False,
+            "websocket_ping_interval": 20,
+            "compress_response": False,
+        }

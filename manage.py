@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""The service's command line (click, through Flask's ``FlaskGroup``).
+
+    python manage.py serve            # the hybrid server (Tornado + Flask)
+    python manage.py routes [--json]  # every route of both sides
+    python manage.py db upgrade       # Alembic, via Flask-Migrate
+    python manage.py shell            # a Python shell with the app and models
+
+``FlaskGroup`` brings Flask's ``shell`` and the extensions' commands (``db``);
+``serve`` replaces Flask's ``run`` (the Werkzeug development server would run
+Flask without the native routes), and ``routes`` lists both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from config import ConfigError, Settings, load_settings
+
+
+def _load(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration: {error}") from None
+
+
+def create_cli_app() -> Flask:
+    """The Flask app for commands that need one (``db``, ``shell``)."""
+    from app import create_app
+
+    return create_app(_load())
+
+
+cli = FlaskGroup(
+    create_app=create_cli_app,
+    add_version_option=False,
+    load_dotenv=False,  # config/ reads .env itself, with the same precedence everywhere
+    help=__doc__.split("\n\n")[0] if __doc__ else None,
+)
+cli.commands.pop("run", None)
+
+
+@cli.command("serve")
+@click.option("--host", help="Interface to listen on (HOST).")
+@click.option("--port", type=int, help="TCP port (PORT); 0 picks a free one.")
+@click.option("--threads", type=int, help="Worker threads of the shared executor (THREADS).")
+@click.option(
+    "--reload/--no-reload",
+    default=None,
+    help="Restart when code changes (AUTORELOAD; default on in development).",
+)
+def serve_command(
+    host: str | None, port: int | None, threads: int | None, reload: bool | None
+) -> None:
+    """Serve native routes and the Flask app on one port.
+
+    In development the SQLite database is created and migrated first, so a
+    fresh clone just works; elsewhere run ``db upgrade`` as a deploy step.
+    """
+    from app.database import upgrade_database
+    from tornado_handlers.application import build_hybrid
+    from tornado_handlers.server import configure_logging, serve
+
+    overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
+    settings = _load(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level)
+    hybrid = build_hybrid(settings)
+    if settings.app_env == "development":
+        upgrade_database(hybrid.flask_app)
+    asyncio.run(serve(settings, hybrid))
+
+
+@cli.command("routes")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def routes_command(as_json: bool) -> None:
+    """List every route of both sides, in match order: native first, then Flask.
+
+    A Flask route that a native rule hides is flagged ``shadowed`` (it has
+    been ported); a native route with no Flask twin is ``native-only``.
+    """
+    from tornado_handlers.application import build_hybrid
+    from tornado_handlers.inventory import build_inventory, format_table
+
+    settings = _load()
+    hybrid = build_hybrid(settings)
+    try:
+        routes = build_inventory(
+            hybrid.application.wildcard_router.rules,
+            hybrid.flask_app,
+            settings.flask_mount,
+        )
+    finally:
+        hybrid.close()
+    if as_json:
+        click.echo(json.dumps([route.as_dict() for route in routes], indent=2))
+    else:
+        click.echo(format_table(routes))
+
+
+cli.add_command(routes_command)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main())

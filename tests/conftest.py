@@ -1,0 +1,202 @@
+"""Fixtures shared by the whole suite.
+
+* every test runs with the service's environment variables removed and in an
+  empty working directory, so neither the developer's shell nor a ``.env``
+  leaks in;
+* ``database_url`` -- a fresh, migrated database per test: a SQLite file in
+  ``tmp_path``, or, when ``TEST_DATABASE_URL`` names PostgreSQL, a schema of
+  its own in that database, dropped afterwards;
+* ``settings``, ``executor``, ``flask_app``, ``testapp`` (WebTest);
+* ``live_server`` -- the real hybrid server on a random port, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.database import upgrade_database
+from config import Settings, load_settings
+from config.settings import Settings as SettingsClass
+from tornado_handlers.application import Hybrid, build_hybrid
+from tornado_handlers.server import serve
+
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in SettingsClass.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+
+def _postgres_schema_url(base_url: str) -> tuple[str, Callable[[], None]]:
+    """Create a schema of its own for one test; return its URL and a cleanup."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database for this test (migrated by the app fixtures)."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base and not base.startswith("sqlite"):
+        url, drop = _postgres_schema_url(base)
+        try:
+            yield url
+        finally:
+            drop()
+    else:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Testing settings on this test's database, four worker threads."""
+    return load_settings(
+        app_env="testing",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        threads=4,
+        host="127.0.0.1",
+        port=0,
+        shutdown_timeout=5,
+    )
+
+
+@pytest.fixture
+def executor(settings: Settings) -> Iterator[ThreadPoolExecutor]:
+    """A shared thread pool like the server's, shut down after the test."""
+    pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="test-worker")
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dispose(flask_app: Flask) -> None:
+    from app.extensions import db
+
+    with flask_app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def flask_app(settings: Settings, executor: ThreadPoolExecutor) -> Iterator[Flask]:
+    """The Flask app on a migrated database."""
+    app = create_app(settings, executor)
+    upgrade_database(app)
+    yield app
+    executor.shutdown(wait=True)
+    _dispose(app)
+
+
+@pytest.fixture
+def testapp(flask_app: Flask) -> webtest.TestApp:
+    """WebTest's ``TestApp`` around the Flask app (WSGI level, no sockets)."""
+    return webtest.TestApp(flask_app)
+
+
+@dataclass
+class LiveServer:
+    """A running hybrid server: ``url`` is ``http://127.0.0.1:<port>``."""
+
+    hybrid: Hybrid
+    port: int
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
+
+    @property
+    def url(self) -> str:
+        """The base URL, without a trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The base WebSocket URL."""
+        return f"ws://127.0.0.1:{self.port}"
+
+
+ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[ServerFactory]:
+    """Start the hybrid server in a background thread; call it to get one.
+
+    ``live_server(create_flask_app=factory, **settings_overrides)``: ``factory``
+    is called with ``(settings, executor)`` and returns the Flask app (use it
+    to add test-only views). The server is stopped (gracefully) after the test.
+    """
+    started: list[tuple[LiveServer, threading.Thread]] = []
+
+    def start(
+        create_flask_app: Callable[[Settings, Executor], Flask] = create_app, **overrides: Any
+    ) -> LiveServer:
+        server_settings = settings.model_copy(update=overrides) if overrides else settings
+        hybrid = build_hybrid(server_settings, create_flask_app)
+        # Served as in production: Flask's own error handlers answer a failing
+        # view (TESTING would make Flask re-raise into the server instead).
+        hybrid.flask_app.config["PROPAGATE_EXCEPTIONS"] = False
+        upgrade_database(hybrid.flask_app)
+        ready = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def on_ready(sockets: list[socket.socket]) -> None:
+            holder["port"] = sockets[0].getsockname()[1]
+            ready.set()
+
+        def run() -> None:
+            async def main() -> None:
+                holder["loop"] = asyncio.get_running_loop()
+                holder["stop"] = asyncio.Event()
+                await serve(server_settings, hybrid, on_ready=on_ready, stop=holder["stop"])
+
+            try:
+                asyncio.run(main())
+            except BaseException as error:  # surface start-up errors to the test
+                holder["error"] = error
+                ready.set()
+
+        thread = threading.Thread(target=run, name="live-server", daemon=True)
+        thread.start()
+        assert ready.wait(10), "server did not start within 10 s"
+        if "error" in holder:
+            raise holder["error"]
+        server = LiveServer(hybrid, holder["port"], holder["loop"], holder["stop"])
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.loop.call_soon_threadsafe(server.stop.set)
+        thread.join(15)
+        assert not thread.is_alive(), "server did not stop within 15 s"
+        server.hybrid.executor.shutdown(wait=True)
+        _dispose(server.hybrid.flask_app)

@@ -1,0 +1,90 @@
+"""The shared settings: environments, sources, the two dialects, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+from config.settings import DEVELOPMENT_SECRET_KEY, INSTANCE_PATH
+
+
+def test_development_defaults() -> None:
+    settings = load_settings()
+    assert settings.app_env == "development"
+    assert settings.debug is True
+    assert settings.autoreload is True
+    assert settings.database_url == f"sqlite:///{INSTANCE_PATH / 'development.db'}"
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+    assert (settings.host, settings.port, settings.threads) == ("127.0.0.1", 8000, 16)
+    assert settings.max_queue == 4 * settings.threads
+
+
+def test_environment_variables_win_over_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(".env").write_text("PORT=9001\nTHREADS=3\nLOG_LEVEL=debug\n")
+    monkeypatch.setenv("PORT", "9002")
+    settings = load_settings()
+    assert settings.port == 9002  # environment beats .env
+    assert settings.threads == 3  # .env beats the default
+    assert settings.log_level == "DEBUG"
+    assert settings.max_queue == 12
+
+
+def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    with pytest.raises(ConfigError, match=r"^SECRET_KEY: required when APP_ENV=production$"):
+        load_settings()
+    monkeypatch.setenv("SECRET_KEY", "short")
+    with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 16 characters"):
+        load_settings()
+    monkeypatch.setenv("SECRET_KEY", "x" * 32)
+    settings = load_settings()
+    assert settings.debug is False and settings.autoreload is False
+    assert settings.flask_config()["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PORT", "http", r"^PORT: Input should be a valid integer.*\(got 'http'\)$"),
+        ("PORT", "70000", r"^PORT: Input should be less than or equal to 65535"),
+        ("THREADS", "0", r"^THREADS: Input should be greater than or equal to 1"),
+        ("APP_ENV", "prod", r"^APP_ENV: Input should be 'development', 'testing' or 'production'"),
+        ("DEBUG", "maybe", r"^DEBUG: Input should be a valid boolean"),
+        ("LOG_LEVEL", "loud", r"^LOG_LEVEL: Input should be 'DEBUG'"),
+        ("TRUSTED_PROXIES", "10.0.0.1,not-an-ip", r"^TRUSTED_PROXIES: 'not-an-ip' does not"),
+        ("FLASK_MOUNT", "legacy", r"^FLASK_MOUNT: must start with '/'"),
+        (
+            "SHUTDOWN_TIMEOUT",
+            "-1",
+            r"^SHUTDOWN_TIMEOUT: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+
+
+def test_flask_and_tornado_dialects_come_from_one_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "one-secret-for-both-sides")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////tmp/elsewhere.db")
+    monkeypatch.setenv("APP_ENV", "testing")
+    settings = load_settings()
+    flask = settings.flask_config()
+    tornado = settings.tornado_settings()
+    assert flask["SECRET_KEY"] == tornado["cookie_secret"] == "one-secret-for-both-sides"
+    assert flask["SQLALCHEMY_DATABASE_URI"] == "sqlite:////tmp/elsewhere.db"
+    assert flask["TESTING"] is True and flask["DEBUG"] is False
+    assert tornado["autoreload"] is False
+    assert "one-secret" not in repr(settings)  # SecretStr hides it
+
+
+def test_trusted_proxies_parse_as_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16")
+    assert load_settings().trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]

@@ -1,0 +1,158 @@
+"""The hybrid server over real sockets: the problem this project exists to solve.
+
+Flask views run on the shared thread pool, so one blocking view blocks only
+its own request; native routes are answered by the IOLoop even while every
+worker thread is busy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+import httpx
+import pytest
+from flask import Flask
+
+from app import create_app
+from config import Settings
+from tests.conftest import ServerFactory
+
+BARRIER_TIMEOUT = 10.0
+
+
+def with_test_views(
+    barrier: threading.Barrier | None = None, release: threading.Event | None = None
+):  # type: ignore[no-untyped-def]
+    """A Flask factory adding test-only views to the real app."""
+
+    def factory(settings: Settings, executor: Executor) -> Flask:
+        app = create_app(settings, executor)
+
+        @app.get("/_test/sleep")
+        def sleep() -> str:
+            time.sleep(1.0)
+            return "slept"
+
+        @app.get("/_test/barrier")
+        def meet() -> str:
+            assert barrier is not None
+            barrier.wait(BARRIER_TIMEOUT)  # BrokenBarrierError -> 500 if not concurrent
+            return "met"
+
+        @app.get("/_test/hold")
+        def hold() -> str:
+            assert release is not None
+            release.wait(BARRIER_TIMEOUT)
+            return "released"
+
+        @app.get("/_test/raise")
+        def explode() -> str:
+            raise RuntimeError("view failed on purpose")
+
+        return app
+
+    return factory
+
+
+def test_two_blocking_views_run_at_the_same_time(live_server: ServerFactory) -> None:
+    barrier = threading.Barrier(2)
+    server = live_server(with_test_views(barrier=barrier))
+    with ThreadPoolExecutor(2) as clients:
+        responses = list(
+            clients.map(lambda _: httpx.get(f"{server.url}/_test/barrier", timeout=15), range(2))
+        )
+    # Each view waits for the other inside the barrier: both can only pass if
+    # they ran at the same time on two worker threads.
+    assert [(r.status_code, r.text) for r in responses] == [(200, "met"), (200, "met")]
+
+
+def test_two_one_second_views_finish_together(
+    live_server: ServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = live_server(with_test_views())
+    httpx.get(f"{server.url}/healthz")  # warm up
+    started = time.perf_counter()
+
+    def fetch(_: int) -> float:
+        response = httpx.get(f"{server.url}/_test/sleep", timeout=15)
+        assert response.text == "slept"
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(2) as clients:
+        finished = sorted(clients.map(fetch, range(2)))
+    with capsys.disabled():
+        print(f"\n  two 1 s Flask views finished at {finished[0]:.3f} s and {finished[1]:.3f} s")
+    # Serially they would take 2 s; the margin absorbs a slow CI machine.
+    assert finished[1] < 1.8
+    assert finished[1] - finished[0] < 0.5
+
+
+def test_native_route_answers_while_every_worker_is_blocked(live_server: ServerFactory) -> None:
+    release = threading.Event()
+    server = live_server(with_test_views(release=release))
+    threads = server.hybrid.settings.threads
+    with ThreadPoolExecutor(threads) as clients:
+        held = [
+            clients.submit(httpx.get, f"{server.url}/_test/hold", timeout=15)
+            for _ in range(threads)
+        ]
+        deadline = time.monotonic() + 5
+        while server.hybrid.container.in_flight < threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.hybrid.container.in_flight == threads
+        try:
+            health = httpx.get(f"{server.url}/healthz", timeout=2)
+            assert health.status_code == 200
+            assert health.json() == {"status": "ok", "wsgi": {"in_flight": threads}}
+            assert not any(future.done() for future in held)  # still blocked
+        finally:
+            release.set()
+        assert [future.result().text for future in held] == ["released"] * threads
+
+
+def test_an_exception_in_a_view_is_a_500_and_serving_goes_on(
+    live_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = live_server(with_test_views())
+    with httpx.Client(base_url=server.url) as client:
+        failed = client.get("/_test/raise")
+        assert failed.status_code == 500
+        assert failed.headers["content-type"].startswith("text/html")
+        assert "internal server error" in failed.text
+        again = client.get("/api/tasks")
+        assert again.status_code == 200
+    logged = [r for r in caplog.records if "view failed on purpose" in str(r.exc_info)]
+    assert len(logged) == 1
+
+
+def test_native_stats_read_the_same_models(live_server: ServerFactory) -> None:
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/api/stats").json()["total"] == 0
+        created = client.post(
+            "/api/tasks", json={"kind": "sleep", "params": {"steps": 1, "delay": 0}}
+        )
+        assert created.status_code == 201
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stats = client.get("/api/stats").json()
+            if stats["tasks"]["succeeded"] == 1:
+                break
+            time.sleep(0.02)
+        assert stats == {
+            "tasks": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "interrupted": 0},
+            "total": 1,
+        }
+        assert "x-request-id" in client.get("/api/stats").headers
+
+
+def test_home_page_and_api_through_the_bridge(live_server: ServerFactory) -> None:
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        home = client.get("/")
+        assert home.status_code == 200 and "Start a task" in home.text
+        assert client.get("/static/style.css").status_code == 200
+        assert client.get("/api/tasks").json() == {"tasks": []}
+        assert client.get("/nowhere").status_code == 404

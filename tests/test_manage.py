@@ -1,0 +1,129 @@
+"""``manage.py`` as a user runs it: a real process, real arguments, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from config import PROJECT_ROOT
+
+MANAGE = str(PROJECT_ROOT / "manage.py")
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, MANAGE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def environment(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "APP_ENV")}
+    env.update({"DATABASE_URL": database_url, "APP_ENV": "testing", "SECRET_KEY": "x" * 32})
+    env.update(extra)
+    return env
+
+
+def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
+    result = run("routes", env=environment(database_url))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["PATH", "METHODS", "SIDE", "HANDLER", "STATUS"]
+    rows = [line.split() for line in lines[2:]]
+    native = [row for row in rows if row[2] == "native"]
+    flask = [row for row in rows if row[2] == "flask"]
+    assert rows == native + flask  # native rules first: they are matched first
+    assert [
+        "/healthz",
+        "GET",
+        "native",
+        "tornado_handlers.health.HealthHandler",
+        "native-only",
+    ] in native
+    assert [
+        "/ws/tasks",
+        "GET",
+        "native",
+        "tornado_handlers.websocket.TaskProgressSocket",
+        "native-only",
+    ] in native
+    assert ["/", "GET", "flask", "tasks.index", "flask"] in flask
+    assert ["/api/tasks", "GET", "flask", "tasks_api.index", "flask"] in flask
+    assert ["/api/tasks", "POST", "flask", "tasks_api.create", "flask"] in flask
+    assert ["/tasks/<int:task_id>", "GET", "flask", "tasks.detail", "flask"] in flask
+
+
+def test_routes_json_flags_shadowed_flask_routes(database_url: str) -> None:
+    result = run("routes", "--json", env=environment(database_url))
+    assert result.returncode == 0, result.stderr
+    routes = json.loads(result.stdout)
+    by_handler = {route["handler"]: route for route in routes}
+    assert by_handler["tasks.detail"]["side"] == "flask"
+    assert {route["side"] for route in routes} == {"native", "flask"}
+    for route in routes:
+        if route["status"] == "shadowed":
+            assert route["shadowed_by"] in {r["path"] for r in routes if r["side"] == "native"}
+
+
+def test_invalid_configuration_stops_with_one_clear_line(database_url: str) -> None:
+    result = run("serve", env=environment(database_url, PORT="http"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: invalid configuration: PORT: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'http')"
+    )
+
+
+def test_db_upgrade_and_current(database_url: str) -> None:
+    env = environment(database_url)
+    upgraded = run("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = run("db", "current", env=env)
+    assert current.returncode == 0, current.stderr
+    assert re.search(r"^\w+ \(head\)$", current.stdout, re.MULTILINE), current.stdout
+
+
+def test_serve_answers_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """Development mode on a fresh SQLite file: created and migrated on first start."""
+    database = tmp_path / "fresh" / "dev.db"
+    env = environment(f"sqlite:///{database}", APP_ENV="development", PORT="0", THREADS="2")
+    env["AUTORELOAD"] = "false"
+    process = subprocess.Popen(
+        [sys.executable, MANAGE, "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        assert process.stderr is not None
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+        assert port, "serve did not report its port"
+        assert database.exists()
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/").status_code == 200
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"{base}/api/tasks").json() == {"tasks": []}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        rest = process.stderr.read()
+        assert "stopped" in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()

@@ -1,0 +1,75 @@
+"""The HTML pages, as a user clicks through them (WebTest, WSGI level)."""
+
+from __future__ import annotations
+
+import time
+
+import webtest
+from flask import Flask
+
+from app.extensions import db
+from app.tasks.models import Task
+
+
+def wait_for_final(flask_app: Flask, task_id: int, timeout: float = 10) -> Task:
+    """Poll the database until the task is final (it runs on the executor)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with flask_app.app_context():
+            task = db.session.get(Task, task_id)
+            assert task is not None
+            if task.status not in ("queued", "running"):
+                db.session.expunge(task)
+                return task
+        time.sleep(0.02)
+    raise AssertionError(f"task {task_id} did not finish in {timeout} s")
+
+
+def test_home_page_starts_empty(testapp: webtest.TestApp) -> None:
+    page = testapp.get("/")
+    assert page.status_code == 200
+    assert "Start a task" in page
+    assert page.html.find(id="no-tasks") is not None
+
+
+def test_start_a_task_from_the_form(testapp: webtest.TestApp, flask_app: Flask) -> None:
+    page = testapp.get("/")
+    form = page.forms["new-task"]
+    form["kind"] = "sleep"
+    form["steps"] = "3"
+    form["delay"] = "0.01"
+    created = form.submit()
+    assert created.status_code == 302
+    detail = created.follow()
+    assert "Task 1 started." in detail
+    assert detail.html.find("h1").text.startswith("Task 1")
+
+    task = wait_for_final(flask_app, 1)
+    assert task.status == "succeeded"
+    assert task.progress == 100
+    assert task.result == {"slept_seconds": 0.03}
+
+    home = testapp.get("/")
+    rows = home.html.select("#tasks tbody tr")
+    assert len(rows) == 1
+    assert "succeeded" in rows[0].text
+
+
+def test_invalid_form_says_which_field(testapp: webtest.TestApp, flask_app: Flask) -> None:
+    form = testapp.get("/").forms["new-task"]
+    form["kind"] = "sleep"
+    form["steps"] = "5000"
+    page = form.submit(status=422)
+    assert "params.steps: Input should be less than or equal to 1000" in page
+    with flask_app.app_context():
+        assert db.session.query(Task).count() == 0
+
+
+def test_form_without_csrf_token_is_rejected(testapp: webtest.TestApp) -> None:
+    page = testapp.post("/tasks", {"kind": "sleep"}, status=400)
+    assert "The CSRF token is missing." in page
+
+
+def test_unknown_task_page_is_404(testapp: webtest.TestApp) -> None:
+    page = testapp.get("/tasks/999", status=404)
+    assert "<h1>404</h1>" in page

@@ -1,0 +1,74 @@
+"""The native WebSocket pushes the progress of a real task as it happens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from tornado.websocket import websocket_connect
+
+from tests.conftest import ServerFactory
+
+
+async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:
+    connection = await websocket_connect(url)
+    try:
+        hello = json.loads(await connection.read_message())
+        assert hello["type"] == "hello"
+        await asyncio.get_running_loop().run_in_executor(None, create)
+        events: list[dict[str, Any]] = []
+        while True:
+            message = await asyncio.wait_for(connection.read_message(), 10)
+            assert message is not None, "server closed the WebSocket"
+            event = json.loads(message)
+            events.append(event["task"])
+            if event["task"]["status"] not in ("queued", "running"):
+                return events
+    finally:
+        connection.close()
+
+
+def test_progress_of_a_real_task_arrives_over_the_websocket(live_server: ServerFactory) -> None:
+    server = live_server()
+
+    def create() -> None:
+        response = httpx.post(
+            f"{server.url}/api/tasks",
+            json={"kind": "sleep", "params": {"steps": 4, "delay": 0.05}},
+        )
+        assert response.status_code == 201
+
+    events = asyncio.run(collect_until_final(f"{server.ws_url}/ws/tasks?task=1", create))
+    assert [e["status"] for e in events] == ["running"] * 5 + ["succeeded"]
+    assert [e["progress"] for e in events] == [0, 25, 50, 75, 100, 100]
+    assert events[-1]["result"] == {"slept_seconds": 0.2}
+
+
+def test_a_filtered_socket_ignores_other_tasks(live_server: ServerFactory) -> None:
+    server = live_server()
+
+    def create_two() -> None:
+        for _ in range(2):
+            httpx.post(
+                f"{server.url}/api/tasks",
+                json={"kind": "sleep", "params": {"steps": 1, "delay": 0}},
+            )
+
+    events = asyncio.run(collect_until_final(f"{server.ws_url}/ws/tasks?task=2", create_two))
+    assert {e["id"] for e in events} == {2}
+
+
+def test_bad_filter_closes_with_policy_violation(live_server: ServerFactory) -> None:
+    server = live_server()
+
+    async def connect() -> tuple[int | None, str | None]:
+        connection = await websocket_connect(f"{server.ws_url}/ws/tasks?task=abc")
+        try:
+            assert await connection.read_message() is None
+            return connection.close_code, connection.close_reason
+        finally:
+            connection.close()
+
+    assert asyncio.run(connect()) == (1008, "task must be an integer")

@@ -1,0 +1,79 @@
+"""The composition root: one settings object, one executor, both sides wired up.
+
+:func:`build_hybrid` is the only place that creates the shared
+:class:`~concurrent.futures.ThreadPoolExecutor` and hands it to the WSGI
+bridge, the native handlers and the Flask app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import tornado.web
+from flask import Flask
+
+from app import create_app
+from config import Settings
+from tornado_handlers.lifecycle import InFlight
+from tornado_handlers.routes import make_routes
+from wsgi_bridge import WSGIContainer, access_log_function
+
+
+@dataclass
+class Hybrid:
+    """Everything one server process runs, built by :func:`build_hybrid`.
+
+    :ivar settings: the shared settings.
+    :ivar executor: the shared thread pool (``settings.threads`` threads named
+        ``worker-N``); shut it down after the server stops.
+    :ivar flask_app: the Flask app behind the bridge.
+    :ivar container: the WSGI bridge running ``flask_app`` on ``executor``.
+    :ivar application: the Tornado application: native rules, then the fallback.
+    """
+
+    settings: Settings
+    executor: ThreadPoolExecutor
+    flask_app: Flask
+    container: WSGIContainer
+    application: tornado.web.Application
+
+    def close(self, wait: bool = True) -> None:
+        """Shut the executor down (queued work is cancelled).
+
+        :param wait: block until running work finishes.
+        """
+        self.executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def build_hybrid(
+    settings: Settings,
+    create_flask_app: Callable[[Settings, Executor], Flask] = create_app,
+) -> Hybrid:
+    """Create the executor, the Flask app, the bridge and the Tornado application.
+
+    :param settings: the shared settings.
+    :param create_flask_app: the Flask application factory, called with the
+        settings and the shared executor; default :func:`app.create_app`
+        (tests pass a wrapper that adds views).
+    :returns: the :class:`Hybrid`; nothing is listening yet.
+    """
+    executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="worker")
+    flask_app = create_flask_app(settings, executor)
+    in_flight = InFlight()
+    container = WSGIContainer(
+        flask_app,
+        executor,
+        max_queue=settings.max_queue,
+        max_body_size=settings.max_body_size,
+        script_name=settings.flask_mount,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    application = tornado.web.Application(
+        make_routes(flask_app, executor, container),
+        log_function=access_log_function,
+        in_flight=in_flight,
+        **settings.tornado_settings(),
+    )
+    return Hybrid(settings, executor, flask_app, container, application)

@@ -1,0 +1,161 @@
+"""The route inventory: every route of both sides in one list, in match order.
+
+Used by ``manage.py routes``. A Flask route whose path a native rule also
+matches is *shadowed*: Tornado matches native rules first, so the native
+handler serves it (the route has been ported). Native routes with no Flask twin
+are marked ``native-only``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+from flask import Flask
+from tornado.routing import PathMatches, Rule
+from werkzeug.routing import Rule as FlaskRule
+
+from wsgi_bridge import WSGIFallbackHandler
+
+_SAMPLE_VALUES = {
+    "int": "1",
+    "float": "1.5",
+    "path": "a/b",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+}
+_CONVERTER = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
+
+
+@dataclass
+class Route:
+    """One row of the inventory.
+
+    :ivar path: the URL pattern as its side writes it (Tornado regex or Flask rule).
+    :ivar methods: HTTP methods served, sorted.
+    :ivar side: ``"native"`` (Tornado handler) or ``"flask"`` (through the bridge).
+    :ivar handler: ``module.Class`` for native routes, the endpoint for Flask ones.
+    :ivar status: ``"native-only"``, ``"ported"`` (a native route that shadows a
+        Flask one), ``"shadowed"`` (a Flask route a native one hides) or ``"flask"``.
+    :ivar shadowed_by: for a shadowed Flask route, the native path that hides it.
+    :ivar twins: for a native route, the Flask endpoints it shadows.
+    """
+
+    path: str
+    methods: list[str]
+    side: str
+    handler: str
+    status: str = ""
+    shadowed_by: str | None = None
+    twins: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the row as JSON-ready data."""
+        return asdict(self)
+
+
+def handler_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
+    """Return the HTTP methods ``handler`` implements (``GET`` for WebSockets)."""
+    if issubclass(handler, tornado.websocket.WebSocketHandler):
+        return ["GET"]
+    return sorted(
+        method
+        for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower(), None)
+        is not getattr(tornado.web.RequestHandler, method.lower(), None)
+    )
+
+
+def _native_pattern(rule: Rule) -> str:
+    matcher = rule.matcher
+    if isinstance(matcher, PathMatches):
+        return matcher.regex.pattern.removesuffix("$")
+    return repr(matcher)
+
+
+def sample_path(rule: FlaskRule, mount: str = "") -> str:
+    """Return a concrete path that ``rule`` matches (``/tasks/1`` for ``/tasks/<int:id>``).
+
+    :param rule: a Werkzeug rule of the Flask app.
+    :param mount: the prefix the Flask app is mounted under (``SCRIPT_NAME``).
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        return _SAMPLE_VALUES.get(match.group("converter") or "", "x")
+
+    return mount + _CONVERTER.sub(fill, rule.rule)
+
+
+def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> list[Route]:
+    """List every route of both sides in the order requests are matched.
+
+    :param rules: the Tornado rules (``tornado_handlers.routes.make_routes``).
+    :param flask_app: the Flask app behind the fallback rule.
+    :param mount: the prefix the Flask app is mounted under.
+    :returns: native routes first (table order), then Flask routes sorted by path.
+    """
+    natives: list[tuple[re.Pattern[str] | None, Route]] = []
+    for rule in rules:
+        target = rule.target
+        if inspect.isclass(target) and issubclass(target, WSGIFallbackHandler):
+            continue
+        if not (inspect.isclass(target) and issubclass(target, tornado.web.RequestHandler)):
+            continue
+        regex = rule.matcher.regex if isinstance(rule.matcher, PathMatches) else None
+        route = Route(
+            path=_native_pattern(rule),
+            methods=handler_methods(target),
+            side="native",
+            handler=f"{target.__module__}.{target.__qualname__}",
+        )
+        natives.append((regex, route))
+
+    flask_routes: list[Route] = []
+    for flask_rule in sorted(flask_app.url_map.iter_rules(), key=lambda r: r.rule):
+        methods = sorted((flask_rule.methods or set()) - {"HEAD", "OPTIONS"})
+        route = Route(
+            path=mount + flask_rule.rule,
+            methods=methods,
+            side="flask",
+            handler=flask_rule.endpoint,
+            status="flask",
+        )
+        concrete = sample_path(flask_rule, mount)
+        for regex, native in natives:
+            if regex is not None and regex.match(concrete) and set(methods) & set(native.methods):
+                route.status = "shadowed"
+                route.shadowed_by = native.path
+                native.twins.append(flask_rule.endpoint)
+                break
+        flask_routes.append(route)
+
+    for _, native in natives:
+        native.status = "ported" if native.twins else "native-only"
+    return [native for _, native in natives] + flask_routes
+
+
+def format_table(routes: list[Route]) -> str:
+    """Render the inventory as an aligned text table (one row per route)."""
+    header = ("PATH", "METHODS", "SIDE", "HANDLER", "STATUS")
+    rows = [header] + [
+        (
+            r.path,
+            ",".join(r.methods),
+            r.side,
+            r.handler,
+            r.status
+            + (f" by {r.shadowed_by}" if r.shadowed_by else "")
+            + (f" ({', '.join(r.twins)})" if r.twins else ""),
+        )
+        for r in routes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

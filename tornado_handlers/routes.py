@@ -1,0 +1,45 @@
+"""The route table: every URL of the service, in the order Tornado matches them.
+
+Native rules come first; the last rule hands everything else to the Flask app
+through the WSGI bridge. To port a Flask route, add a native rule for the same
+path above the fallback: it wins from then on (``manage.py routes`` flags the
+Flask route as shadowed).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from typing import Any
+
+from flask import Flask
+from tornado.routing import Rule
+from tornado.web import url
+
+from tornado_handlers.health import HealthHandler
+from tornado_handlers.tasks import TaskStatsHandler
+from tornado_handlers.websocket import TaskProgressSocket
+from wsgi_bridge import WSGIContainer, WSGIFallbackHandler
+
+
+def make_routes(flask_app: Flask, executor: Executor, container: WSGIContainer) -> list[Rule]:
+    """Return the rules, native first and the Flask fallback last.
+
+    :param flask_app: the Flask app (behind ``container``), for handlers that
+        share its database and config.
+    :param executor: the shared thread pool, for native handlers' blocking work.
+    :param container: the WSGI bridge wrapping ``flask_app``.
+    :returns: :class:`tornado.routing.Rule` objects for ``tornado.web.Application``.
+    """
+    shared: dict[str, Any] = {"executor": executor, "flask_app": flask_app}
+    return [
+        url(r"/healthz", HealthHandler, {"container": container, **shared}, name="healthz"),
+        url(r"/api/stats", TaskStatsHandler, shared, name="task_stats"),
+        url(
+            r"/ws/tasks",
+            TaskProgressSocket,
+            {"events": flask_app.extensions["task_events"]},
+            name="task_progress",
+        ),
+        # Last: everything no native rule matched goes to Flask.
+        url(r".*", WSGIFallbackHandler, {"fallback": container}, name="flask"),
+    ]
