@@ -54,9 +54,20 @@ def run_migrations_online() -> None:
     conf_args = dict(migrate.configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a SQLite table by copying it and dropping
+            # the old one; with foreign keys on, that DROP would cascade into
+            # the rows that reference it. SQLite ignores this pragma inside a
+            # transaction, hence the commit. https://www.sqlite.org/lang_altertable.html
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app.database import call_in_session
+from app.errors import error_response
 from wsgi_bridge import ensure_request_id
 
 T = TypeVar("T")
@@ -97,10 +98,43 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps(data, separators=(",", ":")))
 
+    def json_body(self) -> dict[str, Any]:
+        """The request body decoded as a JSON object.
+
+        :raises tornado.web.HTTPError: 400 if the body is not a JSON object.
+        """
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise tornado.web.HTTPError(400, reason="the body must be a JSON object")
+        return body
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """JSON error body ``{"error": reason}`` instead of Tornado's HTML page."""
+        """JSON error body instead of Tornado's HTML page.
+
+        Domain exceptions get the status and body Flask gives them
+        (:func:`app.errors.error_response`: 422 with the fields, 404, 409);
+        other errors ``{"error": reason}``.
+        """
+        exc_info = kwargs.get("exc_info")
+        mapped = error_response(exc_info[1]) if exc_info else None
+        if mapped is not None:
+            status_code, body = mapped
+            self.set_status(status_code)
+        elif status_code >= 500:
+            body = {"error": "internal server error"}
+        else:
+            body = {"error": self._reason}
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": self._reason}))
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Domain errors are answers, not failures: log only real errors."""
+        if value is not None and error_response(value) is not None:
+            return
+        super().log_exception(typ, value, tb)
 
     def flush(self, include_footers: bool = False) -> Any:
         self.bytes_sent += sum(len(chunk) for chunk in self._write_buffer)

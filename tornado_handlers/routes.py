@@ -16,7 +16,7 @@ from tornado.routing import Rule
 from tornado.web import url
 
 from tornado_handlers.health import HealthHandler
-from tornado_handlers.tasks import TaskStatsHandler
+from tornado_handlers.tasks import TaskNotesHandler, TaskStatsHandler
 from tornado_handlers.websocket import TaskProgressSocket
 from wsgi_bridge import WSGIContainer, WSGIFallbackHandler
 
@@ -34,6 +34,7 @@ def make_routes(flask_app: Flask, executor: Executor, container: WSGIContainer) 
     return [
         url(r"/healthz", HealthHandler, {"container": container, **shared}, name="healthz"),
         url(r"/api/stats", TaskStatsHandler, shared, name="task_stats"),
+        url(r"/api/v2/tasks/([0-9]+)/notes", TaskNotesHandler, shared, name="task_notes_v2"),
         url(
             r"/ws/tasks",
             TaskProgressSocket,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.tasks.service import count_by_status
+from app.tasks.service import add_note, count_by_status, list_notes
 from tornado_handlers.base import BaseHandler
 
 
@@ -21,3 +21,23 @@ class TaskStatsHandler(BaseHandler):
 
         counts = await self.run_in_session(query)
         self.write_json({"tasks": counts, "total": sum(counts.values())})
+
+
+class TaskNotesHandler(BaseHandler):
+    """``GET|POST /api/v2/tasks/<id>/notes``: notes, written natively.
+
+    The same operations as Flask's ``/api/tasks/<id>/notes``
+    (:func:`app.tasks.service.add_note`, :func:`~app.tasks.service.list_notes`)
+    with the same errors: 400 for a body that is not a JSON object, 422 naming
+    the field, 404 for an unknown task, 409 when the write conflicts -- and then
+    nothing is written.
+    """
+
+    async def get(self, task_id: str) -> None:
+        notes = await self.run_in_session(lambda session: list_notes(session, int(task_id)))
+        self.write_json({"notes": notes})
+
+    async def post(self, task_id: str) -> None:
+        body = self.json_body()
+        note = await self.run_in_session(lambda session: add_note(session, int(task_id), body))
+        self.write_json(note, status=201)

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, request, url_for
 
 from app.extensions import csrf, db
 from app.tasks.models import Task, TaskStatus
-from app.tasks.service import create_task, list_tasks
+from app.tasks.service import NewTask, add_note, create_task, list_notes, list_tasks, parse
 
 blueprint = Blueprint("tasks_api", __name__, url_prefix="/api/tasks")
 csrf.exempt(blueprint)
@@ -32,16 +32,41 @@ def index() -> dict[str, Any]:
 
 @blueprint.post("")
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
-    """``POST /api/tasks`` with ``{"kind": "sleep", "params": {"steps": 5}}``.
+    """``POST /api/tasks`` with ``{"kind": "sleep", "params": {"steps": 5}, "name": "n"}``.
+
+    ``name`` is optional and unique (a second task of that name is 409).
 
     :returns: 201 with the new task and a ``Location`` header.
     """
+    new = parse(NewTask, json_object())
+    task = create_task(new.kind, new.params, new.name)
+    location = url_for("tasks_api.detail", task_id=task.id)
+    return task.to_dict(), 201, {"Location": location}
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object; 400 if it is not one."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, description="the body must be a JSON object")
-    task = create_task(body.get("kind"), body.get("params"))
-    location = url_for("tasks_api.detail", task_id=task.id)
-    return task.to_dict(), 201, {"Location": location}
+    return body
+
+
+@blueprint.get("/<int:task_id>/notes")
+def notes(task_id: int) -> dict[str, Any]:
+    """``GET /api/tasks/<id>/notes``: the task's notes, oldest first."""
+    return {"notes": list_notes(db.session, task_id)}
+
+
+@blueprint.post("/<int:task_id>/notes")
+def add(task_id: int) -> tuple[dict[str, Any], int]:
+    """``POST /api/tasks/<id>/notes`` with ``{"body": "..."}``: 201 and the note.
+
+    The note and the task's ``note_count`` are written in one transaction.
+    """
+    note = add_note(db.session, task_id, json_object())
+    db.session.commit()
+    return note, 201
 
 
 @blueprint.get("/<int:task_id>")

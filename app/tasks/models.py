@@ -6,10 +6,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
+
+NAME_MAX_LENGTH = 100
+"""Longest task name, in characters."""
+
+NOTE_MAX_LENGTH = 2000
+"""Longest note body, in characters."""
+
+MAX_NOTES_PER_TASK = 1000
+"""How many notes one task may have (enforced by the database)."""
 
 
 def utcnow() -> datetime:
@@ -41,11 +50,18 @@ class Task(db.Model):  # type: ignore[name-defined]
 
     ``params`` and ``result`` are JSON objects whose shape depends on ``kind``
     (see :mod:`app.tasks.kinds`); ``progress`` is a percentage, 0 to 100.
+    ``name`` is optional and unique: a client can name a task to find it again
+    (a second task of the same name is a conflict). ``note_count`` counts the
+    task's :class:`TaskNote` rows, kept in step in the same transaction, and
+    is capped at :data:`MAX_NOTES_PER_TASK` by a CHECK constraint.
     """
 
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint("progress >= 0 AND progress <= 100", name="progress_percent"),
+        CheckConstraint(
+            f"note_count >= 0 AND note_count <= {MAX_NOTES_PER_TASK}", name="note_count_range"
+        ),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')",
             name="status_known",
@@ -53,6 +69,7 @@ class Task(db.Model):  # type: ignore[name-defined]
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH), unique=True, default=None)
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.QUEUED.value, index=True)
@@ -62,6 +79,14 @@ class Task(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    note_count: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    notes: Mapped[list[TaskNote]] = relationship(
+        back_populates="task",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TaskNote.id",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as JSON-ready data (times as ISO 8601 strings).
@@ -71,6 +96,7 @@ class Task(db.Model):  # type: ignore[name-defined]
         """
         return {
             "id": self.id,
+            "name": self.name,
             "kind": self.kind,
             "params": self.params,
             "status": self.status,
@@ -80,10 +106,37 @@ class Task(db.Model):  # type: ignore[name-defined]
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "note_count": self.note_count,
         }
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.kind} {self.status} {self.progress}%>"
+
+
+class TaskNote(db.Model):  # type: ignore[name-defined]
+    """A short note attached to a task, written by either side.
+
+    Deleting a task deletes its notes (``ON DELETE CASCADE``); a note for a
+    task that does not exist violates the foreign key.
+    """
+
+    __tablename__ = "task_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(String(NOTE_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    task: Mapped[Task] = relationship(back_populates="notes")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the note as JSON-ready data."""
+        return {
+            "id": self.id,
+            "task_id": self.task_id,
+            "body": self.body,
+            "created_at": _iso(self.created_at),
+        }
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,24 +1,34 @@
-"""Creating and reading tasks: the operations both the HTML pages and the API use."""
+"""Task operations shared by the HTML pages, the Flask API and native handlers.
+
+Functions that take a ``session`` work with any SQLAlchemy
+:class:`~sqlalchemy.orm.Session`: Flask views pass ``db.session``, native
+handlers the session :meth:`tornado_handlers.base.BaseHandler.run_in_session`
+gives them. They flush but do not commit: the caller's unit of work does.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
-from pydantic import ValidationError
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.tasks.kinds import KINDS
-from app.tasks.models import Task, TaskStatus
+from app.tasks.models import NAME_MAX_LENGTH, NOTE_MAX_LENGTH, Task, TaskNote, TaskStatus
 from app.tasks.runner import TaskRunner
 
+M = TypeVar("M", bound=BaseModel)
 
-class InvalidTask(ValueError):
-    """The request to create a task is invalid.
 
-    :param fields: problems by field path (``"kind"``, ``"params.steps"``), each
-        a short message; shown to users and returned by the API.
+class InvalidInput(ValueError):
+    """Input is invalid; nothing was written.
+
+    :param fields: problems by field path (``"kind"``, ``"params.steps"``,
+        ``"body"``), each a short message; shown to users and returned by the
+        API as ``{"error": "validation failed", "fields": {...}}`` with 422.
     """
 
     def __init__(self, fields: dict[str, str]) -> None:
@@ -26,38 +36,72 @@ class InvalidTask(ValueError):
         self.fields = fields
 
 
+class TaskNotFound(LookupError):
+    """No task has the given id (the API answers 404)."""
+
+
+class NewTask(BaseModel):
+    """The body of ``POST /api/tasks``: ``{"kind": ..., "params": {...}, "name": ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(None, min_length=1, max_length=NAME_MAX_LENGTH)
+
+
+class NewNote(BaseModel):
+    """The body of a note: ``{"body": "..."}``, 1 to :data:`NOTE_MAX_LENGTH` characters."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
+
+
+def parse(model: type[M], data: Any, prefix: str = "") -> M:
+    """Validate ``data`` against the pydantic ``model``.
+
+    :param data: decoded JSON (any shape; a non-object fails on every field).
+    :param prefix: prepended to field paths in errors (``"params."``).
+    :raises InvalidInput: naming every invalid field.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        fields = {}
+        for item in error.errors():
+            path = ".".join(map(str, item["loc"])) or "body"
+            fields[prefix + path] = item["msg"]
+        raise InvalidInput(fields) from None
+
+
 def validate_task(kind: Any, params: Any) -> dict[str, Any]:
     """Check ``kind`` and ``params`` and return the params with defaults filled in.
 
     :param kind: the kind's name, a ``str`` among :data:`app.tasks.kinds.KINDS`.
     :param params: a ``dict`` of the kind's parameters (missing ones take defaults).
-    :raises InvalidTask: naming every invalid field.
+    :raises InvalidInput: naming every invalid field.
     """
     if not isinstance(kind, str) or kind not in KINDS:
-        raise InvalidTask({"kind": f"must be one of: {', '.join(sorted(KINDS))}"})
+        raise InvalidInput({"kind": f"must be one of: {', '.join(sorted(KINDS))}"})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise InvalidTask({"params": "must be an object"})
-    try:
-        model = KINDS[kind].params_model.model_validate(params)
-    except ValidationError as error:
-        raise InvalidTask(
-            {".".join(["params", *map(str, item["loc"])]): item["msg"] for item in error.errors()}
-        ) from None
-    return model.model_dump()
+        raise InvalidInput({"params": "must be an object"})
+    return parse(KINDS[kind].params_model, params, prefix="params.").model_dump()
 
 
-def create_task(kind: Any, params: Any) -> Task:
+def create_task(kind: Any, params: Any, name: str | None = None) -> Task:
     """Validate, store and submit a new task; return it (status ``queued``).
 
     Runs inside a Flask request or app context. The row is committed before the
     task is submitted, so the worker always finds it.
 
-    :raises InvalidTask: if ``kind`` or ``params`` is invalid; nothing is written.
+    :raises InvalidInput: if ``kind``, ``params`` or ``name`` is invalid.
+    :raises sqlalchemy.exc.IntegrityError: if a task named ``name`` exists
+        (the session is rolled back; the API answers 409). Nothing is written
+        or submitted in either case.
     """
     clean = validate_task(kind, params)
-    task = Task(kind=kind, params=clean, status=TaskStatus.QUEUED.value, progress=0)
+    task = Task(name=name, kind=kind, params=clean, status=TaskStatus.QUEUED.value, progress=0)
     db.session.add(task)
     db.session.commit()
     runner: TaskRunner = current_app.extensions["task_runner"]
@@ -73,7 +117,7 @@ def list_tasks(status: str | None = None, limit: int = 50) -> list[Task]:
     return list(db.session.scalars(query))
 
 
-def count_by_status(session: Any = None) -> dict[str, int]:
+def count_by_status(session: Session | None = None) -> dict[str, int]:
     """Return ``{status: count}`` for every status (zero included).
 
     :param session: the session to use; default ``db.session``.
@@ -83,3 +127,42 @@ def count_by_status(session: Any = None) -> dict[str, int]:
     counts = {status.value: 0 for status in TaskStatus}
     counts.update({status: count for status, count in rows})
     return counts
+
+
+def add_note(session: Session, task_id: int, data: Any) -> dict[str, Any]:
+    """Append a note to task ``task_id`` and count it, as one unit of work.
+
+    Inserts the note, then increments ``tasks.note_count`` with an atomic
+    ``UPDATE ... SET note_count = note_count + 1`` (no read-modify-write race
+    between threads or processes). If the second statement fails -- the task
+    is at :data:`~app.tasks.models.MAX_NOTES_PER_TASK` -- the caller's rollback
+    removes the note too: both or neither.
+
+    :param data: the decoded JSON body, ``{"body": str}``.
+    :returns: the new note as data.
+    :raises InvalidInput: if ``data`` is not a valid note.
+    :raises TaskNotFound: if the task does not exist.
+    :raises sqlalchemy.exc.IntegrityError: on the notes cap or if the task was
+        deleted meanwhile (foreign key); roll back.
+    """
+    note_in = parse(NewNote, data)
+    if session.get(Task, task_id) is None:
+        raise TaskNotFound(task_id)
+    note = TaskNote(task_id=task_id, body=note_in.body)
+    session.add(note)
+    session.flush()
+    session.execute(update(Task).where(Task.id == task_id).values(note_count=Task.note_count + 1))
+    return note.to_dict()
+
+
+def list_notes(session: Session, task_id: int) -> list[dict[str, Any]]:
+    """Return task ``task_id``'s notes, oldest first.
+
+    :raises TaskNotFound: if the task does not exist.
+    """
+    if session.get(Task, task_id) is None:
+        raise TaskNotFound(task_id)
+    notes = session.scalars(
+        select(TaskNote).where(TaskNote.task_id == task_id).order_by(TaskNote.id)
+    )
+    return [note.to_dict() for note in notes]

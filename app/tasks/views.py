@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.tasks.forms import TaskForm
 from app.tasks.models import Task
-from app.tasks.service import InvalidTask, count_by_status, create_task, list_tasks
+from app.tasks.service import InvalidInput, count_by_status, create_task, list_tasks
 
 blueprint = Blueprint("tasks", __name__)
 
@@ -28,7 +28,7 @@ def create() -> Response | tuple[str, int]:
     if form.validate_on_submit():
         try:
             task = create_task(form.kind.data, form.params())
-        except InvalidTask as error:
+        except InvalidInput as error:
             for field, message in error.fields.items():
                 flash(f"{field}: {message}", "error")
         else:
