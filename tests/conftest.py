@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -195,7 +196,8 @@ def live_server(settings: Settings) -> Iterator[ServerFactory]:
 
     yield start
     for server, thread in started:
-        server.loop.call_soon_threadsafe(server.stop.set)
+        with contextlib.suppress(RuntimeError):  # a test may have stopped it already
+            server.loop.call_soon_threadsafe(server.stop.set)
         thread.join(15)
         assert not thread.is_alive(), "server did not stop within 15 s"
         server.hybrid.executor.shutdown(wait=True)

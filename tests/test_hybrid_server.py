@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 import httpx
 import pytest
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from app import create_app
 from config import Settings
@@ -156,3 +157,42 @@ def test_home_page_and_api_through_the_bridge(live_server: ServerFactory) -> Non
         assert client.get("/static/style.css").status_code == 200
         assert client.get("/api/tasks").json() == {"tasks": []}
         assert client.get("/nowhere").status_code == 404
+
+
+def test_graceful_shutdown_lets_in_flight_requests_finish(live_server: ServerFactory) -> None:
+    release = threading.Event()
+    server = live_server(with_test_views(release=release))
+    with ThreadPoolExecutor(1) as clients:
+        held = clients.submit(httpx.get, f"{server.url}/_test/hold", timeout=15)
+        deadline = time.monotonic() + 5
+        while server.hybrid.container.in_flight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.loop.call_soon_threadsafe(server.stop.set)  # as SIGTERM does
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):  # no longer accepting
+            httpx.get(f"{server.url}/healthz", timeout=2)
+        assert not held.done()
+        release.set()
+        response = held.result()
+    assert (response.status_code, response.text) == (200, "released")
+
+
+def test_tasks_left_unfinished_are_marked_interrupted_at_start(
+    flask_app: Flask, live_server: ServerFactory
+) -> None:
+    from app.database import call_in_session
+    from app.tasks.models import Task
+
+    def insert(session: Session) -> None:
+        for status in ("queued", "running", "succeeded"):
+            session.add(Task(kind="sleep", params={}, status=status))
+
+    call_in_session(flask_app, insert)  # as a process that died would leave them
+    server = live_server()
+    tasks = httpx.get(f"{server.url}/api/tasks").json()["tasks"]
+    assert {t["id"]: t["status"] for t in tasks} == {
+        1: "interrupted",
+        2: "interrupted",
+        3: "succeeded",
+    }
+    assert tasks[-1]["error"] == "interrupted: the server stopped before the task finished"
