@@ -73,3 +73,22 @@ def test_form_without_csrf_token_is_rejected(testapp: webtest.TestApp) -> None:
 def test_unknown_task_page_is_404(testapp: webtest.TestApp) -> None:
     page = testapp.get("/tasks/999", status=404)
     assert "<h1>404</h1>" in page
+
+
+def test_add_notes_from_the_task_page(testapp: webtest.TestApp, flask_app: Flask) -> None:
+    form = testapp.get("/").forms["new-task"]
+    form["steps"], form["delay"] = "1", "0"
+    page = form.submit().follow()
+    assert page.html.find(id="no-notes") is not None
+
+    note_form = page.forms["new-note"]
+    note_form["body"] = "first look: fine"
+    page = note_form.submit().follow()
+    assert "Note added." in page
+    assert [li.text for li in page.html.select("#notes li")] == ["first look: fine"]
+
+    blank = page.forms["new-note"]
+    blank["body"] = "   "
+    rejected = blank.submit(status=422)
+    assert "body: String should have at least 1 character" in rejected
+    assert testapp.get("/api/tasks/1").json["note_count"] == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import FloatField, IntegerField, SelectField
+from wtforms import FloatField, IntegerField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
@@ -28,3 +28,9 @@ class TaskForm(FlaskForm):
         """Return the filled-in parameters that belong to the chosen kind."""
         fields = {"sleep": ("steps", "delay"), "primes": ("limit",)}[self.kind.data or "sleep"]
         return {name: self[name].data for name in fields if self[name].data is not None}
+
+
+class NoteForm(FlaskForm):
+    """One note on a task; length is checked by :class:`app.tasks.service.NewNote`."""
+
+    body = TextAreaField("Note")

@@ -6,9 +6,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from app.tasks.forms import TaskForm
+from app.tasks.forms import NoteForm, TaskForm
 from app.tasks.models import Task
-from app.tasks.service import InvalidInput, count_by_status, create_task, list_tasks
+from app.tasks.service import InvalidInput, add_note, count_by_status, create_task, list_tasks
 
 blueprint = Blueprint("tasks", __name__)
 
@@ -47,4 +47,23 @@ def create() -> Response | tuple[str, int]:
 def detail(task_id: int) -> str:
     """One task's page; its progress bar is kept live over the native WebSocket."""
     task = db.session.get(Task, task_id) or abort(404)
-    return render_template("tasks/detail.html", task=task)
+    return render_template("tasks/detail.html", task=task, form=NoteForm())
+
+
+@blueprint.post("/tasks/<int:task_id>/notes")
+def add_note_form(task_id: int) -> Response | tuple[str, int]:
+    """Add a note from the task page; on success back to the page."""
+    form = NoteForm()
+    try:
+        if not form.validate_on_submit():
+            raise InvalidInput({name: "; ".join(errors) for name, errors in form.errors.items()})
+        add_note(db.session, task_id, {"body": form.body.data})
+        db.session.commit()
+    except InvalidInput as error:
+        db.session.rollback()
+        for field, message in error.fields.items():
+            flash(f"{field}: {message}", "error")
+        task = db.session.get(Task, task_id) or abort(404)
+        return render_template("tasks/detail.html", task=task, form=form), 422
+    flash("Note added.", "success")
+    return redirect(url_for("tasks.detail", task_id=task_id))
