@@ -1,0 +1,186 @@
+"""Smoke test of the benchmark runner (``python -m benchmarks.run``).
+
+A tiny run: one round, 1 s wrk measurements, 2 MiB transfers, two peer servers (plus
+the hybrid server when ``wsgi_bridge`` is importable). It checks that the runner writes
+sane JSON / Markdown / PNG reports; the numbers themselves are not judged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import run as bench_run
+from benchmarks.report import BEGIN_MARK, END_MARK, summarize, update_doc
+from benchmarks.servers import PROJECT_ROOT, SERVERS
+from benchmarks.wrk import parse_wrk_output, wrk_path
+
+WRK_SAMPLE = """\
+Running 1s test @ http://127.0.0.1:8000/hello
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.37ms    1.02ms  19.63ms   90.10%
+    Req/Sec     5.98k   312.51     6.32k    80.00%
+  Latency Distribution
+     50%    5.18ms
+     75%    5.52ms
+     90%    6.15ms
+     99%  850.00us
+  5951 requests in 1.00s, 0.95MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   5947.22
+Transfer/sec:      0.95MB
+"""
+
+
+def _run_bench(
+    out_dir: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--quick",
+        "--warmup",
+        "0",
+        "--stream-mb",
+        "2",
+        "--upload-mb",
+        "2",
+        "--out-dir",
+        str(out_dir),
+        *extra,
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _median(data: dict[str, Any], scenario: str, server: str, metric: str) -> float:
+    return float(data["summary"][scenario][server][metric]["median"])
+
+
+def test_wrk_is_installed() -> None:
+    """wrk drives S1, S2, SN and S4; CI installs it (apt-get install -y wrk)."""
+    assert wrk_path() is not None, "wrk is missing: apt-get install -y wrk"
+
+
+def test_parse_wrk_output() -> None:
+    """wrk's --latency text is parsed, with units converted to milliseconds."""
+    res = parse_wrk_output(WRK_SAMPLE)
+    assert res.requests_per_sec == pytest.approx(5947.22)
+    assert res.requests == 5951
+    assert res.p50_ms == pytest.approx(5.18)
+    assert res.p99_ms == pytest.approx(0.85)
+    assert res.max_ms == pytest.approx(19.63)
+    assert res.socket_errors == 3
+    assert res.non_2xx == 4
+
+
+def test_summarize_spread() -> None:
+    """Medians and min-max spreads ignore NaN values."""
+    stats = summarize([3.0, 1.0, 2.0, float("nan")])
+    assert (stats["median"], stats["min"], stats["max"], stats["n"]) == (2.0, 1.0, 3.0, 3)
+
+
+def test_unavailable_server_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A server whose check fails stops the run with exit code 2 and says why."""
+    broken = dataclasses.replace(
+        SERVERS["hybrid"], check_code="raise SystemExit('wsgi_bridge is not ready')"
+    )
+    monkeypatch.setitem(SERVERS, "hybrid", broken)
+    code = bench_run.main(
+        ["--quick", "--servers", "hybrid", "--scenarios", "S3", "--out-dir", str(tmp_path)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'hybrid' is not available" in err
+    assert "wsgi_bridge is not ready" in err
+    assert not (tmp_path / "latest.json").exists()
+
+
+def _check_common(data: dict[str, Any], out_dir: Path, servers: list[str]) -> None:
+    assert data["meta"]["mode"] == "quick"
+    assert data["meta"]["servers"] == servers
+    assert data["errors"] == []
+    for server in servers:
+        for scen in ("S1", "S2"):
+            assert _median(data, scen, server, "rps") > 100
+            assert 0 < _median(data, scen, server, "p99_ms") < 5000
+            assert _median(data, scen, server, "errors") == 0
+        assert 0.2 <= _median(data, "S3", server, "wall_s") < 10
+        assert _median(data, "S3", server, "errors") == 0
+        assert _median(data, "S5", server, "mib_s") > 0
+        assert _median(data, "S5", server, "ttfb_ms") > 0
+        assert _median(data, "S5", server, "errors") == 0
+        assert _median(data, "S6", server, "seconds") > 0
+        assert _median(data, "S6", server, "errors") == 0
+    assert {t["id"] for t in data["targets"]} >= {"S1a", "S3", "S4", "S5a", "S6b"}
+    md = (out_dir / "latest.md").read_text()
+    assert "QUICK RUN" in md
+    assert "## S1" in md and "## S6" in md and "## Targets" in md
+    assert data["meta"]["machine"]["cpu_model"]
+    assert data["meta"]["versions"]["tornado"]
+
+
+def test_quick_run_writes_reports(tmp_path: Path) -> None:
+    """A tiny run against two peers writes JSON, Markdown and PNG with sane numbers."""
+    servers = ["tornado-wsgi", "waitress"]
+    proc = _run_bench(tmp_path, "--servers", ",".join(servers), "--reference", "tornado-wsgi")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    _check_common(data, tmp_path, servers)
+    assert _median(data, "SN", "tornado-wsgi", "rps") > 100
+    assert _median(data, "S4", "tornado-wsgi", "blocked_in_flight") >= 16
+    assert _median(data, "S4", "tornado-wsgi", "loaded_p99_ms") > 0
+    assert data["ratios"]["S1"]["waitress"]["rps"] > 0
+    png = (tmp_path / "latest.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_quick_run_hybrid(tmp_path: Path) -> None:
+    """The hybrid server runs every scenario (skipped while wsgi_bridge is unavailable)."""
+    reason = SERVERS["hybrid"].check()
+    if reason is not None:
+        pytest.skip(f"wsgi_bridge not available: {reason}")
+    proc = _run_bench(
+        tmp_path, "--servers", "hybrid", "--scenarios", "S1,S2,SN,S3,S4,S5,S6", "--no-png"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    _check_common(data, tmp_path, ["hybrid"])
+    assert _median(data, "SN", "hybrid", "rps") > 100
+    assert _median(data, "S4", "hybrid", "blocked_in_flight") >= 16
+
+
+def test_update_doc_replaces_marked_section(tmp_path: Path) -> None:
+    """--update-docs rewrites only the section between the markers, idempotently."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text((PROJECT_ROOT / "docs" / "benchmarks.md").read_text())
+    results = "# Benchmark results\n\n## S1 — GET /hello\n\n| a |\n"
+    update_doc(doc, results)
+    first = doc.read_text()
+    update_doc(doc, results)
+    assert doc.read_text() == first
+    assert first.count(BEGIN_MARK) == 1 and first.count(END_MARK) == 1
+    assert "### Latest full run" in first and "#### S1 — GET /hello" in first
+    assert first.startswith("# Benchmarks\n")
