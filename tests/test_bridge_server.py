@@ -1,0 +1,679 @@
+"""Behaviour of the bridge over real sockets (numbers refer to docs/wsgi-bridge.md)."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import bridge_apps as apps
+import pytest
+from bridge_conftest_helpers import (
+    BridgeServer,
+    capture_logs,
+    header_value,
+    read_response_head,
+    read_until_close,
+    status_of,
+    wait_for,
+)
+
+from wsgi_bridge import WSGIContainer
+
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+
+
+def raw_get(sock: socket.socket, path: str = "/", method: str = "GET", extra: str = "") -> None:
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n".encode("latin-1"))
+
+
+# ------------------------------------------------------------------ 1. never hangs
+ERROR_APPS = [
+    apps.raise_before_start,
+    apps.never_start,
+    apps.raise_after_start,
+    apps.crlf_header,
+    apps.non_latin1_header,
+    apps.bad_header_name,
+    apps.non_iterable,
+    apps.yields_str,
+    apps.bad_status,
+    apps.second_start_response,
+]
+
+
+@BOTH
+@pytest.mark.parametrize("app", ERROR_APPS, ids=lambda a: a.__name__)
+def test_app_error_gives_500_logged_once_then_serves_next(kind: str, app: Any) -> None:
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        status, headers, body = server.request("GET", "/x", timeout=5)
+        assert status == 500
+        assert body == b"Internal Server Error\n"
+        assert headers["X-Request-ID"]
+        assert "Injected" not in headers
+        errors = [r for r in logs.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and errors[0].exc_info is not None
+        # The next request on a new connection is served too.
+        assert server.request("GET", "/x", timeout=5)[0] == 500
+        assert server.request("GET", "/native", timeout=5)[0] == 200
+
+
+@BOTH
+def test_error_after_first_chunk_closes_connection(kind: str) -> None:
+    with BridgeServer(apps.yield_then_raise, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock)
+            data, closed = read_until_close(sock, 5)
+        assert closed, "connection must be closed, not left hanging"
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"first chunk" in data
+        assert not data.endswith(b"0\r\n\r\n"), "a truncated body must not look complete"
+        assert server.request("GET", "/native")[0] == 200
+
+
+def test_container_as_bare_httpserver_callback() -> None:
+    with BridgeServer(apps.generator_stream, kind="bridge-server") as server:
+        assert server.request("GET", "/")[2] == b"chunk0;chunk1;chunk2;"
+        status, _, body = server.request("HEAD", "/")
+        assert (status, body) == (200, b"")
+    with (
+        BridgeServer(apps.raise_before_start, kind="bridge-server") as server,
+        capture_logs("wsgi_bridge"),
+    ):
+        assert server.request("GET", "/")[0] == 500
+
+
+# ------------------------------------------------------- 2. one thread, one context
+def test_one_thread_one_context_close_once() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[int, str]] = []
+    closes: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(3):
+                seen.append((threading.get_ident(), var.get()))
+                yield b"%d" % i
+
+        def close(self) -> None:
+            seen.append((threading.get_ident(), var.get()))
+            closes.append(1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        var.set(environ["PATH_INFO"])
+        seen.append((threading.get_ident(), var.get()))
+        start_response("200 OK", [])
+        return Body()
+
+    with BridgeServer(app) as server:
+        assert server.request("GET", "/ctx")[2] == b"012"
+        assert wait_for(lambda: closes == [1])
+    assert len({tid for tid, _ in seen}) == 1
+    assert {value for _, value in seen} == {"/ctx"}
+    assert len(seen) == 5
+
+
+def test_close_called_once_after_error_and_early_stop() -> None:
+    closes: list[str] = []
+
+    def make(kind: str) -> Any:
+        def gen() -> Iterator[bytes]:
+            try:
+                yield b"12345"
+                yield b"6789"
+                if kind == "error":
+                    raise RuntimeError("late")
+                yield b"more"
+            finally:
+                closes.append(kind)
+
+        return gen
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        kind = environ["PATH_INFO"].strip("/")
+        headers = [("Content-Length", "5")] if kind == "length" else []
+        start_response("200 OK", headers)
+        return make(kind)()
+
+    with BridgeServer(app) as server, capture_logs("wsgi_bridge"):
+        assert server.request("GET", "/length")[2] == b"12345"
+        with server.raw() as sock:
+            raw_get(sock, "/error")
+            assert read_until_close(sock, 5)[1]
+        assert wait_for(lambda: sorted(closes) == ["error", "length"])
+        time.sleep(0.1)
+        assert sorted(closes) == ["error", "length"]
+
+
+@BOTH
+def test_flask_stream_with_context(kind: str) -> None:
+    with BridgeServer(apps.make_flask_app(), kind=kind) as server:
+        status, _, body = server.request("GET", "/stream?q=7")
+    assert status == 200 and body == b"path=/stream;args=7"
+
+
+# ------------------------------------------------------------- 3. streaming responses
+def test_first_chunk_leaves_before_the_generator_continues() -> None:
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"first"
+        release.wait(10)
+        yield b"second"
+
+    with BridgeServer(app) as server, server.raw() as sock:
+        raw_get(sock)
+        head, rest = read_response_head(sock, 5)
+        assert header_value(head, "Transfer-Encoding") == "chunked"
+        while b"first" not in rest:
+            rest += sock.recv(4096)
+        assert rest.startswith(b"5\r\nfirst\r\n")
+        release.set()
+        data, _ = read_until_close_or_terminator(sock)
+        assert (rest + data).endswith(b"6\r\nsecond\r\n0\r\n\r\n")
+
+
+def read_until_close_or_terminator(sock: socket.socket) -> tuple[bytes, bool]:
+    sock.settimeout(5)
+    data = bytearray()
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
+
+
+def test_http10_stream_is_close_delimited() -> None:
+    with BridgeServer(apps.generator_stream) as server, server.raw() as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert header_value(head, "Transfer-Encoding") is None
+    assert body == b"chunk0;chunk1;chunk2;"
+
+
+@BOTH
+def test_backpressure_bounds_buffered_output(kind: str) -> None:
+    tracker = apps.Tracker()
+    buffer_size = 256 * 1024
+    with BridgeServer(
+        tracker.endless(65536), kind=kind, response_buffer_size=buffer_size
+    ) as server:
+        with server.raw() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            raw_get(sock)
+            assert tracker.started.wait(5)
+            # The client reads nothing; production must stop at about buffer + socket buffers.
+            last = -1
+            deadline = time.monotonic() + 10
+            while tracker.chunks != last and time.monotonic() < deadline:
+                last = tracker.chunks
+                time.sleep(0.3)
+            produced = tracker.chunks * 65536
+            assert produced < 64 * 1024 * 1024, produced
+            assert not tracker.closed.is_set()
+        # 5. blocked on backpressure, the client leaves: close() runs, thread returns.
+        assert tracker.closed.wait(5)
+        assert server.call(lambda: server.container.in_flight) == 0 or wait_for(
+            lambda: server.call(lambda: server.container.in_flight) == 0
+        )
+
+
+def test_file_wrapper_streams_and_closes() -> None:
+    with BridgeServer(apps.file_wrapper_app) as server:
+        status, _headers, body = server.request("GET", "/")
+    assert status == 200 and body == b"x" * 200_000
+
+
+def test_legacy_write_callable() -> None:
+    with BridgeServer(apps.legacy_write) as server:
+        assert server.request("GET", "/")[2] == b"written then returned"
+
+
+# ------------------------------------------------------------ 4. streaming uploads
+def chunked_post(sock: socket.socket, path: str, pieces: list[bytes], extra: str = "") -> None:
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{extra}\r\n".encode()
+    )
+    for piece in pieces:
+        sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+    sock.sendall(b"0\r\n\r\n")
+
+
+def response_body(data: bytes) -> bytes:
+    head, _, body = data.partition(b"\r\n\r\n")
+    if header_value(head, "Transfer-Encoding") == "chunked":
+        out = bytearray()
+        while body:
+            size_line, _, body = body.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out += body[:size]
+            body = body[size + 2 :]
+        return bytes(out)
+    return body
+
+
+@BOTH
+def test_chunked_upload_reaches_flask_dechunked(kind: str) -> None:
+    with BridgeServer(apps.make_flask_app(), kind=kind) as server, server.raw() as sock:
+        chunked_post(sock, "/length", [b"hello", b" world"], "Connection: close\r\n")
+        data, _ = read_until_close(sock, 5)
+    assert data.startswith(b"HTTP/1.1 200")
+    assert response_body(data) == b"11"
+
+
+def test_chunked_upload_environ() -> None:
+    with BridgeServer(apps.read_body) as server, server.raw() as sock:
+        chunked_post(sock, "/", [b"abc", b"def"], "Connection: close\r\n")
+        data, _ = read_until_close(sock, 5)
+    assert response_body(data).startswith(b"6 cl=None term=True\nabcdef")
+
+
+def test_upload_is_streamed_to_the_app_while_it_arrives() -> None:
+    first_read = threading.Event()
+    total: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        got = len(stream.read(1000))
+        first_read.set()
+        while piece := stream.read(65536):
+            got += len(piece)
+        total.append(got)
+        start_response("200 OK", [])
+        return [str(got).encode()]
+
+    size = 1024 * 1024
+    with BridgeServer(app, request_buffer_size=64 * 1024) as server, server.raw() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+        sock.sendall(b"a" * (size // 2))
+        # The app reads before the client sent the second half: it was streamed.
+        assert first_read.wait(5)
+        sock.sendall(b"a" * (size // 2))
+        head, _rest = read_response_head(sock, 5)
+        assert status_of(head) == 200
+    assert total == [size]
+
+
+def test_read_larger_than_request_buffer() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        data = environ["wsgi.input"].read(100_000)
+        start_response("200 OK", [])
+        return [str(len(data)).encode()]
+
+    with BridgeServer(app, request_buffer_size=1024) as server:
+        assert server.request("POST", "/", body=b"q" * 150_000)[2] == b"100000"
+
+
+def test_early_response_without_reading_upload_does_not_hang() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("400 Bad Request", [])
+        return [b"no thanks"]
+
+    with BridgeServer(app, request_buffer_size=1024) as server, server.raw() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+        sock.sendall(b"x" * 100_000)
+        data, closed = read_until_close(sock, 5)
+        assert data.startswith(b"HTTP/1.1 400 ") and data.endswith(b"no thanks")
+        assert closed
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+
+
+def test_readline_and_readlines() -> None:
+    with BridgeServer(apps.read_lines) as server:
+        body = server.request("POST", "/", body=b"one\ntwo\nthree\nfour")[2]
+    assert body == repr((b"one\n", b"two", [b"\n", b"three\n", b"four"], b"")).encode()
+
+
+def test_content_length_over_max_body_size_is_413_before_app() -> None:
+    called: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(1)
+        start_response("200 OK", [])
+        return [b""]
+
+    with BridgeServer(app, max_body_size=1000) as server, server.raw() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert closed and called == []
+
+
+def test_chunked_upload_outgrowing_max_body_size_is_stopped() -> None:
+    read_error: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            while environ["wsgi.input"].read(1024):
+                pass
+        except OSError as exc:
+            read_error.append(exc)
+            raise
+        start_response("200 OK", [])
+        return [b"read it all"]
+
+    with BridgeServer(app, max_body_size=100_000, request_buffer_size=8192) as server:
+        with server.raw() as sock, capture_logs("wsgi_bridge"):
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                for _ in range(40):
+                    sock.sendall(b"1000\r\n" + b"b" * 4096 + b"\r\n")
+            except OSError:
+                pass  # the server may already have closed
+            data, closed = read_until_close(sock, 5)
+        assert data.startswith(b"HTTP/1.1 413 ")
+        assert closed
+        assert wait_for(lambda: len(read_error) == 1)
+        assert server.request("GET", "/native")[0] == 200
+
+
+# ------------------------------------------------------------ 5. client disconnect
+@BOTH
+def test_disconnect_mid_stream_closes_iterable_promptly(kind: str) -> None:
+    tracker = apps.Tracker()
+    with BridgeServer(tracker.slow_stream(50, 0.1), kind=kind) as server:
+        with server.raw() as sock:
+            raw_get(sock)
+            assert tracker.started.wait(5)
+            time.sleep(0.3)
+        closed_at = time.monotonic()
+        assert tracker.closed.wait(5)
+        elapsed = time.monotonic() - closed_at
+        assert elapsed < 2.0, elapsed  # "within about a second", generous margin
+        assert tracker.close_count == 1
+        assert tracker.chunks < 50
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+
+
+# ------------------------------------------------------------------- 6. overload
+def test_overload_gets_503_at_once_and_native_keeps_answering() -> None:
+    tracker = apps.Tracker()
+    with BridgeServer(tracker.blocking(), workers=2, max_queue=1, retry_after=7) as server:
+        conns = []
+        try:
+            for i in range(3):
+                conn = server.http()
+                conn.request("GET", f"/slow{i}")
+                conns.append(conn)
+                assert wait_for(
+                    lambda i=i: server.call(lambda: server.container.in_flight) == i + 1
+                )
+            t0 = time.monotonic()
+            status, headers, _ = server.request("GET", "/overflow")
+            assert status == 503 and headers["Retry-After"] == "7"
+            assert time.monotonic() - t0 < 2
+            assert server.request("GET", "/native")[2] == b"native"
+            assert tracker.chunks == 2  # the 3rd waits in the queue, the 4th never ran
+            tracker.release.set()
+            bodies = [c.getresponse().read() for c in conns]
+            assert bodies == [b"/slow0", b"/slow1", b"/slow2"]
+        finally:
+            tracker.release.set()
+            for conn in conns:
+                conn.close()
+
+
+def test_requests_are_served_in_arrival_order() -> None:
+    order: list[str] = []
+    gate = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        order.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            gate.wait(10)
+        start_response("200 OK", [])
+        # Several chunks: chunks must never be re-queued behind later requests.
+        for _ in range(5):
+            yield b"x"
+
+    with BridgeServer(app, workers=1, max_queue=10) as server:
+        conns = []
+        try:
+            for i, name in enumerate(["first", "a", "b", "c", "d"]):
+                conn = server.http()
+                conn.request("GET", f"/{name}")
+                conns.append(conn)
+                assert wait_for(
+                    lambda i=i: server.call(lambda: server.container.in_flight) == i + 1
+                )
+            gate.set()
+            assert [c.getresponse().read() for c in conns] == [b"xxxxx"] * 5
+        finally:
+            gate.set()
+            for conn in conns:
+                conn.close()
+    assert order == ["/first", "/a", "/b", "/c", "/d"]
+
+
+def test_default_queue_size_derives_from_executor() -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as executor:
+        container = WSGIContainer(apps.hello, executor)
+        assert (container.max_workers, container.max_queue) == (3, 6)
+        assert container.admission_limit == 9
+        assert WSGIContainer(apps.hello, executor, max_queue=0).admission_limit == 3
+
+
+# ------------------------------------------------------------------- 7. environ, PEP 3333
+def test_environ_over_socket() -> None:
+    with BridgeServer(apps.echo_environ) as server, server.raw() as sock:
+        sock.sendall(
+            b"GET /a%20b/%E2%82%AC?q=%20x HTTP/1.1\r\nHost: h:81\r\nX_Evil: 1\r\n"
+            b"X-Request-ID: abc\r\nConnection: close\r\n\r\n"
+        )
+        data, _ = read_until_close(sock, 5)
+    body = response_body(data).decode()
+    assert f"PATH_INFO={'/a b/' + bytes([0xE2, 0x82, 0xAC]).decode('latin-1')!r}" in body
+    assert "QUERY_STRING='q=%20x'" in body
+    assert "REQUEST_URI='/a%20b/%E2%82%AC?q=%20x'" in body
+    assert "SERVER_PORT='81'" in body
+    assert "REMOTE_ADDR='127.0.0.1'" in body
+    assert "HTTP_X_REQUEST_ID='abc'" in body
+    assert "X_EVIL" not in body
+    assert header_value(data.partition(b"\r\n\r\n")[0], "X-Request-ID") == "abc"
+
+
+@BOTH
+def test_start_response_exc_info_replaces_response(kind: str) -> None:
+    with BridgeServer(apps.exc_info_replace, kind=kind) as server:
+        status, _, body = server.request("GET", "/")
+    assert (status, body) == (500, b"custom error page")
+
+
+def test_start_response_exc_info_after_headers_reraises() -> None:
+    with BridgeServer(apps.exc_info_after_sent) as server, capture_logs("wsgi_bridge") as logs:
+        with server.raw() as sock:
+            raw_get(sock)
+            data, closed = read_until_close(sock, 5)
+        assert closed and b"partial" in data and b"never" not in data
+        assert wait_for(lambda: any("too late" in str(r.exc_info) for r in logs.records))
+
+
+# --------------------------------------------------------------------- 8. framing
+@BOTH
+def test_head_gets_headers_no_body_and_connection_is_reusable(kind: str) -> None:
+    with BridgeServer(apps.head_no_length, kind=kind) as server:
+        conn = server.http()
+        try:
+            conn.request("HEAD", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b""
+            assert resp.headers["Content-Length"] == "5"
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"12345"
+        finally:
+            conn.close()
+
+
+def test_head_on_streaming_response_is_reusable() -> None:
+    with BridgeServer(apps.generator_stream) as server, server.raw() as sock:
+        raw_get(sock, method="HEAD")
+        head, rest = read_response_head(sock, 5)
+        assert status_of(head) == 200 and rest == b""
+        assert header_value(head, "Transfer-Encoding") is None
+        raw_get(sock, extra="Connection: close\r\n")
+        data, _ = read_until_close(sock, 5)
+        assert response_body(data) == b"chunk0;chunk1;chunk2;"
+
+
+@pytest.mark.parametrize("app", [apps.status_204, apps.status_304], ids=["204", "304"])
+def test_no_body_statuses_are_not_framed(app: Any) -> None:
+    with BridgeServer(app) as server, server.raw() as sock:
+        raw_get(sock)
+        head, rest = read_response_head(sock, 5)
+        assert rest == b""
+        assert header_value(head, "Transfer-Encoding") is None
+        if status_of(head) == 204:
+            assert header_value(head, "Content-Length") is None
+        raw_get(sock, "/again", extra="Connection: close\r\n")
+        data, closed = read_until_close(sock, 5)
+        assert closed and data.startswith(b"HTTP/1.1 " + head[9:12])
+
+
+def test_content_length_is_never_contradicted() -> None:
+    with BridgeServer(apps.too_long_body) as server:
+        conn = server.http()
+        try:
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"12345"
+            conn.request("GET", "/")  # still framed correctly: same connection works
+            assert conn.getresponse().read() == b"12345"
+        finally:
+            conn.close()
+
+
+def test_short_body_closes_connection() -> None:
+    with (
+        BridgeServer(apps.too_short_body) as server,
+        capture_logs("wsgi_bridge"),
+        server.raw() as sock,
+    ):
+        raw_get(sock)
+        data, closed = read_until_close(sock, 5)
+    assert closed and data.endswith(b"\r\n\r\n123")
+
+
+def test_app_transfer_encoding_chunked_not_double_encoded() -> None:
+    with BridgeServer(apps.app_chunked) as server:
+        _status, headers, body = server.request("GET", "/")
+    assert body == b"abcdef" and headers["Transfer-Encoding"] == "chunked"
+
+
+def test_hop_by_hop_headers_dropped_connection_close_honoured() -> None:
+    with BridgeServer(apps.hop_by_hop) as server, capture_logs("wsgi_bridge") as logs:
+        _status, headers, _ = server.request("GET", "/")
+        assert headers["Keep-Alive"] is None and headers["Upgrade"] is None
+        assert headers["X-Ok"] == "1"
+        assert len([m for m in logs.messages() if "hop-by-hop" in m]) == 2
+    with BridgeServer(apps.connection_close) as server, server.raw() as sock:
+        raw_get(sock)
+        data, closed = read_until_close(sock, 5)
+    assert closed and header_value(data.partition(b"\r\n\r\n")[0], "Connection") == "close"
+
+
+# ---------------------------------------------------------------------- 9. mounting
+def test_script_name_mount_with_flask() -> None:
+    with BridgeServer(apps.make_flask_app(), script_name="/legacy") as server:
+        status, _, body = server.request("GET", "/legacy/where")
+        info = json.loads(body)
+        assert status == 200
+        assert info["url_for"] == "/legacy/where"
+        assert info["script_root"] == "/legacy" and info["path"] == "/where"
+        status, headers, _ = server.request("GET", "/legacy/go")
+        assert status == 302 and headers["Location"] == "/legacy/where"
+        assert server.request("GET", "/legacyx/where")[0] == 404
+        assert server.request("GET", "/where")[0] == 404
+
+
+def test_trusted_proxy_headers() -> None:
+    headers = {
+        "X-Forwarded-For": "6.6.6.6, 203.0.113.9",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example",
+    }
+    with BridgeServer(apps.make_flask_app(), trusted_proxies=["127.0.0.1/32"]) as server:
+        info = json.loads(server.request("GET", "/where", headers=headers)[2])
+    assert info["remote_addr"] == "203.0.113.9"
+    assert info["external"] == "https://public.example/where"
+    with BridgeServer(apps.make_flask_app(), trusted_proxies=["10.0.0.0/8"]) as server:
+        info = json.loads(server.request("GET", "/where", headers=headers)[2])
+    assert info["remote_addr"] == "127.0.0.1"
+    assert info["external"].startswith("http://127.0.0.1:")
+
+
+# --------------------------------------------------------------------- 10. drain
+def test_drain_waits_for_in_flight_and_rejects_new() -> None:
+    tracker = apps.Tracker()
+    with BridgeServer(tracker.blocking()) as server:
+        conn = server.http()
+        try:
+            conn.request("GET", "/busy")
+            assert tracker.started.wait(5)
+            assert server.call(lambda: server.container.in_flight) == 1
+            assert server.call(lambda: server.container.drain(0.2)) is False
+            status, headers, _ = server.request("GET", "/new")
+            assert status == 503 and headers["Retry-After"] == "1"
+            assert headers["Connection"] == "close"
+            result: list[bool] = []
+            waiter = threading.Thread(
+                target=lambda: result.append(server.call(lambda: server.container.drain(10)))
+            )
+            waiter.start()
+            tracker.release.set()
+            assert conn.getresponse().read() == b"/busy"
+            waiter.join(10)
+            assert result == [True]
+            assert server.call(lambda: server.container.in_flight) == 0
+        finally:
+            tracker.release.set()
+            conn.close()
+
+
+# --------------------------------------------------------------------- 11. access log
+def test_access_log_after_response_with_real_status() -> None:
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("201 Created", [])
+        yield b"abc"
+        release.wait(10)
+        yield b"de"
+
+    with BridgeServer(app) as server, capture_logs("tornado.access") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/made?x=1")
+            head, _ = read_response_head(sock, 5)
+            time.sleep(0.1)
+            assert not [m for m in logs.messages() if "/made" in m], "logged too early"
+            release.set()
+            read_until_close_or_terminator(sock)
+        rid = header_value(head, "X-Request-ID")
+        assert wait_for(lambda: any("/made" in m for m in logs.messages()))
+        (line,) = [m for m in logs.messages() if "/made" in m]
+        assert line.startswith("GET /made?x=1 201 5B ")
+        assert line.endswith(f"id={rid} side=wsgi")
+        server.request("GET", "/native")
+        assert wait_for(lambda: any("side=native" in m for m in logs.messages()))
+        (native,) = [m for m in logs.messages() if "side=native" in m]
+        assert native.startswith("GET /native 200 6B ")
+
+
+def test_access_log_marks_aborted_response() -> None:
+    with BridgeServer(apps.yield_then_raise) as server, capture_logs("tornado.access") as logs:
+        with capture_logs("wsgi_bridge"), server.raw() as sock:
+            raw_get(sock, "/abort")
+            read_until_close(sock, 5)
+        assert wait_for(lambda: any("/abort" in m for m in logs.messages()))
+        (line,) = [m for m in logs.messages() if "/abort" in m]
+        assert " 200 " in line and line.endswith("side=wsgi aborted")

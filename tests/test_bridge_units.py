@@ -1,0 +1,428 @@
+"""Unit tests of the bridge's pure pieces (no sockets, no threads except input pipe)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+from wsgi_bridge import access_log_function, ensure_request_id
+from wsgi_bridge.environ import NotMounted, build_environ, split_host, split_script_name
+from wsgi_bridge.errors import ClientDisconnected, WSGIAppError
+from wsgi_bridge.file_wrapper import FileWrapper
+from wsgi_bridge.framing import plan_response
+from wsgi_bridge.headers import parse_status, validate_headers
+from wsgi_bridge.input import StreamingInput
+from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
+from wsgi_bridge.request_id import REQUEST_ID_ATTR
+
+
+def make_request(
+    uri: str = "/",
+    method: str = "GET",
+    headers: list[tuple[str, str]] | None = None,
+    version: str = "HTTP/1.1",
+    peer: tuple[str, int] = ("10.1.2.3", 54321),
+    protocol: str = "http",
+) -> HTTPServerRequest:
+    hdrs = HTTPHeaders()
+    for name, value in headers or [("Host", "example.test:8080")]:
+        hdrs.add(name, value)
+    context = SimpleNamespace(address=peer, remote_ip=peer[0], protocol=protocol)
+    connection = SimpleNamespace(context=context)
+    return HTTPServerRequest(
+        start_line=RequestStartLine(method, uri, version), headers=hdrs, connection=connection
+    )
+
+
+def environ_for(request: HTTPServerRequest, **kwargs: Any) -> dict[str, Any]:
+    return build_environ(request, wsgi_input=io.BytesIO(), request_id="rid-1", **kwargs)
+
+
+# --------------------------------------------------------------------------- environ
+def test_environ_cgi_values_are_native_strings() -> None:
+    req = make_request("/caf%C3%A9/a%2Fb?x=1&y=%20", headers=[("Host", "example.test:8080")])
+    env = environ_for(req)
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["PATH_INFO"] == "/caf\xc3\xa9/a/b"  # decoded, then latin-1 (PEP 3333)
+    assert env["QUERY_STRING"] == "x=1&y=%20"  # raw
+    assert env["REQUEST_URI"] == env["RAW_URI"] == "/caf%C3%A9/a%2Fb?x=1&y=%20"
+    assert env["SCRIPT_NAME"] == ""
+    assert env["SERVER_NAME"] == "example.test"
+    assert env["SERVER_PORT"] == "8080"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "10.1.2.3"
+    assert env["REMOTE_PORT"] == "54321"
+    assert env["HTTP_HOST"] == "example.test:8080"
+    assert env["wsgi.version"] == (1, 0)
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.multithread"] is True
+    assert env["wsgi.multiprocess"] is False
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.input_terminated"] is True
+    assert env["HTTP_X_REQUEST_ID"] == "rid-1"
+    for key, value in env.items():
+        if key.isupper():
+            assert type(value) is str, key
+
+
+def test_environ_content_headers_and_absence() -> None:
+    env = environ_for(make_request(headers=[("Host", "h")]))
+    assert "CONTENT_TYPE" not in env and "CONTENT_LENGTH" not in env
+    assert env["SERVER_PORT"] == "80"
+    env = environ_for(
+        make_request(
+            method="POST",
+            headers=[("Host", "h"), ("Content-Type", "text/plain"), ("Content-Length", "3")],
+        )
+    )
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert env["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+
+
+def test_environ_chunked_has_no_content_length() -> None:
+    env = environ_for(
+        make_request(method="POST", headers=[("Host", "h"), ("Transfer-Encoding", "chunked")])
+    )
+    assert "CONTENT_LENGTH" not in env
+    assert env["wsgi.input_terminated"] is True
+
+
+def test_environ_repeated_headers_and_cookie_join() -> None:
+    env = environ_for(
+        make_request(
+            headers=[
+                ("Host", "h"),
+                ("Accept", "text/html"),
+                ("Accept", "text/plain"),
+                ("Cookie", "a=1"),
+                ("Cookie", "b=2"),
+            ]
+        )
+    )
+    assert env["HTTP_ACCEPT"] == "text/html, text/plain"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+
+
+def test_environ_drops_underscore_header_names() -> None:
+    env = environ_for(
+        make_request(headers=[("Host", "h"), ("X_Forwarded_For", "6.6.6.6"), ("X-Real", "1")])
+    )
+    assert "HTTP_X_FORWARDED_FOR" not in env
+    assert env["HTTP_X_REAL"] == "1"
+
+
+def test_environ_does_not_mutate_request() -> None:
+    req = make_request(method="POST", headers=[("Host", "h"), ("Content-Type", "a/b")])
+    before = list(req.headers.get_all())
+    environ_for(req, script_name="")
+    assert list(req.headers.get_all()) == before
+    assert req.path == "/"
+
+
+def test_environ_invalid_incoming_request_id_replaced() -> None:
+    req = make_request(headers=[("Host", "h"), ("X-Request-ID", "bad id;x")])
+    rid = ensure_request_id(req)
+    env = build_environ(req, wsgi_input=io.BytesIO(), request_id=rid)
+    assert env["HTTP_X_REQUEST_ID"] == rid != "bad id;x"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/legacy", ("/legacy", "")),
+        ("/legacy/", ("/legacy", "/")),
+        ("/legacy/a/b", ("/legacy", "/a/b")),
+    ],
+)
+def test_split_script_name_inside(path: str, expected: tuple[str, str]) -> None:
+    assert split_script_name(path, "/legacy") == expected
+
+
+@pytest.mark.parametrize("path", ["/legacyx", "/", "/other/legacy", "/leg"])
+def test_split_script_name_outside(path: str) -> None:
+    with pytest.raises(NotMounted):
+        split_script_name(path, "/legacy")
+
+
+def test_split_host_forms() -> None:
+    assert split_host("example.com", "80") == ("example.com", "80")
+    assert split_host("example.com:81", "80") == ("example.com", "81")
+    assert split_host("[::1]:8443", "443") == ("[::1]", "8443")
+    assert split_host("[::1]", "443") == ("[::1]", "443")
+
+
+# --------------------------------------------------------------------------- proxy
+def test_forwarded_ignored_from_untrusted_peer() -> None:
+    env = environ_for(
+        make_request(headers=[("Host", "h"), ("X-Forwarded-For", "1.2.3.4")]),
+        trusted_proxies=TrustedProxies(["127.0.0.1"]),
+    )
+    assert env["REMOTE_ADDR"] == "10.1.2.3"
+
+
+def test_forwarded_rightmost_untrusted_hop() -> None:
+    req = make_request(
+        headers=[
+            ("Host", "internal:8000"),
+            ("X-Forwarded-For", "6.6.6.6, 1.2.3.4, 10.0.0.7"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "public.example"),
+        ]
+    )
+    env = environ_for(req, trusted_proxies=TrustedProxies(["10.0.0.0/8"]))
+    assert env["REMOTE_ADDR"] == "1.2.3.4"  # 6.6.6.6 may be forged by the client
+    assert "REMOTE_PORT" not in env
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "public.example"
+    assert env["SERVER_NAME"] == "public.example"
+    assert env["SERVER_PORT"] == "443"
+
+
+def test_resolve_forwarded_rejects_garbage() -> None:
+    trusted = TrustedProxies(["10.0.0.1"])
+    fwd = resolve_forwarded("10.0.0.1", trusted, "not-an-ip", "gopher", "bad host/x")
+    assert (fwd.remote_addr, fwd.scheme, fwd.host) == (None, None, None)
+    assert "10.0.0.1" in trusted and "10.0.0.2" not in trusted and "x" not in trusted
+    assert not TrustedProxies([])
+    assert not TrustedProxies("")
+    assert "10.9.9.9" in TrustedProxies("127.0.0.1, 10.0.0.0/8")
+
+
+# --------------------------------------------------------------------------- headers
+@pytest.mark.parametrize("status", ["200 OK", "404 Not Found", "599 ", "201 Created here"])
+def test_parse_status_valid(status: str) -> None:
+    code, reason = parse_status(status)
+    assert str(code) == status[:3] and reason == status[4:]
+
+
+@pytest.mark.parametrize(
+    "status", ["200", "OK", "2000 OK", "200OK", "100 Continue", "200 O\r\nK", b"200 OK", 200]
+)
+def test_parse_status_invalid(status: Any) -> None:
+    with pytest.raises(WSGIAppError):
+        parse_status(status)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X", "a\r\nb: c")],
+        [("X", "a\nb")],
+        [("X", "nul\x00")],
+        [("X", "\u2603")],
+        [("Bad Name", "x")],
+        [("X:Y", "x")],
+        [("X", 1)],
+        [(b"X", "1")],
+        [("X", "1", "extra")],
+        (("X", "1"),),
+    ],
+)
+def test_validate_headers_invalid(headers: Any) -> None:
+    with pytest.raises(WSGIAppError):
+        validate_headers(headers)
+
+
+def test_validate_headers_valid_latin1() -> None:
+    headers = [("X-Latin", "caf\xe9"), ("Set-Cookie", "a=1; Path=/"), ("X-Tab", "a\tb")]
+    assert validate_headers(headers) is headers
+
+
+# --------------------------------------------------------------------------- framing
+def test_plan_list_body_gets_content_length() -> None:
+    plan = plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Type", "x")], known_length=5)
+    assert plan.content_length == 5 and ("Content-Length", "5") in plan.headers
+    assert plan.body_allowed and not plan.close_connection
+    assert any(n == "Date" for n, _ in plan.headers)
+
+
+def test_plan_head_keeps_length_but_no_body() -> None:
+    plan = plan_response("HEAD", "HTTP/1.1", 200, "OK", [], known_length=5)
+    assert not plan.body_allowed and plan.content_length == 5
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_plan_no_body_statuses(code: int) -> None:
+    plan = plan_response("GET", "HTTP/1.1", code, "x", [("Content-Length", "0")], known_length=0)
+    assert not plan.body_allowed
+    names = [n.lower() for n, _ in plan.headers]
+    assert "transfer-encoding" not in names
+    if code == 204:
+        assert "content-length" not in names
+
+
+def test_plan_http10_stream_closes() -> None:
+    plan = plan_response("GET", "HTTP/1.0", 200, "OK", [])
+    assert plan.content_length is None and plan.close_connection
+
+
+def test_plan_app_chunked_is_not_double_encoded() -> None:
+    plan = plan_response(
+        "GET", "HTTP/1.1", 200, "OK", [("Transfer-Encoding", "chunked"), ("Content-Length", "3")]
+    )
+    names = [n.lower() for n, _ in plan.headers]
+    assert "transfer-encoding" not in names and "content-length" not in names
+    assert plan.content_length is None
+
+
+def test_plan_other_transfer_encoding_is_an_error() -> None:
+    with pytest.raises(WSGIAppError):
+        plan_response("GET", "HTTP/1.1", 200, "OK", [("Transfer-Encoding", "gzip")])
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "\u0661"])
+def test_plan_bad_content_length(value: str) -> None:
+    with pytest.raises(WSGIAppError):
+        plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Length", value)])
+
+
+def test_plan_hop_by_hop_dropped_with_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="wsgi_bridge"):
+        plan = plan_response(
+            "GET",
+            "HTTP/1.1",
+            200,
+            "OK",
+            [("Keep-Alive", "5"), ("Upgrade", "h2c"), ("Proxy-Foo", "1"), ("Connection", "close")],
+        )
+    assert [n for n, _ in plan.headers] == ["Date"]
+    assert plan.close_connection  # Connection: close is honoured
+    assert len([r for r in caplog.records if "hop-by-hop" in r.getMessage()]) == 3
+
+
+def test_plan_extra_headers_do_not_override_app() -> None:
+    plan = plan_response(
+        "GET",
+        "HTTP/1.1",
+        200,
+        "OK",
+        [("X-Request-ID", "app")],
+        extra_headers=[("X-Request-ID", "s")],
+    )
+    assert [v for n, v in plan.headers if n == "X-Request-ID"] == ["app"]
+
+
+# --------------------------------------------------------------------------- request id
+def test_ensure_request_id_keeps_valid_incoming_and_caches() -> None:
+    req = make_request(headers=[("Host", "h"), ("X-Request-ID", "abc-123")])
+    assert ensure_request_id(req) == "abc-123"
+    assert getattr(req, REQUEST_ID_ATTR) == "abc-123"
+
+
+@pytest.mark.parametrize("incoming", [None, "", "x" * 129, "has space", "semi;colon", "é"])
+def test_ensure_request_id_generates_for_invalid(incoming: str | None) -> None:
+    headers = [("Host", "h")] + ([("X-Request-ID", incoming)] if incoming is not None else [])
+    req = make_request(headers=headers)
+    rid = ensure_request_id(req)
+    assert len(rid) == 32 and int(rid, 16) >= 0
+    assert ensure_request_id(req) == rid
+
+
+# --------------------------------------------------------------------------- access log
+class _FakeHandler:
+    def __init__(self, status: int, **attrs: Any) -> None:
+        self.request = make_request("/p?q=1", headers=[("Host", "h"), ("X-Request-ID", "r1")])
+        self._status = status
+        self._headers = HTTPHeaders({"Content-Length": "12"})
+        self.__dict__.update(attrs)
+
+    def get_status(self) -> int:
+        return self._status
+
+
+@pytest.mark.parametrize(
+    ("status", "level"), [(200, logging.INFO), (404, logging.WARNING), (502, logging.ERROR)]
+)
+def test_access_log_levels_and_format(
+    status: int, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        access_log_function(_FakeHandler(status))
+    (record,) = caplog.records
+    assert record.levelno == level
+    message = record.getMessage()
+    assert message.startswith(f"GET /p?q=1 {status} 12B ")
+    assert message.endswith("id=r1 side=native")
+
+
+def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFixture) -> None:
+    handler = _FakeHandler(200, bytes_sent=7, access_log_side="wsgi", response_aborted=True)
+    handler._headers = HTTPHeaders()
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        access_log_function(handler)
+        access_log_function(_FakeHandler(200, _headers=HTTPHeaders()))
+    first, second = (r.getMessage() for r in caplog.records)
+    assert " 200 7B " in first and first.endswith("side=wsgi aborted")
+    assert " 200 - " in second
+
+
+# --------------------------------------------------------------------------- inputs
+def test_streaming_input_reads_and_flow_control() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=8)
+        assert stream.feed(b"line1\nli") is not None  # 8 bytes: sender must pause
+        waiter = stream.feed(b"ne2\nrest")
+        assert waiter is not None and not waiter.done()
+        results: dict[str, Any] = {}
+
+        def reader() -> None:
+            results["line"] = stream.readline()
+            results["limited"] = stream.readline(2)
+            results["read3"] = stream.read(3)
+            results["lines"] = stream.readlines()
+            results["after"] = stream.read()
+            results["none"] = stream.read(None)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        await asyncio.wait_for(waiter, 5)  # released by the reader draining below 8
+        stream.feed(b"\nlast")
+        stream.feed_eof()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 5)
+        assert results == {
+            "line": b"line1\n",
+            "limited": b"li",
+            "read3": b"ne2",
+            "lines": [b"\n", b"rest\n", b"last"],
+            "after": b"",
+            "none": b"",
+        }
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_error_and_iteration() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        stream.feed(b"a\nb\n")
+        stream.feed_eof()
+        assert list(stream) == [b"a\n", b"b\n"]
+        assert stream.read(-1) == b""
+        broken = StreamingInput(asyncio_ioloop(), high_water=1024)
+        broken.feed_error(ClientDisconnected("gone"))
+        with pytest.raises(ClientDisconnected):
+            broken.read(1)
+
+    asyncio.run(scenario())
+
+
+def asyncio_ioloop() -> Any:
+    from tornado.ioloop import IOLoop
+
+    return IOLoop.current()
+
+
+def test_file_wrapper_blocks_and_close() -> None:
+    f = io.BytesIO(b"x" * 10)
+    wrapper = FileWrapper(f, 4)
+    assert [len(b) for b in wrapper] == [4, 4, 2]
+    wrapper.close()
+    assert f.closed

@@ -1,0 +1,285 @@
+"""The issue's failing inputs, run against our bridge AND Tornado 6.6.1's WSGIContainer.
+
+Each test is parametrised with ``kind``: ``bridge`` (``WSGIContainer`` +
+``WSGIFallbackHandler``) and ``tornado`` (``tornado.wsgi.WSGIContainer(app, executor)``
+under ``tornado.web.FallbackHandler``).  Where Tornado's container fails, its case is
+marked ``xfail(strict=True)``: the suite stays green, the failure is reported as
+``XFAIL`` (and would turn red as ``XPASS`` if Tornado ever fixed it).  The results are
+copied into the table of docs/wsgi-bridge.md.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import http.client
+import threading
+import time
+from typing import Any
+
+import bridge_apps as apps
+import pytest
+from bridge_conftest_helpers import (
+    BridgeServer,
+    PeakSampler,
+    SubprocessServer,
+    capture_logs,
+    read_until_close,
+    stream_upload,
+    wait_for,
+)
+
+
+def kinds(*tornado_fails: str) -> Any:
+    """Parametrise over both containers; ``tornado_fails`` is the xfail reason (if any)."""
+    tornado: Any = "tornado"
+    if tornado_fails:
+        tornado = pytest.param(
+            "tornado", marks=pytest.mark.xfail(strict=True, reason=tornado_fails[0])
+        )
+    return pytest.mark.parametrize("kind", ["bridge", tornado])
+
+
+# (a) --------------------------------------------------------------------------------
+@kinds("re-queues the response chunk behind every waiting request: one ~1.5 s wave")
+def test_a_completions_come_in_waves(kind: str) -> None:
+    """4 threads, 24 concurrent requests to a 250 ms view returning a one-element list.
+
+    Wave structure, not speed: when the 13th application call starts (~750 ms, after
+    three full waves) at least the first wave's 4 responses must already be complete.
+    Tornado completes none before all 24 application calls ran.
+    """
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with lock:
+            starts.append(time.monotonic())
+        time.sleep(0.25)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    done: list[float] = []
+
+    def client(server: BridgeServer) -> None:
+        status, _, body = server.request("GET", "/", timeout=20)
+        assert (status, body) == (200, b"done")
+        with lock:
+            done.append(time.monotonic())
+
+    with BridgeServer(app, kind=kind, workers=4, max_queue=24) as server:
+        threads = [threading.Thread(target=client, args=(server,)) for _ in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert len(done) == 24 and len(starts) == 24
+    thirteenth = sorted(starts)[12]
+    finished_before = sum(1 for t in done if t < thirteenth)
+    assert finished_before >= 4, finished_before
+
+
+# (b) --------------------------------------------------------------------------------
+@kinds("sends nothing and leaves the socket open")
+@pytest.mark.parametrize(
+    "app", [apps.yield_then_raise, apps.raise_before_start], ids=["mid-body", "before-start"]
+)
+def test_b_errors_never_hang(kind: str, app: Any) -> None:
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with capture_logs("tornado.application"), server.raw() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            data, closed = read_until_close(sock, 2)
+        if app is apps.raise_before_start:
+            assert data.startswith(b"HTTP/1.1 500 ")
+        else:
+            assert closed and data.startswith(b"HTTP/1.1 200 ")
+
+
+# (c) --------------------------------------------------------------------------------
+@kinds("writes the body on HEAD: HTTPOutputError, connection dropped")
+def test_c_head_without_content_length(kind: str) -> None:
+    with (
+        BridgeServer(apps.head_no_length, kind=kind) as server,
+        capture_logs("tornado.application"),
+    ):
+        conn = server.http(timeout=3)
+        try:
+            conn.request("HEAD", "/")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b""
+            assert resp.headers["Content-Length"] == "5"
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"12345"
+        finally:
+            conn.close()
+
+
+# (d) --------------------------------------------------------------------------------
+@kinds("no CONTENT_LENGTH and no wsgi.input_terminated: Flask reads an empty body")
+def test_d_chunked_post_to_flask(kind: str) -> None:
+    with BridgeServer(apps.make_flask_app(), kind=kind) as server, server.raw() as sock:
+        sock.sendall(
+            b"POST /length HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        data, _ = read_until_close(sock, 5)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"\r\n\r\n11") or data.endswith(b"2\r\n11\r\n0\r\n\r\n")
+
+
+# (e) --------------------------------------------------------------------------------
+@kinds("iterates all 50 chunks (5 s) before noticing the client left")
+def test_e_client_disconnect_closes_iterable(kind: str) -> None:
+    tracker = apps.Tracker()
+    with BridgeServer(tracker.slow_stream(50, 0.1), kind=kind) as server:
+        with server.raw() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert tracker.started.wait(5)
+            time.sleep(0.3)
+        left = time.monotonic()
+        closed = tracker.closed.wait(2.5)
+        elapsed = time.monotonic() - left
+        tracker.closed.wait(10)  # let Tornado's run finish before the server stops
+    assert closed and elapsed < 2.5
+    assert tracker.close_count == 1
+
+
+# (f) --------------------------------------------------------------------------------
+@kinds("buffers the whole body: first byte after the generator ends")
+def test_f_first_byte_leaves_at_once(kind: str) -> None:
+    total = 8 * 1024 * 1024
+    with BridgeServer(apps.gated_download(total), kind=kind) as server:
+        conn = server.http(timeout=20)
+        try:
+            start = time.monotonic()
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            first = resp.read(1)
+            ttfb = time.monotonic() - start
+            server.request("GET", "/release")
+            rest = resp.read()
+        finally:
+            conn.close()
+    assert len(first) + len(rest) == total
+    assert ttfb < 2.5, ttfb  # the generator waits 3 s for /release unless the byte left
+
+
+DOWNLOAD = 64 * 1024 * 1024
+RSS_BOUND = 24 * 1024 * 1024
+
+
+@kinds("holds the whole 64 MiB body (several copies) in memory")
+def test_f_streamed_download_rss_is_flat(kind: str) -> None:
+    with SubprocessServer(kind, f"download:{DOWNLOAD}") as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            conn.request("GET", "/")
+            conn.getresponse().read()  # warm-up: code paths, buffers, threads
+        finally:
+            conn.close()
+        baseline = server.rss()
+        with PeakSampler(server.rss) as peak:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                received = 0
+                while piece := resp.read(65536):
+                    received += len(piece)
+            finally:
+                conn.close()
+    assert received == DOWNLOAD
+    growth = peak.peak - baseline
+    assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.1f} MiB"
+
+
+@kinds("reads the whole 64 MiB upload into request.body before the app runs")
+def test_upload_rss_is_flat(kind: str) -> None:
+    with SubprocessServer(kind, "upload") as server:
+        assert stream_upload(server.port, 1024 * 1024) == str(1024 * 1024).encode()
+        baseline = server.rss()
+        with PeakSampler(server.rss) as peak:
+            body = stream_upload(server.port, DOWNLOAD)
+    assert body == str(DOWNLOAD).encode()
+    growth = peak.peak - baseline
+    assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.1f} MiB"
+
+
+# (g) --------------------------------------------------------------------------------
+@kinds()
+def test_g_exc_info_replaces_response_before_body(kind: str) -> None:
+    with BridgeServer(apps.exc_info_replace, kind=kind) as server:
+        status, _, body = server.request("GET", "/")
+    assert (status, body) == (500, b"custom error page")
+
+
+# Behaviours 2, 6, 7, 11 ------------------------------------------------------------
+_request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="")
+
+
+@kinds("app calls share the worker thread's context: a ContextVar leaks to the next request")
+def test_context_does_not_leak_between_requests(kind: str) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        previous = _request_var.get()
+        _request_var.set(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return [previous.encode() or b"clean"]
+
+    with BridgeServer(app, kind=kind, workers=1) as server:
+        assert server.request("GET", "/first")[2] == b"clean"
+        assert server.request("GET", "/second")[2] == b"clean"
+
+
+@kinds("no admission limit: the request waits in the executor queue instead of a 503")
+def test_overload_is_refused_at_once(kind: str) -> None:
+    tracker = apps.Tracker()
+    with BridgeServer(tracker.blocking(), kind=kind, workers=1, max_queue=0) as server:
+        conn = server.http()
+        try:
+            conn.request("GET", "/busy")
+            assert tracker.started.wait(5)
+            try:
+                status = server.request("GET", "/more", timeout=1.5)[0]
+            except TimeoutError:
+                status = None
+            assert server.request("GET", "/native")[0] == 200
+        finally:
+            tracker.release.set()
+            conn.close()
+    assert status == 503
+
+
+@kinds("PATH_INFO/REQUEST_URI/underscore headers/multiprocess differ; request mutated")
+def test_environ_is_exact(kind: str) -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    with BridgeServer(app, kind=kind) as server, server.raw() as sock:
+        sock.sendall(
+            b"POST /a%2Fb HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        )
+        read_until_close(sock, 5)
+    assert seen["PATH_INFO"] == "/a/b"
+    assert seen["REQUEST_URI"] == "/a%2Fb"
+    assert "HTTP_X_FORWARDED_FOR" not in seen
+    assert seen["wsgi.multiprocess"] is False
+    assert seen["wsgi.input_terminated"] is True
+    assert seen["CONTENT_TYPE"] == "text/plain"
+
+
+@kinds("FallbackHandler never reaches Application.log_function; the container logs its own format")
+def test_access_log_has_real_status(kind: str) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("201 Created", [])
+        return [b"made"]
+
+    with BridgeServer(app, kind=kind) as server, capture_logs("tornado.access") as logs:
+        assert server.request("GET", "/made")[0] == 201
+        assert wait_for(lambda: any("/made" in m for m in logs.messages()))
+        time.sleep(0.1)
+    lines = [m for m in logs.messages() if "/made" in m and "side=" in m]
+    assert len(lines) == 1 and " 201 " in lines[0]

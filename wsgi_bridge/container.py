@@ -1,0 +1,269 @@
+"""`WSGIContainer`: runs a WSGI application on a thread pool behind Tornado."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from tornado import httputil
+from tornado.concurrent import Future
+
+from .access_log import STATUS_CLIENT_CLOSED, log_access
+from .environ import NotMounted, build_environ
+from .exchange import Exchange
+from .file_wrapper import FileWrapper
+from .input import BufferedInput
+from .proxy import TrustedProxies
+from .request_id import ensure_request_id
+from .types import WSGIApp
+
+if TYPE_CHECKING:
+    from .handler import WSGIFallbackHandler
+
+log = logging.getLogger("wsgi_bridge")
+
+#: Default ``max_body_size``: 100 MiB, Tornado's own default ``max_buffer_size``.
+DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+#: Default ``response_buffer_size``: 256 KiB unflushed per response.
+DEFAULT_RESPONSE_BUFFER_SIZE = 256 * 1024
+#: Default ``request_buffer_size``: 64 KiB of upload buffered ahead of the application.
+DEFAULT_REQUEST_BUFFER_SIZE = 64 * 1024
+
+
+def default_worker_count() -> int:
+    """Threads of the container's own pool: ``min(32, os.cpu_count() + 4)``.
+
+    The same rule as ``concurrent.futures.ThreadPoolExecutor``'s default.
+    """
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class WSGIContainer:
+    """Serve a WSGI application from Tornado, one worker thread per request.
+
+    A drop-in replacement for ``tornado.wsgi.WSGIContainer(app, executor)`` that
+    streams responses with backpressure, streams uploads, bounds admission, never
+    leaves a request hanging and follows PEP 3333 closely.  Mount it as the last rule
+    with :class:`~wsgi_bridge.handler.WSGIFallbackHandler` (streaming uploads, correct
+    access log); Tornado's plain ``FallbackHandler`` or ``HTTPServer(container)``
+    work too, with the body read by Tornado first.
+
+    :param wsgi_application: the WSGI callable, e.g. a Flask app.
+    :param executor: a ``concurrent.futures.ThreadPoolExecutor`` (shared with the rest
+        of the process is fine).  ``None``: the container creates its own with
+        :func:`default_worker_count` threads named ``wsgi-bridge``, shut down by
+        :meth:`close`.  Each request is exactly one job on it, submitted in arrival
+        order, so the executor's FIFO queue gives FIFO service.
+    :param max_workers: concurrency assumed for admission (threads).  Default: the
+        executor's ``_max_workers`` (or :func:`default_worker_count` if it has none).
+    :param max_queue: requests admitted beyond ``max_workers`` that wait for a thread
+        (requests).  Default ``2 * max_workers``: a queued request then waits at most
+        about two service times before it runs; more queueing only adds latency that
+        clients time out on.  Beyond ``max_workers + max_queue`` requests get 503.
+    :param retry_after: seconds put in ``Retry-After`` of 503 responses (default 1).
+    :param max_body_size: largest request body in bytes (default 100 MiB); a larger
+        ``Content-Length`` gets 413 before the application runs, a chunked upload
+        growing past it is stopped (413, or connection closed if the response had
+        started).  With :class:`WSGIFallbackHandler` this *replaces* the
+        ``HTTPServer(max_body_size=...)`` limit for fallback requests.
+    :param response_buffer_size: bytes of response a worker may leave unflushed before
+        it blocks (backpressure high-water mark; default 256 KiB).
+    :param request_buffer_size: bytes of upload buffered ahead of the application
+        (default 64 KiB).  Bodies that fit are read completely before the application
+        is dispatched (no thread waits on a slow client); larger or chunked ones are
+        dispatched once this much arrived and then streamed through a pipe of this size.
+    :param script_name: mount prefix, e.g. ``"/legacy"`` (no trailing slash; default
+        ``""``).  Requests outside it get 404 from the bridge without the application.
+    :param trusted_proxies: IP addresses or CIDRs (``["10.0.0.0/8"]`` or the string
+        ``"10.0.0.0/8, 127.0.0.1"``) whose ``X-Forwarded-For/-Proto/-Host`` are
+        honoured (default: none).
+    :raises ValueError: for a negative size or a ``script_name`` not starting with ``/``.
+    """
+
+    def __init__(
+        self,
+        wsgi_application: WSGIApp,
+        executor: concurrent.futures.Executor | None = None,
+        *,
+        max_workers: int | None = None,
+        max_queue: int | None = None,
+        retry_after: int = 1,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        response_buffer_size: int = DEFAULT_RESPONSE_BUFFER_SIZE,
+        request_buffer_size: int = DEFAULT_REQUEST_BUFFER_SIZE,
+        script_name: str = "",
+        trusted_proxies: Iterable[str] | str = (),
+    ) -> None:
+        self.application = wsgi_application
+        self._owns_executor = executor is None
+        if executor is None:
+            executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=default_worker_count(), thread_name_prefix="wsgi-bridge"
+            )
+        self.executor = executor
+        workers = max_workers or getattr(executor, "_max_workers", None)
+        self.max_workers: int = int(workers or default_worker_count())
+        self.max_queue: int = 2 * self.max_workers if max_queue is None else int(max_queue)
+        for name, value in (
+            ("max_queue", self.max_queue),
+            ("max_body_size", max_body_size),
+            ("response_buffer_size", response_buffer_size),
+            ("request_buffer_size", request_buffer_size),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        script_name = script_name.rstrip("/")
+        if script_name and not script_name.startswith("/"):
+            raise ValueError(f"script_name must start with '/': {script_name!r}")
+        self.retry_after = int(retry_after)
+        self.max_body_size = int(max_body_size)
+        self.response_buffer_size = int(response_buffer_size)
+        self.request_buffer_size = max(1, int(request_buffer_size))
+        self.script_name = script_name
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.draining = False
+        self._admitted = 0
+        self._idle_waiters: list[Future[None]] = []
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet finished (running or waiting for a thread)."""
+        return self._admitted
+
+    @property
+    def admission_limit(self) -> int:
+        """``max_workers + max_queue``: requests admitted at once before 503."""
+        return self.max_workers + self.max_queue
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop admitting requests and wait for those in flight (graceful shutdown).
+
+        Call after ``HTTPServer.stop()`` and before ``executor.shutdown()``.  From the
+        first call on, new requests get ``503`` with ``Retry-After`` and
+        ``Connection: close``, and every response closes its keep-alive connection.
+
+        :param timeout: seconds to wait at most.
+        :returns: True when no request is in flight any more, False on timeout.
+        """
+        self.draining = True
+        if self._admitted == 0:
+            return True
+        waiter: Future[None] = Future()
+        self._idle_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._idle_waiters:
+                self._idle_waiters.remove(waiter)
+        return True
+
+    def close(self) -> None:
+        """Shut down the container's own executor (no-op for a caller's executor)."""
+        if self._owns_executor:
+            self.executor.shutdown(wait=True)
+
+    def __call__(self, request: httputil.HTTPServerRequest) -> None:
+        """Serve ``request`` whose body Tornado already read (``HTTPServer`` callback).
+
+        This is the ``tornado.wsgi.WSGIContainer`` interface, for
+        ``tornado.web.FallbackHandler`` or ``HTTPServer(container)``.  Tornado's
+        ``FallbackHandler`` logs its own (early, always 200) line; the container also
+        logs one line with the real status.
+        """
+        exchange = self.start(request, handler=None)
+        if exchange is None:
+            return
+        request.connection.set_close_callback(exchange.on_close)  # type: ignore[union-attr]
+        body = request.body or b""
+        if len(body) > self.max_body_size:
+            exchange.respond_simple(413, "Request Entity Too Large", close=True)
+            return
+        if not self.admit(exchange):
+            return
+        exchange.input = BufferedInput(body)
+        self.dispatch(exchange)
+
+    # ------------------------------------------------------------------ internals
+    def start(
+        self, request: httputil.HTTPServerRequest, handler: WSGIFallbackHandler | None
+    ) -> Exchange | None:
+        """Create the :class:`Exchange` for ``request`` (IOLoop thread).
+
+        Answers 404 itself (outside ``script_name``) and returns None then.
+        """
+        request_id = ensure_request_id(request)
+        complete = self._on_complete if handler is None else handler.exchange_complete
+        try:
+            environ = build_environ(
+                request,
+                wsgi_input=None,
+                request_id=request_id,
+                script_name=self.script_name,
+                trusted_proxies=self.trusted_proxies,
+                file_wrapper=FileWrapper,
+            )
+        except NotMounted:
+            exchange = Exchange(self, request, {}, request_id, complete)
+            exchange.respond_simple(404, "Not Found")
+            return None
+        return Exchange(self, request, environ, request_id, complete)
+
+    def admit(self, exchange: Exchange) -> bool:
+        """Reserve a slot or answer 503 at once from the IOLoop (never the executor)."""
+        if self.draining or self._admitted >= self.admission_limit:
+            exchange.respond_simple(
+                503,
+                "Service Unavailable",
+                [("Retry-After", str(self.retry_after))],
+                close=self.draining,
+            )
+            return False
+        self._admitted += 1
+        exchange.admitted = True
+        return True
+
+    def dispatch(self, exchange: Exchange) -> None:
+        """Submit the exchange as one executor job in a copy of the current context."""
+        if exchange.dispatched:
+            return
+        exchange.environ["wsgi.input"] = exchange.input
+        exchange.dispatched = True
+        context = contextvars.copy_context()
+        try:
+            self.executor.submit(context.run, exchange.run)
+        except RuntimeError:  # executor shut down
+            exchange.dispatched = False
+            exchange.respond_simple(
+                503, "Service Unavailable", [("Retry-After", str(self.retry_after))], True
+            )
+
+    def release(self, exchange: Exchange) -> None:
+        """Free the admission slot of a finished exchange and wake :meth:`drain`."""
+        if not exchange.admitted:
+            return
+        exchange.admitted = False
+        self._admitted -= 1
+        if self._admitted == 0 and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _on_complete(self, exchange: Exchange) -> None:
+        self.release(exchange)
+        status = exchange.status_code or STATUS_CLIENT_CLOSED
+        log_access(exchange.request, status, exchange.bytes_sent, "wsgi", exchange.aborted)
+
+    def __repr__(self) -> str:
+        return (
+            f"<WSGIContainer {self.application!r} workers={self.max_workers} "
+            f"max_queue={self.max_queue} in_flight={self._admitted}>"
+        )

@@ -1,0 +1,37 @@
+"""One request id shared by the native handlers, the bridge and the access log."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from tornado.httputil import HTTPServerRequest
+
+#: Attribute cached on the Tornado request object (the only one the bridge sets).
+REQUEST_ID_ATTR = "wsgi_bridge_request_id"
+#: Longest incoming ``X-Request-ID`` accepted, in characters.
+MAX_REQUEST_ID_LENGTH = 128
+_VALID_RE = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID_LENGTH}}}\Z")
+
+
+def is_valid_request_id(value: str | None) -> bool:
+    """True for 1-128 characters of ``A-Z a-z 0-9 . _ : -`` (safe in logs and headers)."""
+    return value is not None and _VALID_RE.match(value) is not None
+
+
+def ensure_request_id(request: HTTPServerRequest) -> str:
+    """Return the request's id, creating and caching it on first call.
+
+    :param request: the Tornado request; the id is cached on it as the attribute
+        ``wsgi_bridge_request_id`` so every later caller (native base handler,
+        bridge, access log) gets the same string.
+    :returns: the incoming ``X-Request-ID`` header when it is valid (see
+        :func:`is_valid_request_id`), else a new ``uuid.uuid4().hex`` (32 hex digits).
+    """
+    cached = getattr(request, REQUEST_ID_ATTR, None)
+    if cached is not None:
+        return cached
+    incoming = request.headers.get("X-Request-ID")
+    rid = incoming if is_valid_request_id(incoming) else uuid.uuid4().hex
+    setattr(request, REQUEST_ID_ATTR, rid)
+    return rid
