@@ -677,3 +677,42 @@ def test_access_log_marks_aborted_response() -> None:
         assert wait_for(lambda: any("/abort" in m for m in logs.messages()))
         (line,) = [m for m in logs.messages() if "/abort" in m]
         assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+# ------------------------------------------- 3. fast path for Werkzeug-style bodies
+class _OneChunkThenTrap:
+    """Like Werkzeug's ClosingIterator over a finished body: Content-Length is set
+    and the first chunk completes it. The bridge must answer from that chunk alone,
+    without another next() (which here would fail), and call close() once."""
+
+    def __init__(self) -> None:
+        self.nexts = 0
+        self.closes = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> bytes:
+        self.nexts += 1
+        if self.nexts == 1:
+            return b"hello"
+        raise AssertionError("iterated past the declared Content-Length")
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@BOTH
+def test_body_completed_by_first_chunk_is_sent_whole(kind: str) -> None:
+    app = _OneChunkThenTrap()
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        status, headers, body = server.request("GET", "/", timeout=5)
+        assert (status, body, headers["Content-Length"]) == (200, b"hello", "5")
+        assert "Transfer-Encoding" not in headers
+        assert wait_for(lambda: app.closes == 1)
+        assert app.nexts == 1
+        assert [r for r in logs.records if r.levelname == "ERROR"] == []

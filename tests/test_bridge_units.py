@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from wsgi_bridge.framing import plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
 from wsgi_bridge.input import StreamingInput
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
-from wsgi_bridge.request_id import REQUEST_ID_ATTR
+from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
 
 
 def make_request(
@@ -322,8 +323,10 @@ def test_ensure_request_id_generates_for_invalid(incoming: str | None) -> None:
     headers = [("Host", "h")] + ([("X-Request-ID", incoming)] if incoming is not None else [])
     req = make_request(headers=headers)
     rid = ensure_request_id(req)
-    assert len(rid) == 32 and int(rid, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", rid), rid
+    assert is_valid_request_id(rid)
     assert ensure_request_id(req) == rid
+    assert ensure_request_id(make_request(headers=headers)) != rid  # unique per request
 
 
 # --------------------------------------------------------------------------- access log

@@ -50,6 +50,14 @@ _SIMPLE_BODIES = {
 }
 
 
+def _completes_declared_length(headers: HeaderList, length: int) -> bool:
+    """True if ``headers`` declare a ``Content-Length`` of at most ``length`` bytes."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            return value.isdigit() and int(value) <= length
+    return False
+
+
 class _StartResponse:
     """The ``start_response`` callable for one request (PEP 3333), used by the worker."""
 
@@ -408,7 +416,7 @@ class Exchange:
             if isinstance(result, (list, tuple)):
                 whole = b"".join(result)
             else:
-                self._stream(result, sr)
+                whole = self._stream(result, sr)
         except BaseException as exc:
             failed = True
             self._fail(exc, sr)
@@ -434,14 +442,26 @@ class Exchange:
         finally:
             self._worker_finished()
 
-    def _stream(self, result: Any, sr: _StartResponse) -> None:
+    def _stream(self, result: Any, sr: _StartResponse) -> bytes | None:
+        """Iterate ``result``, sending each chunk; return the body instead when the
+        first chunk already completes the declared ``Content-Length``.
+
+        That is how Flask/Werkzeug answer every non-streamed response (a generator
+        over one encoded body, with ``Content-Length`` set), so it gets the fast
+        path a list body gets: one IOLoop callback for headers, body and finish.
+        """
         for chunk in result:
             if not isinstance(chunk, bytes):
                 raise WSGIAppError(
                     f"WSGI iterable yielded {type(chunk).__name__}, not bytes (PEP 3333)"
                 )
-            if chunk and not self.send(sr, chunk):
-                return
+            if not chunk:
+                continue
+            if not sr.headers_sent and _completes_declared_length(sr.headers, len(chunk)):
+                return chunk
+            if not self.send(sr, chunk):
+                return None
+        return None
 
     def _make_plan(self, sr: _StartResponse, known_length: int | None) -> ResponsePlan:
         if sr.code is None:
