@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
 
     register_extensions(app)
     register_blueprints(app)
+    register_auth(app)
+    register_native_urls(app)
     register_task_runner(app, executor)
     register_error_handlers(app)
     register_shell_context(app)
@@ -69,6 +71,20 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(views.blueprint)
     app.register_blueprint(api.blueprint)
+
+
+def register_auth(app: Flask) -> None:
+    """Accounts and login (Flask-Login, the ``auth`` blueprint); see :mod:`app.auth`."""
+    from app.auth import init_app
+
+    init_app(app)
+
+
+def register_native_urls(app: Flask) -> None:
+    """The ``native_url(name, *args)`` Jinja global; see :mod:`app.native_urls`."""
+    from app.native_urls import init_app
+
+    init_app(app)
 
 
 def register_task_runner(app: Flask, executor: Executor) -> None:

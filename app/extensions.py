@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -16,3 +17,6 @@ migrate = Migrate()
 
 csrf = CSRFProtect()
 """CSRF protection for HTML forms (the JSON API is exempt; it takes no cookies-only writes)."""
+
+login_manager = LoginManager()
+"""Flask-Login: the logged-in user's id lives in Flask's session (see :mod:`app.auth`)."""

@@ -15,6 +15,7 @@ import tornado.web
 from flask import Flask
 
 from app import create_app
+from app.native_urls import attach_native_urls
 from config import Settings
 from tornado_handlers.lifecycle import InFlight
 from tornado_handlers.routes import make_routes
@@ -76,4 +77,6 @@ def build_hybrid(
         in_flight=in_flight,
         **settings.tornado_settings(),
     )
+    # Flask templates' native_url() reverses names with this very route table.
+    attach_native_urls(flask_app, application.reverse_url)
     return Hybrid(settings, executor, flask_app, container, application)

@@ -42,6 +42,10 @@ class Route:
         Flask one), ``"shadowed"`` (a Flask route a native one hides) or ``"flask"``.
     :ivar shadowed_by: for a shadowed Flask route, the native path that hides it.
     :ivar twins: for a native route, the Flask endpoints it shadows.
+    :ivar unreachable: for a shadowed Flask route, the methods its native
+        shadow does not implement. Tornado routes by path alone, so such a
+        request never reaches Flask: the native handler answers 405. Port
+        those methods too, or the route loses them.
     """
 
     path: str
@@ -51,6 +55,7 @@ class Route:
     status: str = ""
     shadowed_by: str | None = None
     twins: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the row as JSON-ready data."""
@@ -125,9 +130,12 @@ def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> lis
         )
         concrete = sample_path(flask_rule, mount)
         for regex, native in natives:
-            if regex is not None and regex.match(concrete) and set(methods) & set(native.methods):
+            # Tornado picks the first rule whose *path* matches, whatever the
+            # method: a native rule hides every method of the Flask route.
+            if regex is not None and regex.match(concrete):
                 route.status = "shadowed"
                 route.shadowed_by = native.path
+                route.unreachable = sorted(set(methods) - set(native.methods))
                 native.twins.append(flask_rule.endpoint)
                 break
         flask_routes.append(route)
@@ -148,7 +156,8 @@ def format_table(routes: list[Route]) -> str:
             r.handler,
             r.status
             + (f" by {r.shadowed_by}" if r.shadowed_by else "")
-            + (f" ({', '.join(r.twins)})" if r.twins else ""),
+            + (f" ({', '.join(r.twins)})" if r.twins else "")
+            + (f"; {','.join(r.unreachable)} get 405" if r.unreachable else ""),
         )
         for r in routes
     ]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import tornado.ioloop
 import tornado.websocket
+from flask import Flask
 
+from app.auth.service import user_data
+from app.database import call_in_session
 from app.tasks.events import Event, TaskEvents
+from tornado_handlers import flask_session
+from tornado_handlers.flask_session import SessionUser
 
 
 class TaskProgressSocket(tornado.websocket.WebSocketHandler):
@@ -21,11 +27,27 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
     ``IOLoop.add_callback`` (thread-safe) before anything is written, since
     only the IOLoop thread may call :meth:`write_message`.
 
+    Authentication: the handshake carries Flask's ``session`` cookie, verified
+    like :class:`~tornado_handlers.base.BaseHandler` does (same module,
+    :mod:`tornado_handlers.flask_session`). Anonymous visitors may watch --
+    task progress is public in this service, as the task pages are -- and the
+    first message says who the server thinks you are:
+    ``{"type": "hello", "task": id | null, "user": {"id", "email"} | null}``
+    (``null`` for anonymous, a tampered or expired cookie, or a deleted
+    account). For a private stream, close anonymous connections in
+    :meth:`open` with ``self.close(4401, "login required")``.
+
     :param events: the :class:`app.tasks.events.TaskEvents` hub.
+    :param flask_app: the Flask app whose session cookie and users to read.
+    :param executor: the shared thread pool, for the user lookup.
     """
 
-    def initialize(self, events: TaskEvents) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, events: TaskEvents, flask_app: Flask, executor: Executor
+    ) -> None:
         self.events = events
+        self.flask_app = flask_app
+        self.executor = executor
         self.task_id: int | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -33,16 +55,37 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
         """Same-origin only (Tornado's default), stated here so it is a decision."""
         return super().check_origin(origin)
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    def get_current_user(self) -> SessionUser | None:
+        """Who logged in through Flask, from the handshake's session cookie (or ``None``)."""
+        name = flask_session.cookie_name(self.flask_app)
+        session = flask_session.load_session(self.flask_app, self.get_cookie(name))
+        return flask_session.session_user(session)
+
+    async def open(self, *args: str, **kwargs: str) -> None:
         task = self.get_query_argument("task", None)
         if task is not None:
             if not task.isdigit():
                 self.close(code=1008, reason="task must be an integer")
                 return
             self.task_id = int(task)
+        user = await self._load_user()
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # the client left while the user was looked up
         loop = tornado.ioloop.IOLoop.current()
         self._unsubscribe = self.events.subscribe(functools.partial(loop.add_callback, self._send))
-        self.write_message({"type": "hello", "task": self.task_id})
+        self.write_message({"type": "hello", "task": self.task_id, "user": user})
+
+    async def _load_user(self) -> dict[str, Any] | None:
+        current: SessionUser | None = self.current_user
+        if current is None:
+            return None
+        loop = tornado.ioloop.IOLoop.current()
+        return await loop.run_in_executor(
+            self.executor,
+            call_in_session,
+            self.flask_app,
+            lambda session: user_data(session, current.id),
+        )
 
     def _send(self, event: Event) -> None:
         task: dict[str, Any] = event.get("task", {})

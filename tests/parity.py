@@ -1,0 +1,302 @@
+"""Parity testing: does a native handler answer like the Flask view it ports?
+
+Send the same request to both and compare what a client can observe::
+
+    from tests.parity import assert_parity
+
+    def test_task_detail(live_server):
+        server = live_server()
+        assert_parity(server, "GET", "/api/tasks/1", ignore=["created_at"])
+
+* **Flask side** -- WebTest's ``TestApp`` around the hybrid's own Flask app
+  (``server.hybrid.flask_app``), i.e. straight into the WSGI app: the native
+  rule that shadows the route in the hybrid is out of the way, and the Flask
+  view answers as it did before the port.
+* **Native side** -- ``httpx`` over a real socket to the running hybrid server
+  (the ``live_server`` fixture), where the native rule wins.
+
+Both sides share one database, so they read the same rows.
+
+Compared: the status code; the headers named in ``headers`` (by default
+:data:`COMPARED_HEADERS`; absent on both sides is equal); and the body -- as
+data when both are JSON (so key order and whitespace do not matter), after
+replacing the fields named in ``ignore`` with ``"<ignored>"``; else as bytes.
+A mismatch raises :class:`AssertionError` whose message lists each difference
+and a unified diff of the bodies (``-`` Flask, ``+`` native).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import tornado.web
+import webtest
+from flask import Flask
+from tornado.routing import PathMatches
+
+from tests.conftest import LiveServer
+from wsgi_bridge import WSGIFallbackHandler
+
+COMPARED_HEADERS = (
+    "content-type",
+    "location",
+    "allow",
+    "vary",
+    "cache-control",
+    "www-authenticate",
+    "content-disposition",
+    "retry-after",
+)
+"""Headers compared by default. ``Date``, ``Server``, ``Content-Length`` (JSON
+spacing differs) and ``X-Request-ID`` (new per request) are left out."""
+
+IGNORED = "<ignored>"
+"""What an ignored JSON field is replaced with on both sides."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One side's response.
+
+    :ivar side: ``"flask"`` or ``"native"``.
+    :ivar status: the HTTP status code.
+    :ivar headers: every header, names lower-case; repeated headers joined with ``", "``.
+    :ivar body: the body bytes (empty for ``HEAD``).
+    """
+
+    side: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON.
+
+        :raises ValueError: if the body is not JSON.
+        """
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class ParityRequest:
+    """What to send to both sides.
+
+    :ivar method: ``"GET"``, ``"HEAD"``, ``"POST"`` ...
+    :ivar path: the full path as the browser sends it (``FLASK_MOUNT`` included)
+        plus an optional query string.
+    :ivar headers: extra request headers (``Cookie``, ``Accept`` ...).
+    :ivar body: the request body.
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def flask_reply(flask_app: Flask, request: ParityRequest, mount: str = "") -> Reply:
+    """Send ``request`` straight to the Flask app (WebTest, no socket, no native rules).
+
+    :param flask_app: the Flask app, e.g. ``server.hybrid.flask_app``.
+    :param request: what to send; its ``path`` starts with ``mount``.
+    :param mount: ``FLASK_MOUNT``: moved from the path to ``SCRIPT_NAME`` as the
+        WSGI bridge does.
+    """
+    path = request.path
+    environ: dict[str, str] = {}
+    if mount:
+        if not path.startswith(mount + "/"):
+            raise ValueError(f"{path!r} is not under the Flask mount {mount!r}")
+        path = path[len(mount) :]
+        environ["SCRIPT_NAME"] = mount
+    app = webtest.TestApp(flask_app, extra_environ=environ)
+    response = app.request(
+        path,
+        method=request.method,
+        headers=dict(request.headers),
+        body=request.body,
+        expect_errors=True,
+    )
+    headers: dict[str, str] = {}
+    for name, value in response.headerlist:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return Reply("flask", response.status_int, headers, response.body)
+
+
+def native_reply(base_url: str, request: ParityRequest) -> Reply:
+    """Send ``request`` to the running hybrid server over a socket (``httpx``).
+
+    :param base_url: e.g. ``server.url`` (``http://127.0.0.1:<port>``).
+    """
+    response = httpx.request(
+        request.method,
+        base_url + request.path,
+        headers=dict(request.headers),
+        content=request.body or None,
+        follow_redirects=False,
+        timeout=10,
+    )
+    headers = {
+        name.lower(): ", ".join(response.headers.get_list(name)) for name in response.headers
+    }
+    return Reply("native", response.status_code, headers, response.content)
+
+
+def native_handler_for(application: tornado.web.Application, path: str) -> type | None:
+    """Return the native handler class Tornado picks for ``path``, or ``None`` for Flask.
+
+    :param application: the hybrid's Tornado application.
+    :param path: a path, with or without a query string.
+    """
+    path = path.split("?", 1)[0]
+    for rule in application.wildcard_router.rules:
+        if isinstance(rule.matcher, PathMatches) and rule.matcher.regex.match(path):
+            target = rule.target
+            if isinstance(target, type) and issubclass(target, WSGIFallbackHandler):
+                return None
+            return target if isinstance(target, type) else None
+    return None
+
+
+def _mask(data: Any, path: list[str]) -> Any:
+    """Replace the field at ``path`` (``*`` = every key or item) with :data:`IGNORED`."""
+    if not path:
+        return IGNORED
+    head, rest = path[0], path[1:]
+    if isinstance(data, dict):
+        keys = list(data) if head == "*" else [head] if head in data else []
+        return {k: (_mask(v, rest) if k in keys else v) for k, v in data.items()}
+    if isinstance(data, list) and (head == "*" or head.isdigit()):
+        return [
+            _mask(item, rest) if head == "*" or int(head) == index else item
+            for index, item in enumerate(data)
+        ]
+    return data
+
+
+def _as_json(reply: Reply, ignore: Iterable[str]) -> Any:
+    data = reply.json()
+    for dotted in ignore:
+        data = _mask(data, dotted.split("."))
+    return data
+
+
+def _is_json(reply: Reply) -> bool:
+    content_type = reply.headers.get("content-type", "").split(";")[0].strip()
+    if not (content_type == "application/json" or content_type.endswith("+json")):
+        return False
+    try:
+        reply.json()
+    except ValueError:
+        return False
+    return True
+
+
+def _body_lines(reply: Reply, ignore: Iterable[str], as_json: bool) -> list[str]:
+    if as_json:
+        return json.dumps(_as_json(reply, ignore), indent=2, sort_keys=True).splitlines()
+    return reply.body.decode("utf-8", "backslashreplace").splitlines()
+
+
+def differences(
+    flask: Reply,
+    native: Reply,
+    *,
+    headers: Iterable[str] = COMPARED_HEADERS,
+    ignore: Iterable[str] = (),
+) -> list[str]:
+    """Return the differences between two replies as readable lines (empty: parity).
+
+    :param flask: the Flask view's reply.
+    :param native: the native handler's reply.
+    :param headers: header names to compare (any case).
+    :param ignore: JSON fields left out of the body comparison, as dotted paths:
+        ``"created_at"``, ``"task.started_at"``, ``"tasks.*.id"`` (``*`` is any
+        key or list item).
+    """
+    ignore = list(ignore)
+    lines: list[str] = []
+    if flask.status != native.status:
+        lines.append(f"status: flask {flask.status}, native {native.status}")
+    for name in headers:
+        key = name.lower()
+        ours, theirs = flask.headers.get(key), native.headers.get(key)
+        if ours != theirs:
+            lines.append(f"header {key}: flask {ours!r}, native {theirs!r}")
+    both_json = _is_json(flask) and _is_json(native)
+    if both_json:
+        same = _as_json(flask, ignore) == _as_json(native, ignore)
+    else:
+        same = flask.body == native.body
+    if not same:
+        kind = "JSON data" + (f", ignoring {', '.join(ignore)}" if ignore else "")
+        lines.append(f"body ({kind if both_json else 'bytes'}):")
+        diff = difflib.unified_diff(
+            _body_lines(flask, ignore, both_json),
+            _body_lines(native, ignore, both_json),
+            fromfile="flask",
+            tofile="native",
+            lineterm="",
+        )
+        lines.extend(f"  {line}" for line in diff)
+    return lines
+
+
+def assert_same(
+    request: ParityRequest,
+    flask: Reply,
+    native: Reply,
+    *,
+    headers: Iterable[str] = COMPARED_HEADERS,
+    ignore: Iterable[str] = (),
+) -> None:
+    """Raise :class:`AssertionError` listing :func:`differences`, if there are any."""
+    found = differences(flask, native, headers=headers, ignore=ignore)
+    if found:
+        title = f"{request.method} {request.path}: the native handler differs from the Flask view"
+        raise AssertionError("\n".join([title, *(f"  {line}" for line in found)]))
+
+
+def assert_parity(
+    server: LiveServer,
+    method: str,
+    path: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    json_body: Any = None,
+    compare_headers: Iterable[str] = COMPARED_HEADERS,
+    ignore: Iterable[str] = (),
+) -> tuple[Reply, Reply]:
+    """Send one request to the Flask view and to the native handler; require the same answer.
+
+    :param server: the running hybrid (``live_server()``); its Flask app and
+        mount (``settings.flask_mount``) are used for the Flask side.
+    :param method: the HTTP method.
+    :param path: the path (with the Flask mount, if any) and query string.
+    :param headers: request headers sent to both.
+    :param body: raw request body; or
+    :param json_body: a value sent as JSON (sets ``Content-Type: application/json``).
+    :param compare_headers: response headers to compare.
+    :param ignore: JSON body fields to leave out (see :func:`differences`).
+    :returns: ``(flask_reply, native_reply)`` for further checks.
+    :raises AssertionError: with a readable diff when they differ; also when no
+        native rule serves ``path`` (Flask would be compared with itself).
+    """
+    if native_handler_for(server.hybrid.application, path) is None:
+        raise AssertionError(f"no native rule serves {path}: nothing to compare Flask with")
+    request_headers = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        request_headers.setdefault("Content-Type", "application/json")
+    request = ParityRequest(method, path, request_headers, body)
+    flask = flask_reply(server.hybrid.flask_app, request, server.hybrid.settings.flask_mount)
+    native = native_reply(server.url, request)
+    assert_same(request, flask, native, headers=compare_headers, ignore=ignore)
+    return flask, native

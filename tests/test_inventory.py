@@ -1,0 +1,114 @@
+"""``manage.py routes`` (``tornado_handlers.inventory``) against the ported route."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import Executor
+
+import pytest
+from flask import Flask
+from tornado.web import url
+
+from app import create_app
+from config import Settings
+from tests.test_manage import environment, run
+from tornado_handlers.application import Hybrid, build_hybrid
+from tornado_handlers.inventory import Route, build_inventory, format_table
+from tornado_handlers.tasks import TaskStatsHandler
+
+
+@pytest.fixture
+def hybrid(settings: Settings) -> Iterator[Hybrid]:
+    """The hybrid as ``manage.py routes`` builds it (not serving)."""
+    built = build_hybrid(settings)
+    yield built
+    built.close()
+
+
+def inventory(hybrid: Hybrid, mount: str = "") -> dict[tuple[str, str], Route]:
+    """The inventory rows by ``(side, handler)``."""
+    routes = build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app, mount)
+    return {(route.side, route.handler): route for route in routes}
+
+
+def test_the_ported_detail_is_flagged_on_both_sides(hybrid: Hybrid) -> None:
+    routes = inventory(hybrid)
+    native = routes["native", "tornado_handlers.tasks_api.TaskDetailHandler"]
+    assert native.path == "/api/tasks/([0-9]+)"
+    assert native.methods == ["GET", "HEAD"]
+    assert (native.status, native.twins) == ("ported", ["tasks_api.detail"])
+    flask = routes["flask", "tasks_api.detail"]
+    assert (flask.status, flask.shadowed_by, flask.unreachable) == (
+        "shadowed",
+        "/api/tasks/([0-9]+)",
+        [],
+    )
+
+
+def test_neighbours_of_the_port_stay_on_flask(hybrid: Hybrid) -> None:
+    routes = inventory(hybrid)
+    for endpoint in ("tasks_api.index", "tasks_api.create", "tasks.detail"):
+        assert routes["flask", endpoint].status == "flask", endpoint
+
+
+def test_native_routes_without_a_flask_twin(hybrid: Hybrid) -> None:
+    routes = inventory(hybrid)
+    for handler in ("account.MeHandler", "account.PreferencesHandler", "health.HealthHandler"):
+        assert routes["native", f"tornado_handlers.{handler}"].status == "native-only"
+
+
+def test_under_a_mount_the_port_still_shadows(settings: Settings) -> None:
+    built = build_hybrid(settings.model_copy(update={"flask_mount": "/legacy"}))
+    try:
+        routes = inventory(built, "/legacy")
+        flask = routes["flask", "tasks_api.detail"]
+        assert flask.path == "/legacy/api/tasks/<int:task_id>"
+        assert (flask.status, flask.shadowed_by) == ("shadowed", "/legacy/api/tasks/([0-9]+)")
+    finally:
+        built.close()
+
+
+def with_post_only_twin(settings: Settings, executor: Executor) -> Flask:
+    """The app plus a Flask ``POST /api/stats`` -- a method the native handler lacks."""
+    app = create_app(settings, executor)
+    app.add_url_rule("/api/stats", "legacy_stats", lambda: "", methods=["POST"])
+    return app
+
+
+def test_a_native_rule_hides_every_method_of_the_path(settings: Settings) -> None:
+    """Tornado routes by path: Flask's POST is unreachable (the native GET handler answers 405)."""
+    built = build_hybrid(settings, with_post_only_twin)
+    try:
+        routes = inventory(built)
+        flask = routes["flask", "legacy_stats"]
+        assert (flask.status, flask.shadowed_by, flask.unreachable) == (
+            "shadowed",
+            "/api/stats",
+            ["POST"],
+        )
+        table = format_table(list(routes.values()))
+        assert "shadowed by /api/stats; POST get 405" in table
+    finally:
+        built.close()
+
+
+def test_only_request_handlers_are_listed(hybrid: Hybrid) -> None:
+    rules = [*hybrid.application.wildcard_router.rules, url(r"/x", TaskStatsHandler, name="x")]
+    routes = build_inventory(rules, hybrid.flask_app)
+    assert [r.path for r in routes if r.side == "native"][-1] == "/x"
+    assert all(r.handler != "wsgi_bridge.handler.WSGIFallbackHandler" for r in routes)
+
+
+def test_the_command_reports_the_port(database_url: str) -> None:
+    result = run("routes", "--json", env=environment(database_url))
+    assert result.returncode == 0, result.stderr
+    routes = {(r["side"], r["handler"]): r for r in json.loads(result.stdout)}
+    assert routes["native", "tornado_handlers.tasks_api.TaskDetailHandler"]["status"] == "ported"
+    detail = routes["flask", "tasks_api.detail"]
+    assert detail["status"] == "shadowed"
+    assert detail["shadowed_by"] == "/api/tasks/([0-9]+)"
+    assert detail["unreachable"] == []
+    table = run("routes", env=environment(database_url)).stdout
+    assert "ported (tasks_api.detail)" in table
+    assert "shadowed by /api/tasks/([0-9]+)" in table
