@@ -716,3 +716,40 @@ def test_body_completed_by_first_chunk_is_sent_whole(kind: str) -> None:
         assert wait_for(lambda: app.closes == 1)
         assert app.nexts == 1
         assert [r for r in logs.records if r.levelname == "ERROR"] == []
+
+
+# -------------------------------- 6. admission slots always come back (no leaks)
+BROKEN_UPLOADS = {
+    "partial-body-then-close": (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{"
+    ),
+    "partial-chunked-then-close": (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"
+    ),
+    "content-length-and-chunked": (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    ),
+    "invalid-chunk-size": (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n"
+    ),
+    "large-body-then-close": (
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 100_000
+    ),
+}
+
+
+@BOTH
+@pytest.mark.parametrize("payload", BROKEN_UPLOADS.values(), ids=BROKEN_UPLOADS.keys())
+def test_broken_or_abandoned_uploads_release_their_slot(kind: str, payload: bytes) -> None:
+    with BridgeServer(apps.counting_upload, kind=kind, workers=1, max_queue=0) as server:
+        for _ in range(3):  # more than the admission limit (1): a leak would show as 503
+            with server.raw() as sock:
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                read_until_close(sock, 5)
+            assert wait_for(lambda: server.container.in_flight == 0, timeout=5), (
+                f"slot leaked: in_flight={server.container.in_flight}"
+            )
+        status, _, body = server.request("POST", "/upload", body=b"abc")
+        assert (status, body) == (200, b"3")

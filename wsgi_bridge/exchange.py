@@ -341,7 +341,10 @@ class Exchange:
                 if abort:
                     self._abort_requested = False
         if closed:
-            if done:
+            # Without a worker job (the upload broke off before dispatch) nobody
+            # else will ever complete the exchange: do it now, so its admission
+            # slot comes back.
+            if done or not self.dispatched:
                 self._complete()
             return
         if abort:
