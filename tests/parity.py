@@ -17,12 +17,20 @@ Send the same request to both and compare what a client can observe::
 
 Both sides share one database, so they read the same rows.
 
+A port that moved to a new URL (Flask's ``/api/tasks/<id>/notes``, native
+``/api/v2/tasks/<id>/notes``) is compared with ``native_path=``: the Flask
+view gets ``path``, the native handler ``native_path``.
+
 Compared: the status code; the headers named in ``headers`` (by default
 :data:`COMPARED_HEADERS`; absent on both sides is equal); and the body -- as
 data when both are JSON (so key order and whitespace do not matter), after
 replacing the fields named in ``ignore`` with ``"<ignored>"``; else as bytes.
-A mismatch raises :class:`AssertionError` whose message lists each difference
-and a unified diff of the bodies (``-`` Flask, ``+`` native).
+``same_bytes=True`` also requires the JSON bodies to be byte for byte equal
+(``BaseHandler.write_json`` serializes as Flask does). ``Allow`` is compared
+as a set: its order carries no meaning (RFC 9110 section 10.2.1) and Flask's
+automatic ``OPTIONS`` answer lists it in set order. A mismatch raises
+:class:`AssertionError` whose message lists each difference and a unified
+diff of the bodies (``-`` Flask, ``+`` native).
 """
 
 from __future__ import annotations
@@ -52,8 +60,9 @@ COMPARED_HEADERS = (
     "content-disposition",
     "retry-after",
 )
-"""Headers compared by default. ``Date``, ``Server``, ``Content-Length`` (JSON
-spacing differs) and ``X-Request-ID`` (new per request) are left out."""
+"""Headers compared by default. ``Date``, ``Server``, ``Content-Length`` (it
+follows the body, which is compared) and ``X-Request-ID`` (new per request)
+are left out."""
 
 IGNORED = "<ignored>"
 """What an ignored JSON field is replaced with on both sides."""
@@ -129,14 +138,16 @@ def flask_reply(flask_app: Flask, request: ParityRequest, mount: str = "") -> Re
     return Reply("flask", response.status_int, headers, response.body)
 
 
-def native_reply(base_url: str, request: ParityRequest) -> Reply:
+def native_reply(base_url: str, request: ParityRequest, path: str | None = None) -> Reply:
     """Send ``request`` to the running hybrid server over a socket (``httpx``).
 
     :param base_url: e.g. ``server.url`` (``http://127.0.0.1:<port>``).
+    :param path: the path to send to instead of ``request.path`` (a port that
+        moved to a new URL); ``None`` keeps ``request.path``.
     """
     response = httpx.request(
         request.method,
-        base_url + request.path,
+        base_url + (request.path if path is None else path),
         headers=dict(request.headers),
         content=request.body or None,
         follow_redirects=False,
@@ -198,6 +209,11 @@ def _is_json(reply: Reply) -> bool:
     return True
 
 
+def _methods(allow: str) -> set[str]:
+    """The methods of an ``Allow`` value, as a set."""
+    return {method.strip() for method in allow.split(",") if method.strip()}
+
+
 def _body_lines(reply: Reply, ignore: Iterable[str], as_json: bool) -> list[str]:
     if as_json:
         return json.dumps(_as_json(reply, ignore), indent=2, sort_keys=True).splitlines()
@@ -210,6 +226,7 @@ def differences(
     *,
     headers: Iterable[str] = COMPARED_HEADERS,
     ignore: Iterable[str] = (),
+    same_bytes: bool = False,
 ) -> list[str]:
     """Return the differences between two replies as readable lines (empty: parity).
 
@@ -219,6 +236,9 @@ def differences(
     :param ignore: JSON fields left out of the body comparison, as dotted paths:
         ``"created_at"``, ``"task.started_at"``, ``"tasks.*.id"`` (``*`` is any
         key or list item).
+    :param same_bytes: also require equal body bytes when both are JSON (key
+        order, spacing and the final newline count); ignored when ``ignore``
+        is given.
     """
     ignore = list(ignore)
     lines: list[str] = []
@@ -227,11 +247,17 @@ def differences(
     for name in headers:
         key = name.lower()
         ours, theirs = flask.headers.get(key), native.headers.get(key)
+        if key == "allow" and ours and theirs and _methods(ours) == _methods(theirs):
+            continue
         if ours != theirs:
             lines.append(f"header {key}: flask {ours!r}, native {theirs!r}")
     both_json = _is_json(flask) and _is_json(native)
     if both_json:
         same = _as_json(flask, ignore) == _as_json(native, ignore)
+        if same and same_bytes and not ignore and flask.body != native.body:
+            lines.append("body (bytes of equal JSON data):")
+            lines.append(f"  flask  {flask.body!r}")
+            lines.append(f"  native {native.body!r}")
     else:
         same = flask.body == native.body
     if not same:
@@ -255,11 +281,18 @@ def assert_same(
     *,
     headers: Iterable[str] = COMPARED_HEADERS,
     ignore: Iterable[str] = (),
+    same_bytes: bool = False,
+    native_path: str | None = None,
 ) -> None:
-    """Raise :class:`AssertionError` listing :func:`differences`, if there are any."""
-    found = differences(flask, native, headers=headers, ignore=ignore)
+    """Raise :class:`AssertionError` listing :func:`differences`, if there are any.
+
+    :param native_path: the native side's path when it differs from
+        ``request.path`` (named in the message).
+    """
+    found = differences(flask, native, headers=headers, ignore=ignore, same_bytes=same_bytes)
     if found:
-        title = f"{request.method} {request.path}: the native handler differs from the Flask view"
+        where = request.path if native_path is None else f"{request.path} (native {native_path})"
+        title = f"{request.method} {where}: the native handler differs from the Flask view"
         raise AssertionError("\n".join([title, *(f"  {line}" for line in found)]))
 
 
@@ -273,6 +306,8 @@ def assert_parity(
     json_body: Any = None,
     compare_headers: Iterable[str] = COMPARED_HEADERS,
     ignore: Iterable[str] = (),
+    same_bytes: bool = False,
+    native_path: str | None = None,
 ) -> tuple[Reply, Reply]:
     """Send one request to the Flask view and to the native handler; require the same answer.
 
@@ -285,18 +320,30 @@ def assert_parity(
     :param json_body: a value sent as JSON (sets ``Content-Type: application/json``).
     :param compare_headers: response headers to compare.
     :param ignore: JSON body fields to leave out (see :func:`differences`).
+    :param same_bytes: require byte-equal JSON bodies too (see :func:`differences`).
+    :param native_path: send the native request here instead of ``path``: for a
+        port that moved to a new URL (``/api/v2/...``). Default ``path``.
     :returns: ``(flask_reply, native_reply)`` for further checks.
     :raises AssertionError: with a readable diff when they differ; also when no
-        native rule serves ``path`` (Flask would be compared with itself).
+        native rule serves the native path (Flask would be compared with itself).
     """
-    if native_handler_for(server.hybrid.application, path) is None:
-        raise AssertionError(f"no native rule serves {path}: nothing to compare Flask with")
+    target = path if native_path is None else native_path
+    if native_handler_for(server.hybrid.application, target) is None:
+        raise AssertionError(f"no native rule serves {target}: nothing to compare Flask with")
     request_headers = dict(headers or {})
     if json_body is not None:
         body = json.dumps(json_body).encode()
         request_headers.setdefault("Content-Type", "application/json")
     request = ParityRequest(method, path, request_headers, body)
     flask = flask_reply(server.hybrid.flask_app, request, server.hybrid.settings.flask_mount)
-    native = native_reply(server.url, request)
-    assert_same(request, flask, native, headers=compare_headers, ignore=ignore)
+    native = native_reply(server.url, request, native_path)
+    assert_same(
+        request,
+        flask,
+        native,
+        headers=compare_headers,
+        ignore=ignore,
+        same_bytes=same_bytes,
+        native_path=native_path,
+    )
     return flask, native

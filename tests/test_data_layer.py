@@ -225,3 +225,18 @@ def test_duplicate_task_name_is_409_and_writes_nothing(live_server: ServerFactor
         return [row[0] for row in session.execute(text("SELECT name FROM tasks"))]
 
     assert call_in_session(server.hybrid.flask_app, read) == ["nightly"]
+
+
+@pytest.mark.parametrize("side", ["flask", "native"])
+@pytest.mark.parametrize("task_id", ["2147483648", "99999999999999999999999", "0"])
+def test_ids_no_database_integer_holds_are_404_on_both_sides(
+    live_server: ServerFactory, side: str, task_id: str
+) -> None:
+    """PostgreSQL's ``integer`` and SQLite's driver would fail the query: it is never made."""
+    server = live_server()
+    with httpx.Client(base_url=server.url) as client:
+        url = NOTE_PATHS[side].format(id=task_id)
+        for response in (client.get(url), client.post(url, json={"body": "hello"})):
+            assert (response.status_code, response.json()) == (404, {"error": "no such task"})
+        detail = client.get(f"/api/tasks/{task_id}")
+        assert (detail.status_code, detail.json()) == (404, {"error": "no such task"})

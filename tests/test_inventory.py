@@ -14,7 +14,14 @@ from app import create_app
 from config import Settings
 from tests.test_manage import environment, run
 from tornado_handlers.application import Hybrid, build_hybrid
-from tornado_handlers.inventory import Route, build_inventory, format_table
+from tornado_handlers.base import BaseHandler
+from tornado_handlers.inventory import (
+    Route,
+    build_inventory,
+    format_table,
+    handler_methods,
+    sample_path,
+)
 from tornado_handlers.tasks import TaskStatsHandler
 
 
@@ -36,7 +43,7 @@ def test_the_ported_detail_is_flagged_on_both_sides(hybrid: Hybrid) -> None:
     routes = inventory(hybrid)
     native = routes["native", "tornado_handlers.tasks_api.TaskDetailHandler"]
     assert native.path == "/api/tasks/([0-9]+)"
-    assert native.methods == ["GET", "HEAD"]
+    assert native.methods == ["GET"]  # HEAD and OPTIONS are left out on both sides
     assert (native.status, native.twins) == ("ported", ["tasks_api.detail"])
     flask = routes["flask", "tasks_api.detail"]
     assert (flask.status, flask.shadowed_by, flask.unreachable) == (
@@ -63,7 +70,7 @@ def test_under_a_mount_the_port_still_shadows(settings: Settings) -> None:
     try:
         routes = inventory(built, "/legacy")
         flask = routes["flask", "tasks_api.detail"]
-        assert flask.path == "/legacy/api/tasks/<int:task_id>"
+        assert flask.path == "/legacy/api/tasks/<task_id:task_id>"
         assert (flask.status, flask.shadowed_by) == ("shadowed", "/legacy/api/tasks/([0-9]+)")
     finally:
         built.close()
@@ -91,6 +98,43 @@ def test_a_native_rule_hides_every_method_of_the_path(settings: Settings) -> Non
         assert "shadowed by /api/stats; POST get 405" in table
     finally:
         built.close()
+
+
+def test_head_and_options_are_left_out_on_both_sides(hybrid: Hybrid) -> None:
+    """Every route of both sides answers them, so no row lists them."""
+    for route in build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app):
+        assert not {"HEAD", "OPTIONS"} & set(route.methods), route
+    routes = inventory(hybrid)
+    assert routes["native", "tornado_handlers.tasks.TaskNotesHandler"].methods == ["GET", "POST"]
+    assert routes["native", "tornado_handlers.account.PreferencesHandler"].methods == [
+        "GET",
+        "PUT",
+    ]
+    assert routes["flask", "tasks_api.notes"].methods == ["GET"]
+
+
+def test_a_handler_without_get_has_no_head() -> None:
+    class PostOnly(BaseHandler):
+        def post(self) -> None:
+            """Stand-in."""
+
+    class GetOnly(BaseHandler):
+        def get(self) -> None:
+            """Stand-in."""
+
+    assert PostOnly.implemented_methods() == ["OPTIONS", "POST"]
+    assert GetOnly.implemented_methods() == ["GET", "HEAD", "OPTIONS"]
+    assert handler_methods(PostOnly) == ["POST"]
+    assert handler_methods(GetOnly) == ["GET"]
+
+
+def test_custom_converters_get_sample_values(hybrid: Hybrid) -> None:
+    """``<task_id:...>`` is an int converter: its sample path matches the native ``([0-9]+)``."""
+    rule = next(
+        r for r in hybrid.flask_app.url_map.iter_rules() if r.endpoint == "tasks_api.detail"
+    )
+    assert sample_path(rule) == "/api/tasks/1"
+    assert sample_path(rule, "/legacy") == "/legacy/api/tasks/1"
 
 
 def test_only_request_handlers_are_listed(hybrid: Hybrid) -> None:

@@ -61,7 +61,7 @@ def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
     assert ["/", "GET", "flask", "tasks.index", "flask"] in flask
     assert ["/api/tasks", "GET", "flask", "tasks_api.index", "flask"] in flask
     assert ["/api/tasks", "POST", "flask", "tasks_api.create", "flask"] in flask
-    assert ["/tasks/<int:task_id>", "GET", "flask", "tasks.detail", "flask"] in flask
+    assert ["/tasks/<task_id:task_id>", "GET", "flask", "tasks.detail", "flask"] in flask
 
 
 def test_routes_json_flags_shadowed_flask_routes(database_url: str) -> None:

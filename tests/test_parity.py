@@ -1,4 +1,8 @@
-"""The ported ``GET /api/tasks/<id>`` answers exactly like the Flask view it shadows."""
+"""Native handlers answer exactly like the Flask views they port.
+
+``GET /api/tasks/<id>`` (the worked example, same URL) and the notes endpoints
+(Flask ``/api/tasks/<id>/notes``, native ``/api/v2/tasks/<id>/notes``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from tests.parity import (
     native_handler_for,
 )
 from tests.test_tasks_pages import wait_for_final
+from tornado_handlers.tasks import TaskNotesHandler
 from tornado_handlers.tasks_api import TaskDetailHandler
 
 TASK_TIMES = ["created_at", "started_at", "finished_at"]
@@ -51,10 +56,11 @@ def test_task_detail_matches_flask(live_server: ServerFactory) -> None:
     server = live_server()
     task_id = finished_task(server)
     _flask, native = assert_parity(
-        server, "GET", f"/api/tasks/{task_id}", compare_headers=DETAIL_HEADERS
+        server, "GET", f"/api/tasks/{task_id}", compare_headers=DETAIL_HEADERS, same_bytes=True
     )
     assert native.json()["status"] == "succeeded"
     assert native.headers["content-type"] == "application/json"
+    assert native.body.endswith(b"}\n") and b", " not in native.body  # Flask's bytes
     assert "x-request-id" in native.headers  # set by BaseHandler, not compared
 
 
@@ -85,18 +91,134 @@ def test_leading_zeros_and_query_strings_match_flask(live_server: ServerFactory)
     )
 
 
-def test_an_id_beyond_the_database_integer_fails_alike(live_server: ServerFactory) -> None:
-    """A known bug, ported faithfully: an id no database integer holds is a 500, not a 404.
+# 2**31 - 1 is the last valid id: an unknown task, but one the query may look for.
+OUT_OF_RANGE_IDS = ["0", "2147483648", "99999999999999999999999", "000"]
 
-    A port keeps the old behaviour, bugs included; fix them afterwards, on
-    both sides, in their own change (docs/migration.md, step 4).
+
+@pytest.mark.parametrize("task_id", [*OUT_OF_RANGE_IDS, "2147483647"])
+def test_an_id_beyond_the_database_integer_is_an_unknown_task(
+    live_server: ServerFactory, task_id: str
+) -> None:
+    """Ids outside 1..2**31-1 are 404 ``no such task`` on both sides, before any query.
+
+    Ported faithfully at first (a 500 on both sides: SQLite's driver
+    overflowed, PostgreSQL's ``integer`` refused it), then fixed on both sides
+    in a change of its own (docs/migration.md, step 4).
     """
     server = live_server()
+    for method in ("GET", "HEAD"):
+        _flask, native = assert_parity(
+            server, method, f"/api/tasks/{task_id}", compare_headers=DETAIL_HEADERS, same_bytes=True
+        )
+        assert native.status == 404
+    assert native_reply_json(server, f"/api/tasks/{task_id}") == {"error": "no such task"}
+
+
+def native_reply_json(server: LiveServer, path: str) -> object:
+    """``GET path`` over the socket; the JSON body."""
+    return httpx.get(server.url + path).json()
+
+
+def test_a_method_the_port_lacks_is_the_same_405(live_server: ServerFactory) -> None:
+    """Same status, ``Allow`` (RFC 9110 section 15.5.6) and message on both sides."""
+    server = live_server()
+    for method in ("DELETE", "POST", "PUT"):
+        _flask, native = assert_parity(
+            server, method, "/api/tasks/1", compare_headers=DETAIL_HEADERS, same_bytes=True
+        )
+        assert native.status == 405
+        assert native.headers["allow"] == "GET, HEAD, OPTIONS"
+        assert native.json() == {"error": "The method is not allowed for the requested URL."}
+
+
+def test_options_matches_flask(live_server: ServerFactory) -> None:
+    server = live_server()
     _flask, native = assert_parity(
-        server, "GET", "/api/tasks/99999999999999999999999", compare_headers=DETAIL_HEADERS
+        server, "OPTIONS", "/api/tasks/1", compare_headers=DETAIL_HEADERS
     )
-    assert native.status == 500
-    assert native.json() == {"error": "internal server error"}
+    assert (native.status, native.headers["allow"], native.body) == (
+        200,
+        "GET, HEAD, OPTIONS",
+        b"",
+    )
+
+
+def notes_parity(server: LiveServer, method: str, task_id: object, **kwargs: object) -> Reply:
+    """:func:`assert_parity` of Flask's ``/api/tasks/<id>/notes`` and native ``/api/v2/...``."""
+    _flask, native = assert_parity(
+        server,
+        method,
+        f"/api/tasks/{task_id}/notes",
+        native_path=f"/api/v2/tasks/{task_id}/notes",
+        compare_headers=DETAIL_HEADERS,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return native
+
+
+def test_the_notes_port_serves_its_own_path(live_server: ServerFactory) -> None:
+    server = live_server()
+    assert native_handler_for(server.hybrid.application, "/api/v2/tasks/1/notes") is (
+        TaskNotesHandler
+    )
+
+
+def test_notes_match_flask_on_good_input(live_server: ServerFactory) -> None:
+    server = live_server()
+    task_id = finished_task(server)
+    assert notes_parity(server, "GET", task_id, same_bytes=True).json() == {"notes": []}
+    httpx.post(f"{server.url}/api/tasks/{task_id}/notes", json={"body": "first"})
+    assert notes_parity(server, "GET", task_id, same_bytes=True).json()["notes"][0]["body"] == (
+        "first"
+    )
+    assert notes_parity(server, "HEAD", task_id).body == b""
+    assert notes_parity(server, "OPTIONS", task_id).headers["allow"] == "GET, HEAD, OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{oops",
+        b"[1]",
+        b"",
+        b"{}",
+        b'{"body": 7}',
+        b'{"body": true}',
+        b'{"body": "   "}',
+        b'{"body": "' + b"x" * 2001 + b'"}',
+        b'{"body": "hi", "extra": 1}',
+    ],
+    ids=["invalid-json", "not-object", "empty", "missing", "int", "bool", "blank", "long", "extra"],
+)
+def test_notes_match_flask_on_bad_bodies(live_server: ServerFactory, body: bytes) -> None:
+    """Same status and JSON for every bad body; nothing is written by either side."""
+    server = live_server()
+    task_id = finished_task(server)
+    headers = {"Content-Type": "application/json"}
+    native = notes_parity(server, "POST", task_id, body=body, headers=headers, same_bytes=True)
+    assert native.status in (400, 422)
+    for missing in ("4242", *OUT_OF_RANGE_IDS):
+        native = notes_parity(server, "POST", missing, body=body, headers=headers)
+        if missing in OUT_OF_RANGE_IDS:  # the id is checked before the body, as routing is
+            assert native.status == 404
+    assert notes_parity(server, "GET", task_id).json() == {"notes": []}
+
+
+@pytest.mark.parametrize("task_id", ["4242", "2147483647", *OUT_OF_RANGE_IDS])
+def test_notes_of_an_unknown_or_out_of_range_task_match_flask(
+    live_server: ServerFactory, task_id: str
+) -> None:
+    server = live_server()
+    assert notes_parity(server, "GET", task_id, same_bytes=True).json() == {"error": "no such task"}
+    native = notes_parity(server, "POST", task_id, json_body={"body": "hi"}, same_bytes=True)
+    assert (native.status, native.json()) == (404, {"error": "no such task"})
+
+
+def test_notes_methods_the_port_lacks_match_flask(live_server: ServerFactory) -> None:
+    server = live_server()
+    for method in ("DELETE", "PUT", "PATCH"):
+        native = notes_parity(server, method, 1, same_bytes=True)
+        assert (native.status, native.headers["allow"]) == (405, "GET, HEAD, OPTIONS, POST")
 
 
 def test_a_task_in_progress_matches_ignoring_volatile_fields(live_server: ServerFactory) -> None:
@@ -166,6 +288,17 @@ def test_the_helper_refuses_to_compare_flask_with_itself(live_server: ServerFact
     server = live_server()
     with pytest.raises(AssertionError, match="no native rule serves /api/tasks"):
         assert_parity(server, "GET", "/api/tasks")
+    with pytest.raises(AssertionError, match="no native rule serves /api/tasks/1/notes"):
+        assert_parity(server, "GET", "/api/tasks/1/notes", native_path="/api/tasks/1/notes")
+
+
+def test_the_helper_names_both_paths(live_server: ServerFactory) -> None:
+    server = live_server()
+    with pytest.raises(AssertionError) as raised:
+        assert_parity(server, "GET", "/api/tasks/1/notes", native_path="/api/stats")
+    assert str(raised.value).startswith(
+        "GET /api/tasks/1/notes (native /api/stats): the native handler differs"
+    )
 
 
 def reply(side: str, status: int = 200, body: bytes = b"{}", **headers: str) -> Reply:
@@ -204,6 +337,18 @@ def test_status_headers_and_non_json_bodies_are_reported() -> None:
         "    -<h1>gone</h1>",
         "    +<h1>here</h1>",
     ]
+
+
+def test_same_bytes_reports_equal_data_spelled_differently() -> None:
+    flask = reply("flask", body=b'{"a":1,"b":2}\n')
+    native = reply("native", body=b'{"b": 2, "a": 1}')
+    assert differences(flask, native) == []
+    assert differences(flask, native, same_bytes=True) == [
+        "body (bytes of equal JSON data):",
+        '  flask  b\'{"a":1,"b":2}\\n\'',
+        '  native b\'{"b": 2, "a": 1}\'',
+    ]
+    assert differences(flask, reply("native", body=flask.body), same_bytes=True) == []
 
 
 def test_json_against_html_is_a_byte_difference() -> None:

@@ -92,3 +92,17 @@ def test_add_notes_from_the_task_page(testapp: webtest.TestApp, flask_app: Flask
     rejected = blank.submit(status=422)
     assert "body: String should have at least 1 character" in rejected
     assert testapp.get("/api/tasks/1").json["note_count"] == 1
+
+
+def test_the_form_passes_typed_numbers_to_strict_params(
+    testapp: webtest.TestApp, flask_app: Flask
+) -> None:
+    """WTForms gives ``int``/``float``, which the strict params models accept as they are."""
+    for kind, values in (("sleep", {"steps": "1", "delay": "0"}), ("primes", {"limit": "100"})):
+        form = testapp.get("/").forms["new-task"]
+        form["kind"] = kind
+        for name, value in values.items():
+            form[name] = value
+        assert form.submit().status_code == 302
+    assert wait_for_final(flask_app, 1).params == {"steps": 1, "delay": 0.0}
+    assert wait_for_final(flask_app, 2).result == {"count": 25, "limit": 100}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -26,7 +27,7 @@ from tornado.log import gen_log
 
 from app.auth.service import user_data
 from app.database import call_in_session
-from app.errors import error_response
+from app.errors import allow_header, error_response, http_error_message
 from tornado_handlers import flask_session
 from tornado_handlers.flask_session import SessionUser
 from tornado_handlers.urls import build_flask_url
@@ -44,7 +45,13 @@ class BaseHandler(tornado.web.RequestHandler):
     :param flask_app: the Flask app, whose database and config handlers share.
 
     Every response carries ``X-Request-ID`` (the same id the access log shows),
-    and errors are JSON: ``{"error": reason}``.
+    JSON is written byte for byte as Flask writes it (:meth:`write_json`), and
+    errors are JSON: ``{"error": reason}``.
+
+    HTTP methods, as Flask answers them for every rule: ``HEAD`` runs
+    :meth:`get` without sending the body (RFC 9110 section 9.3.2), ``OPTIONS``
+    answers 200 with ``Allow`` (section 9.3.7), and a 405 carries ``Allow``
+    (section 15.5.6); see :meth:`implemented_methods`.
 
     Handlers share Flask's login and session: :attr:`session` is Flask's
     signed-cookie session (changes are written back with the response),
@@ -82,6 +89,51 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("X-Request-ID", ensure_request_id(self.request))
+
+    @classmethod
+    def implemented_methods(cls) -> list[str]:
+        """Return the HTTP methods this handler answers, sorted (the ``Allow`` header).
+
+        A method counts when the subclass defines it (Tornado's own
+        ``RequestHandler`` methods answer 405); ``HEAD`` counts when ``GET``
+        does, and ``OPTIONS`` always.
+        """
+        base = tornado.web.RequestHandler
+        methods = {"OPTIONS"}
+        for method in cls.SUPPORTED_METHODS:
+            name = method.lower()
+            if method in ("HEAD", "OPTIONS"):
+                continue
+            if getattr(cls, name, None) is not getattr(base, name, None):
+                methods.add(method)
+        if "GET" in methods or cls.head is not BaseHandler.head:
+            methods.add("HEAD")
+        return sorted(methods)
+
+    async def head(self, *args: str, **kwargs: str) -> None:
+        """``HEAD``: :meth:`get` without the body (RFC 9110 section 9.3.2); 405 without ``get``.
+
+        The status and headers -- ``Content-Length`` of the body ``GET`` would
+        send included -- are ``GET``'s; Tornado's :meth:`flush` sends no body
+        for ``HEAD``. A subclass may still define its own ``head``.
+
+        :raises tornado.web.HTTPError: 405 if the handler has no ``get``.
+        """
+        if type(self).get is tornado.web.RequestHandler.get:
+            raise tornado.web.HTTPError(405)
+        result = self.get(*args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
+
+    def options(self, *args: str, **kwargs: str) -> None:
+        """``OPTIONS``: 200, ``Allow`` and no body, as Flask answers (RFC 9110 section 9.3.7).
+
+        ``Content-Type`` is Flask's for its empty answer, so both sides send
+        the same headers.
+        """
+        self.set_header("Allow", allow_header(self.implemented_methods()))
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish()
 
     async def run_in_executor(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run the blocking ``fn(*args, **kwargs)`` on the shared executor and await it.
@@ -195,11 +247,29 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             self.set_cookie(cookie.name, cookie.value, expires=cookie.expires, **options)
 
+    def json_bytes(self, data: Any) -> bytes:
+        """Return ``data`` serialized exactly as a Flask view returning it would be.
+
+        Flask's JSON provider (``flask_app.json``) does the work: keys sorted,
+        compact separators and a final newline in production, two-space
+        indentation in debug mode, the provider's ``default`` for dates,
+        decimals and dataclasses. So a ported route sends the very bytes its
+        Flask view sent.
+
+        :param data: JSON-ready data (``dict``, ``list``, ``str``, numbers ...).
+        :raises TypeError: if ``data`` holds something the provider cannot serialize.
+        """
+        return self.flask_app.json.response(data).get_data()
+
     def write_json(self, data: Any, status: int = 200) -> None:
-        """Write ``data`` as the JSON response body with ``status``."""
+        """Write ``data`` as the JSON response body with ``status`` (:meth:`json_bytes`).
+
+        :param data: JSON-ready data.
+        :param status: the HTTP status code.
+        """
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps(data, separators=(",", ":")))
+        self.write(self.json_bytes(data))
 
     def json_body(self) -> dict[str, Any]:
         """The request body decoded as a JSON object.
@@ -219,19 +289,28 @@ class BaseHandler(tornado.web.RequestHandler):
 
         Domain exceptions get the status and body Flask gives them
         (:func:`app.errors.error_response`: 422 with the fields, 404, 409);
-        other errors ``{"error": reason}``.
+        an :class:`~tornado.web.HTTPError` with a ``reason`` gets
+        ``{"error": reason}``; other client errors the message Flask gives
+        the status (:func:`app.errors.http_error_message`); server errors
+        ``{"error": "internal server error"}``. A 405 carries ``Allow``
+        (RFC 9110 section 15.5.6).
         """
         exc_info = kwargs.get("exc_info")
-        mapped = error_response(exc_info[1]) if exc_info else None
+        error = exc_info[1] if exc_info else None
+        mapped = error_response(error) if error is not None else None
         if mapped is not None:
             status_code, body = mapped
             self.set_status(status_code)
         elif status_code >= 500:
             body = {"error": "internal server error"}
+        elif isinstance(error, tornado.web.HTTPError) and error.reason:
+            body = {"error": error.reason}
         else:
-            body = {"error": self._reason}
+            body = {"error": http_error_message(status_code)}
+        if status_code == 405:
+            self.set_header("Allow", allow_header(self.implemented_methods()))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
+        self.finish(self.json_bytes(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Domain errors are answers, not failures: log only real errors."""

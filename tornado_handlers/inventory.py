@@ -17,16 +17,19 @@ import tornado.web
 import tornado.websocket
 from flask import Flask
 from tornado.routing import PathMatches, Rule
+from werkzeug.routing import FloatConverter, IntegerConverter, PathConverter, UUIDConverter
 from werkzeug.routing import Rule as FlaskRule
 
+from tornado_handlers.base import BaseHandler
 from wsgi_bridge import WSGIFallbackHandler
 
-_SAMPLE_VALUES = {
-    "int": "1",
-    "float": "1.5",
-    "path": "a/b",
-    "uuid": "00000000-0000-0000-0000-000000000000",
-}
+_SAMPLE_VALUES: tuple[tuple[type, str], ...] = (
+    (IntegerConverter, "1"),
+    (FloatConverter, "1.5"),
+    (PathConverter, "a/b"),
+    (UUIDConverter, "00000000-0000-0000-0000-000000000000"),
+)
+"""A value each kind of converter matches (subclasses too: ``<task_id:...>`` is an int)."""
 _CONVERTER = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
 
 
@@ -35,7 +38,8 @@ class Route:
     """One row of the inventory.
 
     :ivar path: the URL pattern as its side writes it (Tornado regex or Flask rule).
-    :ivar methods: HTTP methods served, sorted.
+    :ivar methods: HTTP methods served, sorted; ``HEAD`` and ``OPTIONS``, which
+        every route of both sides answers, are left out (:data:`AUTOMATIC_METHODS`).
     :ivar side: ``"native"`` (Tornado handler) or ``"flask"`` (through the bridge).
     :ivar handler: ``module.Class`` for native routes, the endpoint for Flask ones.
     :ivar status: ``"native-only"``, ``"ported"`` (a native route that shadows a
@@ -62,16 +66,32 @@ class Route:
         return asdict(self)
 
 
+AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
+"""Methods left out of every row: both sides answer them for every route
+(Flask for every rule, :class:`~tornado_handlers.base.BaseHandler` for every
+handler: ``HEAD`` where there is a ``GET``, ``OPTIONS`` always), so listing
+them would say nothing."""
+
+
 def handler_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
-    """Return the HTTP methods ``handler`` implements (``GET`` for WebSockets)."""
+    """Return the HTTP methods ``handler`` implements, sorted, without :data:`AUTOMATIC_METHODS`.
+
+    ``GET`` for WebSockets; :meth:`BaseHandler.implemented_methods
+    <tornado_handlers.base.BaseHandler.implemented_methods>` for the service's
+    handlers; for other handlers the methods they override.
+    """
     if issubclass(handler, tornado.websocket.WebSocketHandler):
         return ["GET"]
-    return sorted(
-        method
-        for method in handler.SUPPORTED_METHODS
-        if getattr(handler, method.lower(), None)
-        is not getattr(tornado.web.RequestHandler, method.lower(), None)
-    )
+    if issubclass(handler, BaseHandler):
+        methods = set(handler.implemented_methods())
+    else:
+        methods = {
+            method
+            for method in handler.SUPPORTED_METHODS
+            if getattr(handler, method.lower(), None)
+            is not getattr(tornado.web.RequestHandler, method.lower(), None)
+        }
+    return sorted(methods - AUTOMATIC_METHODS)
 
 
 def _native_pattern(rule: Rule) -> str:
@@ -88,8 +108,14 @@ def sample_path(rule: FlaskRule, mount: str = "") -> str:
     :param mount: the prefix the Flask app is mounted under (``SCRIPT_NAME``).
     """
 
+    converters = rule.map.converters if rule.map is not None else {}
+
     def fill(match: re.Match[str]) -> str:
-        return _SAMPLE_VALUES.get(match.group("converter") or "", "x")
+        converter = converters.get(match.group("converter") or "default")
+        for kind, value in _SAMPLE_VALUES:
+            if isinstance(converter, type) and issubclass(converter, kind):
+                return value
+        return "x"
 
     return mount + _CONVERTER.sub(fill, rule.rule)
 
@@ -120,7 +146,7 @@ def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> lis
 
     flask_routes: list[Route] = []
     for flask_rule in sorted(flask_app.url_map.iter_rules(), key=lambda r: r.rule):
-        methods = sorted((flask_rule.methods or set()) - {"HEAD", "OPTIONS"})
+        methods = sorted((flask_rule.methods or set()) - AUTOMATIC_METHODS)
         route = Route(
             path=mount + flask_rule.rule,
             methods=methods,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.tasks.service import add_note, count_by_status, list_notes
+from app.tasks.service import add_note, count_by_status, list_notes, parse_task_id
 from tornado_handlers.base import BaseHandler
 
 
@@ -28,16 +28,21 @@ class TaskNotesHandler(BaseHandler):
 
     The same operations as Flask's ``/api/tasks/<id>/notes``
     (:func:`app.tasks.service.add_note`, :func:`~app.tasks.service.list_notes`)
-    with the same errors: 400 for a body that is not a JSON object, 422 naming
-    the field, 404 for an unknown task, 409 when the write conflicts -- and then
-    nothing is written.
+    with the same errors: 404 for an unknown task or an id outside
+    ``1..2**31-1`` (checked first, as Flask's ``<task_id:...>`` rule does),
+    400 for a body that is not a JSON object, 422 naming the field, 409 when
+    the write conflicts -- and then nothing is written.
     """
 
     async def get(self, task_id: str) -> None:
-        notes = await self.run_in_session(lambda session: list_notes(session, int(task_id)))
+        """``GET``: ``{"notes": [...]}``, oldest first."""
+        parsed = parse_task_id(task_id)
+        notes = await self.run_in_session(lambda session: list_notes(session, parsed))
         self.write_json({"notes": notes})
 
     async def post(self, task_id: str) -> None:
+        """``POST`` ``{"body": "..."}``: 201 and the new note."""
+        parsed = parse_task_id(task_id)
         body = self.json_body()
-        note = await self.run_in_session(lambda session: add_note(session, int(task_id), body))
+        note = await self.run_in_session(lambda session: add_note(session, parsed, body))
         self.write_json(note, status=201)

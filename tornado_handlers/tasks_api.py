@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.tasks.models import Task
-from app.tasks.service import TaskNotFound
+from app.tasks.service import TaskNotFound, parse_task_id
 from tornado_handlers.base import BaseHandler
 
 
@@ -32,17 +32,20 @@ def task_data(session: Session, task_id: int) -> dict[str, Any]:
 class TaskDetailHandler(BaseHandler):
     """``GET /api/tasks/<id>``: one task, ported from Flask's ``tasks_api.detail``.
 
-    Flask's rule ``/api/tasks/<int:task_id>`` becomes ``/api/tasks/([0-9]+)``:
-    Tornado passes the digits as a string. The query runs on the shared
-    executor through :meth:`run_in_session`; the IOLoop only awaits it.
+    Flask's rule ``/api/tasks/<task_id:task_id>`` becomes ``/api/tasks/([0-9]+)``:
+    Tornado passes the digits as a string, and
+    :func:`~app.tasks.service.parse_task_id` turns them into the id -- an id
+    outside ``1..2**31-1`` is a 404 ``no such task`` before any query, as
+    Flask's converter answers it. The query runs on the shared executor
+    through :meth:`run_in_session`; the IOLoop only awaits it. ``HEAD`` and
+    ``OPTIONS`` come from :class:`BaseHandler`, as Flask answers them for
+    every rule.
 
-    ``HEAD`` is implemented too, because Flask answers ``HEAD`` for every
-    ``GET`` rule (Tornado answers 405 unless the handler defines ``head``).
+    :raises app.tasks.service.TaskNotFound: unknown or out-of-range id (404).
     """
 
     async def get(self, task_id: str) -> None:
-        data = await self.run_in_session(lambda session: task_data(session, int(task_id)))
+        """``GET``: the task as ``Task.to_dict()``, 200."""
+        parsed = parse_task_id(task_id)
+        data = await self.run_in_session(lambda session: task_data(session, parsed))
         self.write_json(data)
-
-    async def head(self, task_id: str) -> None:
-        await self.get(task_id)

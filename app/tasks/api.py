@@ -1,8 +1,10 @@
 """The JSON API for tasks (``/api/tasks``), served by Flask.
 
 Errors are JSON: ``{"error": message, "fields": {field: message}}`` with 400
-for a body that is not a JSON object, 422 for invalid fields, 404 for an
-unknown task (see :mod:`app.errors`).
+for a body that is not a JSON object, 422 for invalid fields, 404
+``{"error": "no such task"}`` for an unknown task -- also for an id outside
+``1..2**31-1``, which the ``<task_id:...>`` rules turn away before any query
+(:class:`app.tasks.service.TaskIdConverter`; see :mod:`app.errors`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,19 @@ from flask import Blueprint, abort, request, url_for
 
 from app.extensions import csrf, db
 from app.tasks.models import Task, TaskStatus
-from app.tasks.service import NewTask, add_note, create_task, list_notes, list_tasks, parse
+from app.tasks.service import (
+    NewTask,
+    TaskNotFound,
+    add_note,
+    create_task,
+    list_notes,
+    list_tasks,
+    parse,
+    use_task_id_converter,
+)
 
 blueprint = Blueprint("tasks_api", __name__, url_prefix="/api/tasks")
+blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
 csrf.exempt(blueprint)
 
 
@@ -52,13 +64,13 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-@blueprint.get("/<int:task_id>/notes")
+@blueprint.get("/<task_id:task_id>/notes")
 def notes(task_id: int) -> dict[str, Any]:
     """``GET /api/tasks/<id>/notes``: the task's notes, oldest first."""
     return {"notes": list_notes(db.session, task_id)}
 
 
-@blueprint.post("/<int:task_id>/notes")
+@blueprint.post("/<task_id:task_id>/notes")
 def add(task_id: int) -> tuple[dict[str, Any], int]:
     """``POST /api/tasks/<id>/notes`` with ``{"body": "..."}``: 201 and the note.
 
@@ -69,8 +81,10 @@ def add(task_id: int) -> tuple[dict[str, Any], int]:
     return note, 201
 
 
-@blueprint.get("/<int:task_id>")
+@blueprint.get("/<task_id:task_id>")
 def detail(task_id: int) -> dict[str, Any]:
     """``GET /api/tasks/<id>``: one task."""
-    task = db.session.get(Task, task_id) or abort(404, description="no such task")
+    task = db.session.get(Task, task_id)
+    if task is None:
+        raise TaskNotFound(task_id)
     return task.to_dict()

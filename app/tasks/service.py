@@ -11,9 +11,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from flask import current_app
+from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import ValidationError as RoutingValidationError
 
 from app.extensions import db
 from app.tasks.kinds import KINDS
@@ -36,23 +40,104 @@ class InvalidInput(ValueError):
         self.fields = fields
 
 
+TASK_ID_MIN = 1
+"""The smallest valid task id."""
+
+TASK_ID_MAX = 2**31 - 1
+"""The largest valid task id: the portable SQL ``INTEGER`` range.
+
+PostgreSQL's ``integer`` stops here (a larger literal is
+``NumericValueOutOfRange``) and SQLite's driver overflows past 2**63 - 1, so
+an id outside ``TASK_ID_MIN..TASK_ID_MAX`` never reaches the database: both
+sides answer it like an unknown task (:func:`parse_task_id`,
+:class:`TaskIdConverter`).
+"""
+
+NO_SUCH_TASK = "no such task"
+"""The ``error`` of the 404 body for an unknown (or out-of-range) task id."""
+
+
 class TaskNotFound(LookupError):
-    """No task has the given id (the API answers 404)."""
+    """No task has the given id (the API answers 404 ``{"error": "no such task"}``)."""
+
+
+def parse_task_id(text: str) -> int:
+    """Return the task id spelled by ``text`` (a native route's digits group).
+
+    The one check native handlers make before any query; Flask's rules make
+    the same one with :class:`TaskIdConverter`.
+
+    :param text: ASCII digits, as the route regex ``([0-9]+)`` captures them
+        (leading zeros allowed: ``"007"`` is 7).
+    :returns: an ``int`` in ``TASK_ID_MIN..TASK_ID_MAX``.
+    :raises TaskNotFound: if ``text`` is not ASCII digits spelling a number in that range.
+    """
+    if not (text.isascii() and text.isdigit()):  # int() would take " 7", "+7", "1_0"
+        raise TaskNotFound(text)
+    task_id = int(text)
+    if not TASK_ID_MIN <= task_id <= TASK_ID_MAX:
+        raise TaskNotFound(task_id)
+    return task_id
+
+
+class TaskIdConverter(IntegerConverter):
+    """Werkzeug's ``int`` converter with ``min=TASK_ID_MIN, max=TASK_ID_MAX``, as ``<task_id:...>``.
+
+    Written ``<task_id:task_id>`` in a rule (registered by
+    :func:`use_task_id_converter`). It differs from ``<int(min=1,
+    max=2147483647):task_id>`` in one way: an out-of-range id is a
+    404 ``no such task`` -- what the API answers for an unknown task and what
+    the native handlers answer for the same URL -- instead of Werkzeug's
+    "the requested URL was not found" (a routing 404 carries no hint that a
+    *task* was missing).
+    """
+
+    def __init__(self, map: Map) -> None:
+        super().__init__(map, min=TASK_ID_MIN, max=TASK_ID_MAX)
+
+    def to_python(self, value: str) -> int:
+        """Return the id; out of range raises ``NotFound(description=NO_SUCH_TASK)``.
+
+        :raises werkzeug.exceptions.NotFound: stops the URL matching (Flask
+            stores it as the request's routing exception; :mod:`app.errors`
+            answers it 404 with ``{"error": "no such task"}`` under ``/api/``).
+        """
+        try:
+            return int(super().to_python(value))
+        except RoutingValidationError:
+            raise NotFound(description=NO_SUCH_TASK) from None
+
+
+def use_task_id_converter(state: BlueprintSetupState) -> None:
+    """Register :class:`TaskIdConverter` as ``task_id`` on the app a blueprint is registered on.
+
+    Use as ``blueprint.record_once(use_task_id_converter)`` *before* the
+    blueprint's routes, so the converter exists when its rules are added.
+
+    :param state: the :class:`flask.blueprints.BlueprintSetupState`.
+    """
+    state.app.url_map.converters.setdefault("task_id", TaskIdConverter)
 
 
 class NewTask(BaseModel):
-    """The body of ``POST /api/tasks``: ``{"kind": ..., "params": {...}, "name": ...}``."""
+    """The body of ``POST /api/tasks``: ``{"kind": ..., "params": {...}, "name": ...}``.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict (no coercion): ``"name": 5`` is a 422, not ``"5"``.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(None, min_length=1, max_length=NAME_MAX_LENGTH)
 
 
 class NewNote(BaseModel):
-    """The body of a note: ``{"body": "..."}``, 1 to :data:`NOTE_MAX_LENGTH` characters."""
+    """The body of a note: ``{"body": "..."}``, 1 to :data:`NOTE_MAX_LENGTH` characters.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    Strict (no coercion), as the task params models are.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
 
 

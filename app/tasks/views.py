@@ -8,9 +8,17 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.tasks.forms import NoteForm, TaskForm
 from app.tasks.models import Task
-from app.tasks.service import InvalidInput, add_note, count_by_status, create_task, list_tasks
+from app.tasks.service import (
+    InvalidInput,
+    add_note,
+    count_by_status,
+    create_task,
+    list_tasks,
+    use_task_id_converter,
+)
 
 blueprint = Blueprint("tasks", __name__)
+blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
 
 
 @blueprint.get("/")
@@ -43,14 +51,14 @@ def create() -> Response | tuple[str, int]:
     return page, 422
 
 
-@blueprint.get("/tasks/<int:task_id>")
+@blueprint.get("/tasks/<task_id:task_id>")
 def detail(task_id: int) -> str:
     """One task's page; its progress bar is kept live over the native WebSocket."""
     task = db.session.get(Task, task_id) or abort(404)
     return render_template("tasks/detail.html", task=task, form=NoteForm())
 
 
-@blueprint.post("/tasks/<int:task_id>/notes")
+@blueprint.post("/tasks/<task_id:task_id>/notes")
 def add_note_form(task_id: int) -> Response | tuple[str, int]:
     """Add a note from the task page; on success back to the page."""
     form = NoteForm()

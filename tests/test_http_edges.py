@@ -1,0 +1,216 @@
+"""HTTP details both sides must get right, over real sockets.
+
+``HEAD`` (RFC 9110 section 9.3.2), ``OPTIONS`` (section 9.3.7), ``405`` with
+``Allow`` (section 15.5.6), the bytes of JSON bodies, what an oversized body
+gets, and error pages in development (Flask must not re-raise into the bridge).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import webtest
+from flask import Flask
+from tornado.web import url
+
+from app import create_app
+from app.extensions import db
+from config import Settings, load_settings
+from tests.conftest import TEST_SECRET_KEY, LiveServer, ServerFactory
+from tornado_handlers.base import BaseHandler
+
+NATIVE_GET_ROUTES = ["/healthz", "/api/stats", "/api/me", "/api/preferences", "/api/tasks/1"]
+FLASK_MESSAGE_405 = "The method is not allowed for the requested URL."
+
+
+class PostOnlyHandler(BaseHandler):
+    """A test-only native handler with no ``get``: ``HEAD`` must be a 405."""
+
+    def post(self) -> None:
+        """``POST``: ``{"posted": true}``."""
+        self.write_json({"posted": True})
+
+
+def add_native_route(server: LiveServer, path: str, handler: type[BaseHandler]) -> None:
+    """Put a native rule for ``path`` first in the running server's route table."""
+    router = server.hybrid.application.wildcard_router
+    shared = {"executor": server.hybrid.executor, "flask_app": server.hybrid.flask_app}
+    router.rules.insert(0, router.process_rule(url(path, handler, shared)))
+
+
+def raw_exchange(server: LiveServer, request: bytes) -> bytes:
+    """Send ``request`` on a fresh socket; return every byte until the server closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("path", NATIVE_GET_ROUTES)
+def test_head_on_native_routes_is_get_without_the_body(
+    live_server: ServerFactory, path: str
+) -> None:
+    server = live_server()
+    with httpx.Client(base_url=server.url) as client:
+        get = client.get(path)
+        head = client.head(path)
+    assert head.status_code == get.status_code
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) == len(get.content)
+
+
+def test_head_without_get_is_405_with_allow(live_server: ServerFactory) -> None:
+    server = live_server()
+    add_native_route(server, "/_test/post-only", PostOnlyHandler)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/_test/post-only").json() == {"posted": True}
+        head = client.head("/_test/post-only")
+        assert (head.status_code, head.content) == (405, b"")
+        assert head.headers["allow"] == "OPTIONS, POST"
+        get = client.get("/_test/post-only")
+        assert (get.status_code, get.json()) == (405, {"error": FLASK_MESSAGE_405})
+        assert get.headers["allow"] == "OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/healthz", "GET, HEAD, OPTIONS"),
+        ("POST", "/api/stats", "GET, HEAD, OPTIONS"),
+        ("PATCH", "/api/preferences", "GET, HEAD, OPTIONS, PUT"),
+        ("DELETE", "/api/v2/tasks/1/notes", "GET, HEAD, OPTIONS, POST"),
+        ("FROB", "/healthz", "GET, HEAD, OPTIONS"),  # not in SUPPORTED_METHODS
+    ],
+)
+def test_native_405_carries_allow_and_flasks_message(
+    live_server: ServerFactory, method: str, path: str, allow: str
+) -> None:
+    server = live_server()
+    response = httpx.request(method, server.url + path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == b'{"error":"%s"}\n' % FLASK_MESSAGE_405.encode()
+
+
+def test_flask_405_keeps_allow_with_our_bodies(live_server: ServerFactory) -> None:
+    """JSON under ``/api/``, the HTML page elsewhere; ``Allow`` on both, sorted."""
+    server = live_server()
+    with httpx.Client(base_url=server.url) as client:
+        api = client.delete("/api/tasks")
+        assert (api.status_code, api.json()) == (405, {"error": FLASK_MESSAGE_405})
+        assert api.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+        page = client.put("/")
+        assert page.status_code == 405
+        assert page.headers["content-type"].startswith("text/html")
+        assert "not allowed" in page.text
+        assert page.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/v2/tasks/1/notes", "/api/preferences"])
+def test_options_on_native_routes(live_server: ServerFactory, path: str) -> None:
+    server = live_server()
+    response = httpx.options(server.url + path)
+    assert (response.status_code, response.content) == (200, b"")
+    methods = set(response.headers["allow"].split(", "))
+    assert {"GET", "HEAD", "OPTIONS"} <= methods
+
+
+def test_native_json_has_flasks_bytes(live_server: ServerFactory) -> None:
+    """Sorted keys, compact separators, a final newline: what ``jsonify`` writes."""
+    server = live_server()
+    stats = httpx.get(server.url + "/api/stats")
+    assert stats.content == (
+        b'{"tasks":{"failed":0,"interrupted":0,"queued":0,"running":0,"succeeded":0},"total":0}\n'
+    )
+    with server.hybrid.flask_app.app_context():
+        expected = server.hybrid.flask_app.json.response(stats.json()).get_data()
+    assert stats.content == expected
+    unknown = httpx.get(server.url + "/api/tasks/7")
+    flask = webtest.TestApp(server.hybrid.flask_app).get("/api/tasks/7", expect_errors=True)
+    assert unknown.content == flask.body == b'{"error":"no such task"}\n'
+
+
+def test_oversized_bodies_get_what_the_readme_says(live_server: ServerFactory) -> None:
+    """``MAX_BODY_SIZE``: Flask routes get the bridge's 413, native routes Tornado's bare 400.
+
+    Tornado's ``HTTPServer`` refuses a ``Content-Length`` above
+    ``max_body_size`` before any handler exists: a status line, no headers, and
+    the connection closed. The bridge raises that limit for its own requests
+    and answers 413 (``text/plain``, even under ``/api/``).
+    """
+    server = live_server(max_body_size=1024)
+    body = b'{"body": "' + b"x" * 2000 + b'"}'
+    head = "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    native = raw_exchange(server, head.format("/api/v2/tasks/1/notes").encode() + body)
+    assert native == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    flask = raw_exchange(server, head.format("/api/tasks/1/notes").encode() + body)
+    status_line, _, rest = flask.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    assert b"content-type: text/plain" in rest.lower()
+    small = httpx.post(server.url + "/api/v2/tasks/1/notes", json={"body": "fits"})
+    assert small.status_code == 404  # under the limit: the handler runs
+
+
+@pytest.fixture
+def development_app(database_url: str) -> Iterator[Flask]:
+    """The Flask app as ``APP_ENV=development`` configures it (debug on), plus failing views."""
+    settings: Settings = load_settings(
+        app_env="development", database_url=database_url, secret_key=TEST_SECRET_KEY, threads=2
+    )
+    with ThreadPoolExecutor(2) as executor:
+        app = create_app(settings, executor)
+
+        @app.get("/api/_test/raise")
+        def api_raise() -> str:
+            raise RuntimeError("api view failed on purpose")
+
+        @app.get("/_test/raise")
+        def page_raise() -> str:
+            raise RuntimeError("page view failed on purpose")
+
+        yield app
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_debug_does_not_propagate_view_errors(
+    development_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In development a failing view gets the app's 500 (not the bridge's), traceback logged."""
+    assert development_app.debug
+    assert development_app.config["PROPAGATE_EXCEPTIONS"] is False
+    client = webtest.TestApp(development_app)
+    with caplog.at_level(logging.ERROR):
+        api = client.get("/api/_test/raise", status=500)
+        page = client.get("/_test/raise", status=500)
+    assert api.json == {"error": "internal server error"}
+    assert page.content_type == "text/html"
+    assert "internal server error" in page.text
+    assert "Traceback" not in page.text and "failed on purpose" not in page.text
+    logged = [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    assert logged == ["api view failed on purpose", "page view failed on purpose"]
+
+
+def test_testing_still_propagates_and_explicit_config_wins(flask_app: Flask) -> None:
+    assert flask_app.testing and flask_app.config["PROPAGATE_EXCEPTIONS"] is True
+
+    def factory(config_value: bool) -> Flask:
+        flask_app = Flask(__name__)
+        flask_app.config["PROPAGATE_EXCEPTIONS"] = config_value
+        from app.errors import register_error_handlers
+
+        register_error_handlers(flask_app)
+        return flask_app
+
+    assert factory(True).config["PROPAGATE_EXCEPTIONS"] is True
+    assert factory(False).config["PROPAGATE_EXCEPTIONS"] is False
