@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
 
 import click
@@ -62,19 +64,46 @@ def serve_command(
     """Serve native routes and the Flask app on one port.
 
     In development the SQLite database is created and migrated first, so a
-    fresh clone just works; elsewhere run ``db upgrade`` as a deploy step.
+    fresh clone just works; elsewhere run ``db upgrade`` as a deploy step (the
+    server refuses to start on a database that is not at the head revision).
+    A start-up failure (configuration, database, address) is one ``Error:``
+    line and exit status 1; a shutdown on SIGTERM/SIGINT exits 0.
     """
+    from sqlalchemy.exc import DBAPIError
+
     from app.database import upgrade_database
     from tornado_handlers.application import build_hybrid
-    from tornado_handlers.server import configure_logging, serve
+    from tornado_handlers.server import (
+        StartupError,
+        configure_logging,
+        database_error_message,
+        serve,
+    )
 
     overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level)
     hybrid = build_hybrid(settings)
-    if settings.app_env == "development":
-        upgrade_database(hybrid.flask_app)
-    asyncio.run(serve(settings, hybrid))
+    try:
+        if settings.app_env == "development":
+            upgrade_database(hybrid.flask_app)
+        busy = asyncio.run(serve(settings, hybrid))
+    except StartupError as error:
+        hybrid.close()
+        raise click.ClickException(str(error)) from None
+    except DBAPIError as error:
+        hybrid.close()
+        raise click.ClickException(database_error_message(error)) from None
+    if busy:
+        # Python joins every ThreadPoolExecutor thread at interpreter exit, so a
+        # thread stuck in a task that never calls report() (or in a blocked view)
+        # would keep the process alive after "stopped". The shutdown has already
+        # recorded those tasks interrupted and logged how many threads are stuck:
+        # flush and leave without joining them.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command("routes")

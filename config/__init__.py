@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from config.settings import INSTANCE_PATH, PROJECT_ROOT, Settings
 
@@ -44,5 +45,15 @@ def _describe(error: ValidationError) -> str:
         if not location:  # a cross-field rule; its message names the variable
             lines.append(message)
         else:
-            lines.append(f"{location.upper()}: {message} (got {item.get('input')!r})")
+            got = item.get("input")
+            if location == "database_url" and isinstance(got, str):
+                got = _hide_password(got)
+            lines.append(f"{location.upper()}: {message} (got {got!r})")
     return "; ".join(lines)
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: nothing recognisable to hide
+        return url

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout's root directory (where ``manage.py`` lives)."""
@@ -74,6 +76,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
     threads: int = Field(16, ge=1, le=1024, description="Worker threads of the shared executor.")
+    task_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Background tasks allowed to run at once on the shared executor; "
+        "default max(1, threads // 4), at most threads.",
+    )
     debug: bool | None = Field(
         None, description="Debug mode and autoreload; default on in development only."
     )
@@ -87,10 +96,12 @@ class Settings(BaseSettings):
         description="WSGI requests allowed to wait for a thread; default 4 x threads.",
     )
     max_body_size: int = Field(
-        100 * 1024 * 1024, ge=0, description="Largest request body, in bytes."
+        100 * 1024 * 1024, ge=1, description="Largest request body, in bytes."
     )
     shutdown_timeout: float = Field(
-        30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
+        30.0,
+        ge=0,
+        description="Seconds in-flight requests and running tasks get to finish on SIGTERM.",
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -112,6 +123,34 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # Fail here, naming the variable, rather than deep inside create_engine.
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "must be a SQLAlchemy URL, e.g. sqlite:///path/to/file.db or "
+                "postgresql+psycopg://user@host/db"
+            ) from None
+        try:
+            dialect = url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"unknown database dialect {url.drivername!r} "
+                "(expected e.g. sqlite or postgresql+psycopg)"
+            ) from None
+        try:
+            dialect.import_dbapi()
+        except ImportError as error:
+            raise ValueError(
+                f"the driver for {url.drivername!r} is not installed ({error})"
+            ) from None
         return value
 
     @field_validator("flask_mount")
@@ -138,6 +177,12 @@ class Settings(BaseSettings):
             self.autoreload = self.app_env == "development"
         if self.max_queue is None:
             self.max_queue = 4 * self.threads
+        if self.task_threads is None:
+            self.task_threads = max(1, self.threads // 4)
+        elif self.task_threads > self.threads:
+            raise ValueError(
+                f"TASK_THREADS: must be at most THREADS={self.threads} (got {self.task_threads})"
+            )
         return self
 
     @property
@@ -176,7 +221,9 @@ class Settings(BaseSettings):
         assert self.secret_key is not None
         return {
             "debug": False,  # Tornado's debug also turns on its own error pages
-            "autoreload": bool(self.autoreload),
+            # Never Tornado's: Application(autoreload=True) would start the watcher
+            # before the event loop runs. serve() starts it on the running loop.
+            "autoreload": False,
             "serve_traceback": bool(self.debug),
             "cookie_secret": self.secret_key.get_secret_value(),
             "xsrf_cookies": False,

@@ -12,10 +12,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import tornado.web
+import tornado.websocket
 from flask import Flask
 
 from app import create_app
 from app.native_urls import attach_native_urls
+from app.tasks.runner import TaskRunner
 from config import Settings
 from tornado_handlers.lifecycle import InFlight
 from tornado_handlers.routes import make_routes
@@ -32,6 +34,8 @@ class Hybrid:
     :ivar flask_app: the Flask app behind the bridge.
     :ivar container: the WSGI bridge running ``flask_app`` on ``executor``.
     :ivar application: the Tornado application: native rules, then the fallback.
+        Its settings hold ``in_flight`` (native requests in flight) and
+        ``websockets`` (the open WebSocket handlers, closed at shutdown).
     """
 
     settings: Settings
@@ -39,6 +43,18 @@ class Hybrid:
     flask_app: Flask
     container: WSGIContainer
     application: tornado.web.Application
+
+    @property
+    def runner(self) -> TaskRunner:
+        """The task runner of :attr:`flask_app` (on :attr:`executor`)."""
+        runner: TaskRunner = self.flask_app.extensions["task_runner"]
+        return runner
+
+    @property
+    def websockets(self) -> set[tornado.websocket.WebSocketHandler]:
+        """The WebSocket connections open now (IOLoop thread only)."""
+        sockets: set[tornado.websocket.WebSocketHandler] = self.application.settings["websockets"]
+        return sockets
 
     def close(self, wait: bool = True) -> None:
         """Shut the executor down (queued work is cancelled).
@@ -75,6 +91,7 @@ def build_hybrid(
         make_routes(flask_app, executor, container),
         log_function=access_log_function,
         in_flight=in_flight,
+        websockets=set(),
         **settings.tornado_settings(),
     )
     # Flask templates' native_url() reverses names with this very route table.

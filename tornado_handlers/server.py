@@ -1,29 +1,65 @@
-"""Run the hybrid server: listen, serve, and shut down gracefully.
+"""Run the hybrid server: check, listen, serve, and shut down gracefully.
 
-Start-up follows Tornado's recommended shape (``asyncio.run(main())``). On
-SIGTERM or SIGINT the server stops accepting connections, gives in-flight
-native and WSGI requests up to ``SHUTDOWN_TIMEOUT`` seconds to finish, closes
-WebSockets and idle connections, shuts the executor down and returns, so the
-process exits 0.
+Start-up follows Tornado's recommended shape (``asyncio.run(main())``). Before
+listening, :func:`serve` checks that the database is reachable and migrated,
+and turns a failure to listen into one :class:`StartupError` line.
+
+On SIGTERM or SIGINT, :func:`shutdown` runs, within ``SHUTDOWN_TIMEOUT``
+seconds in all:
+
+1. stop accepting connections;
+2. let in-flight native and WSGI requests finish;
+3. stop the task runner: queued tasks are recorded ``interrupted`` at once,
+   running ones are told to stop at their next ``report()``;
+4. close WebSockets with 1001 "going away", then the remaining connections;
+5. shut the executor down (queued work cancelled) and wait, without blocking
+   the IOLoop, for its threads to finish;
+6. record this process's still unfinished tasks ``interrupted``.
+
+A thread that is still busy after that (a kind that never calls ``report``,
+a view blocked on I/O) cannot be killed; :func:`serve` returns how many there
+are and ``manage.py serve`` then leaves the process without joining them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import sqlalchemy
+import tornado.autoreload
 import tornado.httpserver
+import tornado.ioloop
 import tornado.netutil
+import tornado.websocket
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.tasks.runner import recover_interrupted
 from config import Settings
 from tornado_handlers.application import Hybrid, build_hybrid
 
 log = logging.getLogger("hybrid.server")
+
+WEBSOCKET_CLOSE_TIMEOUT = 2.0
+"""Seconds WebSocket clients get to answer the closing handshake at shutdown."""
+
+CONNECTIONS_CLOSE_TIMEOUT = 5.0
+"""Seconds idle HTTP connections get to close at shutdown."""
+
+
+class StartupError(Exception):
+    """The server cannot start; ``str(error)`` is one line saying why and what to do.
+
+    ``manage.py serve`` prints it as ``Error: ...`` and exits with status 1.
+    """
 
 
 def configure_logging(level: str) -> None:
@@ -40,29 +76,45 @@ async def serve(
     hybrid: Hybrid | None = None,
     on_ready: Callable[[list[socket.socket]], None] | None = None,
     stop: asyncio.Event | None = None,
-) -> None:
+) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
+
+    With ``settings.autoreload``, Tornado's autoreloader is started here, on
+    the running loop (it schedules its file checks on the current IOLoop, so
+    it must not start before the loop runs): a change to any imported module
+    restarts the process (``os.execv``) after this process's unfinished tasks
+    are recorded ``interrupted``.
 
     :param settings: the shared settings (``host``, ``port``, ``shutdown_timeout`` ...).
     :param hybrid: what to serve; default :func:`build_hybrid` of ``settings``.
     :param on_ready: called with the listening sockets once they accept
         connections (tests read the port chosen for ``port=0`` from it).
     :param stop: an event that, once set, starts the shutdown like a signal.
+    :returns: how many executor threads were still busy when the shutdown
+        gave up on them (0 after a clean stop); see :func:`shutdown`.
+    :raises StartupError: if the database is unreachable or not migrated to
+        the head revision, or the server cannot listen on ``host:port``.
     """
     hybrid = hybrid or build_hybrid(settings)
-    recover_interrupted(hybrid.flask_app)
+    check_database(hybrid.flask_app)
+    sockets = bind(settings.host, settings.port)
+    runner = hybrid.runner
+    recover_interrupted(hybrid.flask_app, stale_after=3 * runner.heartbeat_interval)
     server = tornado.httpserver.HTTPServer(
         hybrid.application,
         max_body_size=settings.max_body_size,
         idle_connection_timeout=75,
     )
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(signum, stop.set)
+    sweeper = _start_recovery_sweep(hybrid)
+    if settings.autoreload:
+        tornado.autoreload.add_reload_hook(runner.interrupt_unfinished)
+        tornado.autoreload.start()
     for sock in sockets:
         host, port = sock.getsockname()[:2]
         log.info("serving on http://%s:%d (threads=%d)", host, port, settings.threads)
@@ -71,35 +123,205 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        await shutdown(hybrid, server, settings.shutdown_timeout)
+        sweeper.stop()
+        busy = await shutdown(hybrid, server, settings.shutdown_timeout)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)
+    return busy
 
 
-async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeout: float) -> None:
-    """Stop accepting, drain in-flight requests for up to ``timeout`` seconds, close.
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Open the listening sockets for ``host:port`` (``port`` 0 picks a free one).
+
+    :returns: one socket per address ``host`` resolves to.
+    :raises StartupError: naming the address, the reason and the variable to
+        change, e.g. ``cannot listen on 127.0.0.1:8000: address already in
+        use (set PORT or HOST)``.
+    """
+    where = f"cannot listen on {host}:{port}"
+    try:
+        return tornado.netutil.bind_sockets(port, host)
+    except socket.gaierror as error:
+        raise StartupError(
+            f"{where}: HOST {host!r} is not an IP address or a known host name "
+            f"({error.strerror}; set HOST)"
+        ) from None
+    except OSError as error:
+        reasons = {
+            errno.EADDRINUSE: "address already in use (set PORT or HOST)",
+            errno.EADDRNOTAVAIL: "no interface of this machine has that address (set HOST)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges; set PORT)",
+        }
+        reason = reasons.get(error.errno or 0, f"{error.strerror or error} (set PORT or HOST)")
+        raise StartupError(f"{where}: {reason}") from None
+
+
+def check_database(flask_app: Flask) -> None:
+    """Check that ``flask_app``'s database answers and is at the head revision.
+
+    Blocking (one connection): call it before the server starts.
+
+    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``
+        or ``the database is not migrated (at revision R, head is H): run
+        python manage.py db upgrade``.
+    """
+    from alembic.script import ScriptDirectory
+
+    from app.extensions import db
+
+    head = ScriptDirectory(flask_app.extensions["migrate"].directory).get_current_head()
+    try:
+        with flask_app.app_context(), db.engine.connect() as connection:
+            current = None
+            # Alembic's own version table, read directly: MigrationContext would log.
+            if sqlalchemy.inspect(connection).has_table("alembic_version"):
+                current = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError as error:
+        raise StartupError(database_error_message(error)) from None
+    if current != head:
+        raise StartupError(
+            f"the database is not migrated (at revision {current}, head is {head}): "
+            "run python manage.py db upgrade"
+        )
+
+
+def database_error_message(error: DBAPIError) -> str:
+    """One line for a database that cannot be reached: the driver's first line.
+
+    :param error: what SQLAlchemy raised when connecting.
+    """
+    detail = str(error.orig or error).strip().splitlines()
+    return f"cannot connect to the database (DATABASE_URL): {detail[0] if detail else error}"
+
+
+def _start_recovery_sweep(hybrid: Hybrid) -> tornado.ioloop.PeriodicCallback:
+    """Every heartbeat interval, interrupt tasks whose runner died since start-up.
+
+    Start-up recovery alone would leave ``running`` for ever the tasks of a
+    process killed less than a stale interval before this one started.
+    """
+    runner = hybrid.runner
+    loop = asyncio.get_running_loop()
+
+    async def sweep() -> None:
+        try:
+            await loop.run_in_executor(
+                hybrid.executor,
+                lambda: recover_interrupted(
+                    hybrid.flask_app,
+                    stale_after=3 * runner.heartbeat_interval,
+                    exclude_runner=runner.runner_id,
+                ),
+            )
+        except RuntimeError:  # the executor shut down meanwhile
+            pass
+        except Exception:
+            log.exception("the periodic sweep of stale tasks failed")
+
+    sweeper = tornado.ioloop.PeriodicCallback(sweep, runner.heartbeat_interval * 1000)
+    sweeper.start()
+    return sweeper
+
+
+async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeout: float) -> int:
+    """Stop accepting, drain requests, stop tasks, close connections and the pool.
+
+    The steps are listed in this module's docstring; all of them together take
+    about ``timeout`` seconds at most (plus up to
+    :data:`WEBSOCKET_CLOSE_TIMEOUT` and :data:`CONNECTIONS_CLOSE_TIMEOUT` for
+    clients that do not hang up).
 
     :param hybrid: the running service.
     :param server: its HTTP server.
-    :param timeout: seconds to wait for in-flight native and WSGI requests.
+    :param timeout: seconds, in all, for in-flight requests and tasks to finish.
+    :returns: how many executor threads are still busy (a task that does not
+        call ``report``, a blocked view); 0 after a clean stop. Python would
+        wait for them at interpreter exit, so the caller should exit without
+        joining them (``manage.py`` calls ``os._exit(0)``).
     """
-    log.info("shutting down: waiting up to %.0f s for requests in flight", timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    log.info("shutting down: waiting up to %g s for requests and tasks in flight", timeout)
     server.stop()
     in_flight = hybrid.application.settings["in_flight"]
-    deadline = asyncio.get_running_loop().time() + timeout
     native_done = await in_flight.wait_idle(timeout)
-    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-    wsgi_done = await hybrid.container.drain(remaining)
+    wsgi_done = await hybrid.container.drain(max(0.0, deadline - loop.time()))
     if not (native_done and wsgi_done):
         log.warning(
             "shutdown timeout: %d native and %d WSGI request(s) still running",
             in_flight.count,
             hybrid.container.in_flight,
         )
+    runner = hybrid.runner
+    await _off_loop(runner.stop, "stop the task runner")
+    await close_websockets(hybrid.websockets, WEBSOCKET_CLOSE_TIMEOUT)
     try:
-        await asyncio.wait_for(server.close_all_connections(), 5)
+        await asyncio.wait_for(server.close_all_connections(), CONNECTIONS_CLOSE_TIMEOUT)
     except TimeoutError:
-        log.warning("some connections did not close within 5 s")
+        log.warning("some connections did not close within %.0f s", CONNECTIONS_CLOSE_TIMEOUT)
     hybrid.close(wait=False)
+    busy = await wait_for_threads(hybrid.executor, max(0.0, deadline - loop.time()))
+    await _off_loop(runner.interrupt_unfinished, "record unfinished tasks interrupted")
+    if busy:
+        log.error(
+            "%d worker thread(s) still busy after the %g s shutdown timeout "
+            "(a task that never calls report(), or a blocked view); exiting without them",
+            busy,
+            timeout,
+        )
     log.info("stopped")
+    return busy
+
+
+async def close_websockets(
+    sockets: set[tornado.websocket.WebSocketHandler], timeout: float
+) -> None:
+    """Close every socket in ``sockets`` with 1001 "going away"; wait up to ``timeout`` s.
+
+    Handlers remove themselves from ``sockets`` in ``on_close`` (see
+    :class:`~tornado_handlers.websocket.TaskProgressSocket`), when the client
+    has answered the closing handshake or Tornado gave up waiting.
+    """
+    if not sockets:
+        return
+    log.info("closing %d WebSocket(s)", len(sockets))
+    for handler in list(sockets):
+        handler.close(1001, "server shutting down")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while sockets and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def busy_threads(executor: ThreadPoolExecutor) -> int:
+    """How many of ``executor``'s threads are alive.
+
+    After ``executor.shutdown()``, an alive thread is one still running a work
+    item: idle threads exit as soon as they see the shutdown. Reads
+    ``ThreadPoolExecutor._threads``, private but unchanged since Python 3.2;
+    there is no public way to know.
+    """
+    threads = getattr(executor, "_threads", ())
+    return sum(1 for thread in list(threads) if thread.is_alive())
+
+
+async def wait_for_threads(executor: ThreadPoolExecutor, timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for a shut-down ``executor``'s threads to end.
+
+    Polls (every 50 ms) rather than joining, so the IOLoop keeps running.
+
+    :returns: how many threads are still busy (0 if all ended).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (busy := busy_threads(executor)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return busy
+
+
+async def _off_loop(fn: Callable[[], object], what: str) -> None:
+    """Run blocking ``fn`` on a thread of its own (the shared pool may be full)."""
+    try:
+        await asyncio.to_thread(fn)
+    except Exception:
+        log.exception("shutdown: could not %s", what)

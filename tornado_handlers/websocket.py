@@ -18,6 +18,9 @@ from app.tasks.events import Event, TaskEvents
 from tornado_handlers import flask_session
 from tornado_handlers.flask_session import SessionUser
 
+OpenSockets = set[tornado.websocket.WebSocketHandler]
+"""``Application.settings["websockets"]``: the open connections, closed at shutdown."""
+
 
 class TaskProgressSocket(tornado.websocket.WebSocketHandler):
     """Sends ``{"type": "task", "task": {...}}`` for every change of a task.
@@ -36,6 +39,10 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
     (``null`` for anonymous, a tampered or expired cookie, or a deleted
     account). For a private stream, close anonymous connections in
     :meth:`open` with ``self.close(4401, "login required")``.
+
+    Open connections are tracked in ``Application.settings["websockets"]`` (a
+    ``set``, when the composition root provides one), so the server's
+    shutdown can close them with 1001 "going away" (RFC 6455, section 7.4.1).
 
     :param events: the :class:`app.tasks.events.TaskEvents` hub.
     :param flask_app: the Flask app whose session cookie and users to read.
@@ -73,6 +80,9 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
             return  # the client left while the user was looked up
         loop = tornado.ioloop.IOLoop.current()
         self._unsubscribe = self.events.subscribe(functools.partial(loop.add_callback, self._send))
+        open_sockets: OpenSockets | None = self.settings.get("websockets")
+        if open_sockets is not None:
+            open_sockets.add(self)
         self.write_message({"type": "hello", "task": self.task_id, "user": user})
 
     async def _load_user(self) -> dict[str, Any] | None:
@@ -104,6 +114,10 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
         """Clients have nothing to say; messages are ignored."""
 
     def on_close(self) -> None:
+        """Unsubscribe and forget the connection."""
+        open_sockets: OpenSockets | None = self.settings.get("websockets")
+        if open_sockets is not None:
+            open_sockets.discard(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -4,6 +4,13 @@ Each kind has a pydantic model for its ``params`` and a function
 ``run(params, report) -> result`` that runs in a worker thread. ``report(percent)``
 records progress (an ``int`` from 0 to 100); the returned ``dict`` is stored as
 the task's ``result``. To add a kind, write both and add it to :data:`KINDS`.
+
+Call ``report`` between steps, at least every second or so: it is also how a
+task learns that the server is stopping. Once it is, ``report`` raises
+:class:`app.tasks.runner.TaskInterrupted`; let it propagate (use ``finally``
+to clean up) and the task is recorded ``interrupted``. A kind that never
+calls ``report`` cannot be stopped: at shutdown the server gives up on its
+thread after ``SHUTDOWN_TIMEOUT`` seconds and exits anyway.
 """
 
 from __future__ import annotations
@@ -17,12 +24,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 Report = Callable[[int], None]
+"""``report(percent)``: record progress, 0 to 100; raises ``TaskInterrupted`` once stopping."""
 
 
 class SleepParams(BaseModel):
     """``sleep``: wait ``steps`` x ``delay`` seconds, reporting after each step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     steps: int = Field(10, ge=1, le=1000)
     delay: float = Field(0.2, ge=0, le=10, description="seconds per step")
 
@@ -30,7 +38,7 @@ class SleepParams(BaseModel):
 class PrimesParams(BaseModel):
     """``primes``: count the primes below ``limit`` (CPU-bound, segmented sieve)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     limit: int = Field(1_000_000, ge=2, le=50_000_000)
 
 

@@ -14,6 +14,9 @@ from app.extensions import db
 NAME_MAX_LENGTH = 100
 """Longest task name, in characters."""
 
+RUNNER_ID_MAX_LENGTH = 255
+"""Longest :attr:`Task.runner_id`, in characters."""
+
 NOTE_MAX_LENGTH = 2000
 """Longest note body, in characters."""
 
@@ -29,8 +32,10 @@ def utcnow() -> datetime:
 class TaskStatus(enum.StrEnum):
     """Life cycle of a task: ``queued`` -> ``running`` -> one of the final states.
 
-    ``interrupted`` is set at start-up for tasks that a previous process left
-    ``queued`` or ``running`` when it died (see :func:`app.tasks.runner.recover_interrupted`).
+    ``interrupted`` is set when the server stops before the task finished: by
+    the stopping server itself (graceful shutdown), or at start-up for tasks
+    whose runner stopped sending heartbeats (see
+    :func:`app.tasks.runner.recover_interrupted`).
     """
 
     QUEUED = "queued"
@@ -54,6 +59,11 @@ class Task(db.Model):  # type: ignore[name-defined]
     (a second task of the same name is a conflict). ``note_count`` counts the
     task's :class:`TaskNote` rows, kept in step in the same transaction, and
     is capped at :data:`MAX_NOTES_PER_TASK` by a CHECK constraint.
+
+    ``runner_id`` and ``heartbeat_at`` are the task's lease: which server
+    process runs it (``host:pid:random``, see
+    :attr:`app.tasks.runner.TaskRunner.runner_id`) and when that process last
+    said it is alive (UTC). Both are ``None`` until a runner takes the task.
     """
 
     __tablename__ = "tasks"
@@ -80,6 +90,8 @@ class Task(db.Model):  # type: ignore[name-defined]
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     note_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    runner_id: Mapped[str | None] = mapped_column(String(RUNNER_ID_MAX_LENGTH), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     notes: Mapped[list[TaskNote]] = relationship(
         back_populates="task",
