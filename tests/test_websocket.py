@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from tornado.websocket import websocket_connect
 
 from tests.conftest import ServerFactory
@@ -60,11 +61,14 @@ def test_a_filtered_socket_ignores_other_tasks(live_server: ServerFactory) -> No
     assert {e["id"] for e in events} == {2}
 
 
-def test_bad_filter_closes_with_policy_violation(live_server: ServerFactory) -> None:
+@pytest.mark.parametrize("task", ["abc", "%C2%B2", "99999999999999999999999", "0"])
+def test_bad_filter_closes_with_policy_violation(live_server: ServerFactory, task: str) -> None:
+    """Anything but an id in the valid range, including digits str.isdigit() accepts
+    but int() does not (superscript two), is refused with 1008."""
     server = live_server()
 
     async def connect() -> tuple[int | None, str | None]:
-        connection = await websocket_connect(f"{server.ws_url}/ws/tasks?task=abc")
+        connection = await websocket_connect(f"{server.ws_url}/ws/tasks?task={task}")
         try:
             assert await connection.read_message() is None
             return connection.close_code, connection.close_reason

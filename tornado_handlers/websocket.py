@@ -15,6 +15,7 @@ from flask import Flask
 from app.auth.service import user_data
 from app.database import call_in_session
 from app.tasks.events import Event, TaskEvents
+from app.tasks.service import TaskNotFound, parse_task_id
 from tornado_handlers import flask_session
 from tornado_handlers.flask_session import SessionUser
 
@@ -71,10 +72,11 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
     async def open(self, *args: str, **kwargs: str) -> None:
         task = self.get_query_argument("task", None)
         if task is not None:
-            if not task.isdigit():
+            try:
+                self.task_id = parse_task_id(task)
+            except TaskNotFound:  # not an id in the valid range (e.g. "abc", "²")
                 self.close(code=1008, reason="task must be an integer")
                 return
-            self.task_id = int(task)
         user = await self._load_user()
         if self.ws_connection is None or self.ws_connection.is_closing():
             return  # the client left while the user was looked up

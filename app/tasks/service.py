@@ -21,7 +21,14 @@ from werkzeug.routing import ValidationError as RoutingValidationError
 
 from app.extensions import db
 from app.tasks.kinds import KINDS
-from app.tasks.models import NAME_MAX_LENGTH, NOTE_MAX_LENGTH, Task, TaskNote, TaskStatus
+from app.tasks.models import (
+    NAME_MAX_LENGTH,
+    NOTE_MAX_LENGTH,
+    Task,
+    TaskNote,
+    TaskStatus,
+    utcnow,
+)
 from app.tasks.runner import TaskRunner
 
 M = TypeVar("M", bound=BaseModel)
@@ -186,10 +193,20 @@ def create_task(kind: Any, params: Any, name: str | None = None) -> Task:
         or submitted in either case.
     """
     clean = validate_task(kind, params)
-    task = Task(name=name, kind=kind, params=clean, status=TaskStatus.QUEUED.value, progress=0)
+    runner: TaskRunner = current_app.extensions["task_runner"]
+    # The lease is taken in the same insert, so no other instance's start-up
+    # recovery can see this task unowned between the commit and submit().
+    task = Task(
+        name=name,
+        kind=kind,
+        params=clean,
+        status=TaskStatus.QUEUED.value,
+        progress=0,
+        runner_id=runner.runner_id,
+        heartbeat_at=utcnow(),
+    )
     db.session.add(task)
     db.session.commit()
-    runner: TaskRunner = current_app.extensions["task_runner"]
     runner.submit(task.id)
     return task
 
