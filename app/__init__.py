@@ -52,10 +52,11 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
 
 def register_extensions(app: Flask) -> None:
     """Bind Flask-SQLAlchemy, Flask-Migrate and CSRF protection to ``app``."""
-    from app.database import configure_sqlite
+    from app.database import configure_sqlite, ensure_sqlite_directory
     from app.extensions import csrf, db, migrate
     from config import PROJECT_ROOT
 
+    ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
     migrate.init_app(
         app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True

@@ -108,10 +108,24 @@ def upgrade_database(flask_app: Flask) -> None:
     in development and by the tests; deployments run ``manage.py db upgrade``.
     """
     from flask_migrate import upgrade
-    from sqlalchemy.engine import make_url
 
-    url = make_url(flask_app.config["SQLALCHEMY_DATABASE_URI"])
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_directory(flask_app.config["SQLALCHEMY_DATABASE_URI"])
     with flask_app.app_context():
         upgrade()
+
+
+def ensure_sqlite_directory(database_url: str) -> None:
+    """Create the directory of a SQLite database file if it is missing.
+
+    SQLite creates the file but not its directory; without this, the first
+    ``manage.py db upgrade`` on a fresh clone fails with "unable to open database
+    file" because ``instance/`` does not exist yet. Does nothing for other backends
+    and for in-memory databases.
+
+    :param database_url: a SQLAlchemy URL string.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -214,3 +214,45 @@ def test_testing_still_propagates_and_explicit_config_wins(flask_app: Flask) -> 
 
     assert factory(True).config["PROPAGATE_EXCEPTIONS"] is True
     assert factory(False).config["PROPAGATE_EXCEPTIONS"] is False
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
+def test_json_body_needs_a_json_content_type_on_both_sides(
+    live_server: ServerFactory, content_type: str | None
+) -> None:
+    """Native ``json_body`` reads like Flask's ``get_json(silent=True)``: a JSON object
+    sent without a JSON ``Content-Type`` is no JSON at all (400 on both sides)."""
+    server = live_server()
+    created = httpx.post(f"{server.url}/api/tasks", json={"kind": "sleep", "params": {"delay": 0}})
+    task_id = created.json()["id"]
+    headers = {"Content-Type": content_type} if content_type else {}
+    answers = {
+        path: httpx.post(server.url + path, content=b'{"body": "x"}', headers=headers)
+        for path in (f"/api/tasks/{task_id}/notes", f"/api/v2/tasks/{task_id}/notes")
+    }
+    assert {(r.status_code, r.content) for r in answers.values()} == {
+        (400, b'{"error":"the body must be a JSON object"}\n')
+    }
+    for suffix in ("+json", ""):
+        ok = httpx.post(
+            f"{server.url}/api/v2/tasks/{task_id}/notes",
+            content=b'{"body": "x"}',
+            headers={
+                "Content-Type": f"application/problem{suffix}"
+                if suffix
+                else "application/json; charset=utf-8"
+            },
+        )
+        assert ok.status_code == 201
+
+
+def test_native_routes_send_no_etag_like_flask(live_server: ServerFactory) -> None:
+    """Tornado would add an ETag and answer If-None-Match with 304; Flask does neither."""
+    server = live_server()
+    created = httpx.post(f"{server.url}/api/tasks", json={"kind": "sleep", "params": {"delay": 0}})
+    task_id = created.json()["id"]
+    for path in (f"/api/tasks/{task_id}", "/api/stats", "/healthz"):
+        first = httpx.get(server.url + path)
+        assert "etag" not in first.headers
+        again = httpx.get(server.url + path, headers={"If-None-Match": "*"})
+        assert again.status_code == 200

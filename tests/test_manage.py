@@ -127,3 +127,11 @@ def test_serve_answers_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+def test_db_upgrade_creates_the_sqlite_directory(tmp_path: Path) -> None:
+    """A fresh clone has no instance/ folder; `db upgrade` must still work."""
+    database = tmp_path / "not-yet" / "there" / "app.db"
+    result = run("db", "upgrade", env=environment(f"sqlite:///{database}"))
+    assert result.returncode == 0, result.stderr
+    assert database.exists()

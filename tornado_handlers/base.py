@@ -272,17 +272,31 @@ class BaseHandler(tornado.web.RequestHandler):
         self.write(self.json_bytes(data))
 
     def json_body(self) -> dict[str, Any]:
-        """The request body decoded as a JSON object.
+        """The request body decoded as a JSON object, as Flask's
+        ``request.get_json(silent=True)`` reads it: only with a JSON ``Content-Type``
+        (``application/json`` or ``application/*+json``), otherwise no body at all.
 
-        :raises tornado.web.HTTPError: 400 if the body is not a JSON object.
+        :raises tornado.web.HTTPError: 400 if there is no JSON object.
         """
-        try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError:
-            body = None
+        mimetype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        is_json = mimetype == "application/json" or (
+            mimetype.startswith("application/") and mimetype.endswith("+json")
+        )
+        body: Any = None
+        if is_json:
+            try:
+                body = json.loads(self.request.body or b"null")
+            except ValueError:
+                body = None
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, reason="the body must be a JSON object")
         return body
+
+    def compute_etag(self) -> str | None:
+        """No automatic ``ETag``: Flask sends none for these responses, and a native
+        route must not start answering ``If-None-Match`` with 304 where its Flask
+        twin answers 200 (parity)."""
+        return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JSON error body instead of Tornado's HTML page.
