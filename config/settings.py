@@ -185,11 +185,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        """Whether :attr:`database_url` names a SQLite database."""
-        return str(self.database_url).startswith("sqlite")
-
     def flask_config(self) -> dict[str, Any]:
         """Return Flask's dialect of these settings, for ``app.config.update``.
 

@@ -56,9 +56,3 @@ class TaskEvents:
                 subscriber(event)
             except Exception:
                 log.exception("task event subscriber %r failed", subscriber)
-
-    @property
-    def subscriber_count(self) -> int:
-        """How many subscribers are registered now."""
-        with self._lock:
-            return len(self._subscribers)

@@ -44,11 +44,6 @@ class TaskStatus(enum.StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
-    @property
-    def is_final(self) -> bool:
-        """Whether the task will not change any more."""
-        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
-
 
 class Task(db.Model):  # type: ignore[name-defined]
     """A background job run on the shared executor.
