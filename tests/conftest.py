@@ -29,6 +29,7 @@ import webtest
 from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from tornado.websocket import WebSocketClientConnection
 
 from app import create_app
 from app.database import upgrade_database
@@ -202,3 +203,22 @@ def live_server(settings: Settings) -> Iterator[ServerFactory]:
         assert not thread.is_alive(), "server did not stop within 15 s"
         server.hybrid.executor.shutdown(wait=True)
         _dispose(server.hybrid.flask_app)
+
+
+async def close_websocket(connection: WebSocketClientConnection, timeout: float = 5) -> None:
+    """Close a client WebSocket and wait for the closing handshake to finish.
+
+    ``WebSocketClientConnection.close()`` only starts the handshake; if the event
+    loop ends before the server answers, the socket stays open until some later
+    garbage collection, where its ``ResourceWarning`` fails an unrelated test (or
+    the session). Waiting for ``read_message()`` to return ``None`` means the
+    socket is closed.
+
+    :param timeout: seconds to wait for the server's close frame.
+    """
+    closed_by_server = connection.close_code is not None
+    connection.close()  # always: Tornado warns about a connection never close()d
+    if closed_by_server:
+        return  # the socket is closed and the test already read the end (None)
+    while await asyncio.wait_for(connection.read_message(), timeout) is not None:
+        pass

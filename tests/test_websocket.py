@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tornado.websocket import websocket_connect
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, close_websocket
 
 
 async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:
             if event["task"]["status"] not in ("queued", "running"):
                 return events
     finally:
-        connection.close()
+        await close_websocket(connection)
 
 
 def test_progress_of_a_real_task_arrives_over_the_websocket(live_server: ServerFactory) -> None:
@@ -73,6 +73,6 @@ def test_bad_filter_closes_with_policy_violation(live_server: ServerFactory, tas
             assert await connection.read_message() is None
             return connection.close_code, connection.close_reason
         finally:
-            connection.close()
+            await close_websocket(connection)
 
     assert asyncio.run(connect()) == (1008, "task must be an integer")
