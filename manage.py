@@ -3,7 +3,7 @@
 
     python manage.py serve            # the hybrid server (Tornado + Flask)
     python manage.py routes [--json]  # every route of both sides
-    python manage.py db upgrade       # Alembic, via Flask-Migrate
+    python manage.py db upgrade       # Alembic, via Flask-Migrate (every branch)
     python manage.py shell            # a Python shell with the app and models
 
 ``FlaskGroup`` brings Flask's ``shell`` and the extensions' commands (``db``);
@@ -34,10 +34,35 @@ def _load(**overrides: object) -> Settings:
 
 
 def create_cli_app() -> Flask:
-    """The Flask app for commands that need one (``db``, ``shell``)."""
-    from app import create_app
+    """The Flask app for commands that need one (``db``, ``shell``), with every feature.
 
-    return create_app(_load())
+    Built by the composition root, so templates' ``native_url()`` works in the
+    shell too; its thread pool starts no thread until work is submitted.
+    """
+    from server.build import build_hybrid
+
+    try:
+        return build_hybrid(_load()).flask_app
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration: {error}") from None
+
+
+def _default_to_every_branch() -> None:
+    """Make Flask-Migrate's ``db`` commands fit a history with one branch per feature.
+
+    ``db upgrade`` applies every branch (``heads``, not ``head``), and a new
+    revision (``db migrate`` / ``db revision``) goes on the skeleton's branch
+    (``--head app@head``) unless ``--head tasks@head`` (a feature's) is given.
+    See docs/features.md.
+    """
+    from flask_migrate.cli import db as db_group
+
+    defaults = {("upgrade", "revision"): "heads", ("migrate", "head"): "app@head"}
+    defaults[("revision", "head")] = "app@head"
+    for (command, param_name), value in defaults.items():
+        for param in db_group.commands[command].params:
+            if param.name == param_name:
+                param.default = value
 
 
 cli = FlaskGroup(
@@ -47,6 +72,7 @@ cli = FlaskGroup(
     help=__doc__.split("\n\n")[0] if __doc__ else None,
 )
 cli.commands.pop("run", None)
+_default_to_every_branch()
 
 
 @cli.command("serve")
@@ -72,18 +98,17 @@ def serve_command(
     from sqlalchemy.exc import DBAPIError
 
     from app.database import upgrade_database
-    from tornado_handlers.application import build_hybrid
-    from tornado_handlers.server import (
-        StartupError,
-        configure_logging,
-        database_error_message,
-        serve,
-    )
+    from server.build import build_hybrid
+    from server.checks import StartupError, database_error_message
+    from server.serve import configure_logging, serve
 
     overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level)
-    hybrid = build_hybrid(settings)
+    try:
+        hybrid = build_hybrid(settings)
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration: {error}") from None
     try:
         if settings.app_env == "development":
             upgrade_database(hybrid.flask_app)
@@ -114,11 +139,14 @@ def routes_command(as_json: bool) -> None:
     A Flask route that a native rule hides is flagged ``shadowed`` (it has
     been ported); a native route with no Flask twin is ``native-only``.
     """
-    from tornado_handlers.application import build_hybrid
-    from tornado_handlers.inventory import build_inventory, format_table
+    from server.build import build_hybrid
+    from server.inventory import build_inventory, format_table
 
     settings = _load()
-    hybrid = build_hybrid(settings)
+    try:
+        hybrid = build_hybrid(settings)
+    except ConfigError as error:
+        raise click.ClickException(f"invalid configuration: {error}") from None
     try:
         routes = build_inventory(
             hybrid.application.wildcard_router.rules,

@@ -1,12 +1,11 @@
 """Error responses: JSON for the API (``/api/...``), HTML pages elsewhere.
 
-:func:`error_response` maps the domain's exceptions to a status and a JSON
-body; Flask's handlers below and the native ``BaseHandler.write_error`` both
-use it, so the two sides answer the same error the same way:
+Exceptions are answered through a registry that the skeleton and each feature
+add to with :func:`map_exception`; :func:`error_response` reads it, and both
+Flask's handlers below and the native ``BaseHandler.write_error`` use it, so
+the two sides answer the same error the same way. The skeleton maps:
 
-* :class:`app.tasks.service.InvalidInput` -> 422 ``{"error", "fields"}``;
-* :class:`app.tasks.service.TaskNotFound` -> 404 ``{"error": "no such task"}``
-  (the ``<task_id:...>`` rules answer an out-of-range id the same way);
+* :class:`app.validation.InvalidInput` -> 422 ``{"error": "validation failed", "fields"}``;
 * :class:`sqlalchemy.exc.IntegrityError` -> 409 (a unique, foreign-key or
   CHECK conflict), after the session is rolled back so nothing is half-written;
 * :class:`~werkzeug.exceptions.HTTPException` -> its own status and headers
@@ -15,11 +14,17 @@ use it, so the two sides answer the same error the same way:
 * anything else -> 500, logged with its traceback -- in development too:
   :func:`register_error_handlers` stops ``DEBUG`` from propagating view
   exceptions past these handlers (only ``TESTING`` does).
+
+A feature adds its own domain errors in its ``init_app``, e.g.::
+
+    map_exception(app, TaskNotFound, 404, lambda error: {"error": "no such task"})
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import Flask, render_template, request
 from sqlalchemy.exc import IntegrityError
@@ -28,24 +33,63 @@ from werkzeug.exceptions import default_exceptions as _werkzeug_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.extensions import db
-from app.tasks.service import NO_SUCH_TASK, InvalidInput, TaskNotFound
+from app.validation import InvalidInput
 
 ErrorBody = dict[str, Any]
+E = TypeVar("E", bound=BaseException)
+
+EXTENSION_KEY = "error_mappings"
+"""Where the registry lives: ``flask_app.extensions["error_mappings"]``."""
 
 
-def error_response(error: BaseException) -> tuple[int, ErrorBody] | None:
-    """Return ``(status, JSON body)`` for a domain exception, or ``None``.
+@dataclass(frozen=True)
+class ErrorMapping:
+    """How one exception class is answered.
 
+    :ivar status: the HTTP status code.
+    :ivar body: builds the JSON body (a dict with at least ``"error"``) from
+        the exception.
+    """
+
+    status: int
+    body: Callable[[Any], ErrorBody]
+
+
+def map_exception(
+    flask_app: Flask, exception: type[E], status: int, body: Callable[[E], ErrorBody]
+) -> None:
+    """Answer ``exception`` (and its subclasses) with ``status`` and ``body(error)`` on both sides.
+
+    Registers a Flask error handler (JSON under ``/api/``, the HTML error page
+    elsewhere; the session is rolled back first) and records the mapping for
+    native handlers (:func:`error_response`). The closest class in the
+    exception's MRO wins.
+
+    :param flask_app: the app to register on.
+    :param exception: an exception class, e.g. ``TaskNotFound``.
+    :param status: the HTTP status code, e.g. 404.
+    :param body: returns the JSON body, e.g. ``lambda e: {"error": "no such task"}``.
+    """
+    mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.setdefault(
+        EXTENSION_KEY, {}
+    )
+    mappings[exception] = ErrorMapping(status, body)
+    flask_app.register_error_handler(exception, _domain_error)
+
+
+def error_response(flask_app: Flask, error: BaseException) -> tuple[int, ErrorBody] | None:
+    """Return ``(status, JSON body)`` for a mapped exception, or ``None``.
+
+    :param flask_app: the app whose registry to read (:func:`map_exception`).
     :param error: an exception raised by a view, a handler or a service.
     :returns: e.g. ``(422, {"error": "validation failed", "fields": {...}})``;
-        ``None`` for exceptions that are bugs (the caller answers 500).
+        ``None`` for exceptions nobody mapped -- bugs (the caller answers 500).
     """
-    if isinstance(error, InvalidInput):
-        return 422, {"error": "validation failed", "fields": error.fields}
-    if isinstance(error, TaskNotFound):
-        return 404, {"error": NO_SUCH_TASK}
-    if isinstance(error, IntegrityError):
-        return 409, {"error": "conflict with existing data"}
+    mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.get(EXTENSION_KEY, {})
+    for cls in type(error).__mro__:
+        mapping = mappings.get(cls)
+        if mapping is not None:
+            return mapping.status, mapping.body(error)
     return None
 
 
@@ -65,7 +109,7 @@ def http_error_message(status: int) -> str:
     return HTTP_STATUS_CODES.get(status, f"HTTP error {status}")
 
 
-def allow_header(methods: Any) -> str:
+def allow_header(methods: Iterable[str]) -> str:
     """Return an ``Allow`` value: the methods sorted, comma-separated (RFC 9110 section 10.2.1).
 
     Sorted so that both sides send the same bytes (Werkzeug lists a set, in no
@@ -101,8 +145,18 @@ def _exception_headers(error: HTTPException) -> list[tuple[str, str]]:
     return headers
 
 
+def _domain_error(error: Exception) -> Any:
+    """Flask's handler for every mapped exception: roll back, answer as mapped."""
+    from flask import current_app
+
+    db.session.rollback()
+    mapped = error_response(current_app, error)
+    status, body = mapped or (500, {"error": "internal server error"})
+    return _respond(status, body)
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Install the handlers above on ``app``, and let them see every view error.
+    """Install the skeleton's handlers on ``app``, and let them see every view error.
 
     Flask re-raises a view's exception instead of answering it with the 500
     handler when ``PROPAGATE_EXCEPTIONS`` is true, which by default it is in
@@ -124,13 +178,13 @@ def register_error_handlers(app: Flask) -> None:
         body = {"error": error.description or error.name}
         return _respond(error.code or 500, body, _exception_headers(error))
 
-    @app.errorhandler(InvalidInput)
-    @app.errorhandler(TaskNotFound)
-    @app.errorhandler(IntegrityError)
-    def domain_error(error: Exception) -> Any:
-        db.session.rollback()
-        status, body = error_response(error) or (500, {"error": "internal server error"})
-        return _respond(status, body)
+    map_exception(
+        app,
+        InvalidInput,
+        422,
+        lambda error: {"error": "validation failed", "fields": error.fields},
+    )
+    map_exception(app, IntegrityError, 409, lambda _error: {"error": "conflict with existing data"})
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError) -> Any:

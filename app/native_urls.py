@@ -1,8 +1,8 @@
 """``native_url(name, *args)``: Flask code and templates link to native Tornado routes.
 
 Native routes are named in the route table (``tornado.web.url(..., name=...)``
-in :mod:`tornado_handlers.routes`); this reverses those names instead of
-hard-coding paths, the way ``url_for`` does for Flask endpoints::
+in ``server/routes.py`` and the features' rules); this reverses those names
+instead of hard-coding paths, the way ``url_for`` does for Flask endpoints::
 
     <a href="{{ native_url('healthz') }}">Health</a>            {# /healthz #}
     <a href="{{ native_url('task_detail', task.id) }}">JSON</a>  {# /api/tasks/7 #}
@@ -10,11 +10,9 @@ hard-coding paths, the way ``url_for`` does for Flask endpoints::
 Native routes live at the server's root, not under ``FLASK_MOUNT``, so the
 result is used as is.
 
-The composition root (:func:`tornado_handlers.application.build_hybrid`)
-attaches the running Tornado application's ``reverse_url`` with
-:func:`attach_native_urls`. A Flask app made without it (WebTest, ``manage.py
-shell``) builds the same route table on first use, so templates render the
-same links everywhere.
+The Flask side knows nothing of the route table: the composition root
+(:func:`server.build.build_hybrid`) hands the Tornado application's
+``reverse_url`` in with :func:`attach_native_urls`.
 """
 
 from __future__ import annotations
@@ -35,47 +33,29 @@ def attach_native_urls(flask_app: Flask, reverse: NativeReverse) -> None:
     flask_app.extensions[EXTENSION_KEY] = reverse
 
 
-def _route_table_reverse(flask_app: Flask) -> NativeReverse:
-    """Reverse names with the route table itself, without a running server."""
-    from tornado.routing import ReversibleRuleRouter
-
-    from tornado_handlers.routes import make_routes
-    from wsgi_bridge import WSGIContainer
-
-    executor = flask_app.extensions["executor"]
-    router = ReversibleRuleRouter(
-        make_routes(flask_app, executor, WSGIContainer(flask_app, executor))
-    )
-
-    def reverse(name: str, *args: object) -> str:
-        path = router.reverse_url(name, *args)
-        if path is None:
-            raise KeyError(f"{name} not found in named urls")
-        return path
-
-    return reverse
-
-
 def native_url(name: str, *args: object) -> str:
     """Return the path of the native route called ``name``, filled with ``args``.
 
     A Jinja global (``{{ native_url('healthz') }}``) and a plain function
     inside an app context.
 
-    :param name: the ``name=`` of a rule in :mod:`tornado_handlers.routes`.
+    :param name: the ``name=`` of a native rule.
     :param args: one value per capture group of the rule's pattern, in order;
         each is converted with ``str`` and percent-encoded (Tornado's
         :meth:`~tornado.web.URLSpec.reverse`).
     :returns: an absolute path, e.g. ``"/api/tasks/7"``.
     :raises KeyError: if no native rule has that name.
+    :raises RuntimeError: if no route table was attached (an app made by
+        ``create_app`` alone, outside :func:`server.build.build_hybrid`).
     :raises AssertionError: if the number of ``args`` does not match the
         pattern's groups (Tornado's check).
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    reverse = app.extensions.get(EXTENSION_KEY)
+    reverse: NativeReverse | None = current_app.extensions.get(EXTENSION_KEY)
     if reverse is None:
-        reverse = _route_table_reverse(app)
-        attach_native_urls(app, reverse)
+        raise RuntimeError(
+            "native_url() needs the route table: build the app with "
+            "server.build_hybrid(), which attaches it (attach_native_urls)"
+        )
     return reverse(name, *args)
 
 

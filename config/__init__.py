@@ -7,14 +7,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from config.settings import INSTANCE_PATH, PROJECT_ROOT, Settings
 
-__all__ = ["INSTANCE_PATH", "PROJECT_ROOT", "ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "INSTANCE_PATH",
+    "PROJECT_ROOT",
+    "ConfigError",
+    "Settings",
+    "load_feature_settings",
+    "load_settings",
+]
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class ConfigError(Exception):
@@ -33,6 +43,23 @@ def load_settings(**overrides: Any) -> Settings:
     """
     try:
         return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_feature_settings(model: type[S], **overrides: Any) -> S:
+    """Read a feature's own settings (a ``BaseSettings`` subclass) like :func:`load_settings`.
+
+    A feature keeps its variables in its own model (``TASK_THREADS`` lives in
+    ``app/tasks/settings.py``), so deleting the feature deletes them too; they
+    come from the same environment and ``.env``, and fail the same way.
+
+    :param model: the feature's settings class.
+    :param overrides: field values that win over the environment.
+    :raises ConfigError: naming each invalid variable.
+    """
+    try:
+        return model(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
 

@@ -76,13 +76,6 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
     threads: int = Field(16, ge=1, le=1024, description="Worker threads of the shared executor.")
-    task_threads: int | None = Field(
-        None,
-        ge=1,
-        le=1024,
-        description="Background tasks allowed to run at once on the shared executor; "
-        "default max(1, threads // 4), at most threads.",
-    )
     debug: bool | None = Field(
         None, description="Debug mode and autoreload; default on in development only."
     )
@@ -93,7 +86,8 @@ class Settings(BaseSettings):
     max_queue: int | None = Field(
         None,
         ge=0,
-        description="WSGI requests allowed to wait for a thread; default 4 x threads.",
+        description="WSGI requests allowed to wait for a thread; default the bridge's "
+        "(4 x threads, docs/wsgi-bridge.md).",
     )
     max_body_size: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest request body, in bytes."
@@ -175,14 +169,6 @@ class Settings(BaseSettings):
             self.debug = self.app_env == "development"
         if self.autoreload is None:
             self.autoreload = self.app_env == "development"
-        if self.max_queue is None:
-            self.max_queue = 4 * self.threads
-        if self.task_threads is None:
-            self.task_threads = max(1, self.threads // 4)
-        elif self.task_threads > self.threads:
-            raise ValueError(
-                f"TASK_THREADS: must be at most THREADS={self.threads} (got {self.task_threads})"
-            )
         return self
 
     def flask_config(self) -> dict[str, Any]:

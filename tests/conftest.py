@@ -8,6 +8,8 @@
   its own in that database, dropped afterwards;
 * ``settings``, ``executor``, ``flask_app``, ``testapp`` (WebTest);
 * ``live_server`` -- the real hybrid server on a random port, in a thread.
+
+Helpers that tests import live in ``tests/support/``; tests never import this file.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +30,21 @@ import webtest
 from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from tornado.websocket import WebSocketClientConnection
 
 from app import create_app
 from app.database import upgrade_database
+from app.tasks.settings import TaskSettings
 from config import Settings, load_settings
-from config.settings import Settings as SettingsClass
-from tornado_handlers.application import Hybrid, build_hybrid
-from tornado_handlers.server import serve
-
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
+from server.build import FlaskFactory, build_hybrid
+from server.serve import serve
+from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in SettingsClass.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for model in (Settings, TaskSettings):
+        for name in model.model_fields:
+            monkeypatch.delenv(name.upper(), raising=False)
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -111,8 +111,8 @@ def _dispose(flask_app: Flask) -> None:
 
 @pytest.fixture
 def flask_app(settings: Settings, executor: ThreadPoolExecutor) -> Iterator[Flask]:
-    """The Flask app on a migrated database."""
-    app = create_app(settings, executor)
+    """The service's Flask app (every feature) on a migrated database, as the server builds it."""
+    app = build_hybrid(settings, executor=executor).flask_app
     upgrade_database(app)
     yield app
     executor.shutdown(wait=True)
@@ -125,42 +125,17 @@ def testapp(flask_app: Flask) -> webtest.TestApp:
     return webtest.TestApp(flask_app)
 
 
-@dataclass
-class LiveServer:
-    """A running hybrid server: ``url`` is ``http://127.0.0.1:<port>``."""
-
-    hybrid: Hybrid
-    port: int
-    loop: asyncio.AbstractEventLoop
-    stop: asyncio.Event
-
-    @property
-    def url(self) -> str:
-        """The base URL, without a trailing slash."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """The base WebSocket URL."""
-        return f"ws://127.0.0.1:{self.port}"
-
-
-ServerFactory = Callable[..., LiveServer]
-
-
 @pytest.fixture
 def live_server(settings: Settings) -> Iterator[ServerFactory]:
     """Start the hybrid server in a background thread; call it to get one.
 
     ``live_server(create_flask_app=factory, **settings_overrides)``: ``factory``
-    is called with ``(settings, executor)`` and returns the Flask app (use it
-    to add test-only views). The server is stopped (gracefully) after the test.
+    is called with ``(settings, executor, features)`` and returns the Flask app
+    (use it to add test-only views). The server is stopped (gracefully) after the test.
     """
     started: list[tuple[LiveServer, threading.Thread]] = []
 
-    def start(
-        create_flask_app: Callable[[Settings, Executor], Flask] = create_app, **overrides: Any
-    ) -> LiveServer:
+    def start(create_flask_app: FlaskFactory = create_app, **overrides: Any) -> LiveServer:
         server_settings = settings.model_copy(update=overrides) if overrides else settings
         hybrid = build_hybrid(server_settings, create_flask_app)
         # Served as in production: Flask's own error handlers answer a failing
@@ -203,22 +178,3 @@ def live_server(settings: Settings) -> Iterator[ServerFactory]:
         assert not thread.is_alive(), "server did not stop within 15 s"
         server.hybrid.executor.shutdown(wait=True)
         _dispose(server.hybrid.flask_app)
-
-
-async def close_websocket(connection: WebSocketClientConnection, timeout: float = 5) -> None:
-    """Close a client WebSocket and wait for the closing handshake to finish.
-
-    ``WebSocketClientConnection.close()`` only starts the handshake; if the event
-    loop ends before the server answers, the socket stays open until some later
-    garbage collection, where its ``ResourceWarning`` fails an unrelated test (or
-    the session). Waiting for ``read_message()`` to return ``None`` means the
-    socket is closed.
-
-    :param timeout: seconds to wait for the server's close frame.
-    """
-    closed_by_server = connection.close_code is not None
-    connection.close()  # always: Tornado warns about a connection never close()d
-    if closed_by_server:
-        return  # the socket is closed and the test already read the end (None)
-    while await asyncio.wait_for(connection.read_message(), timeout) is not None:
-        pass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.support.server import ServerFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,7 +40,7 @@ def test_start_a_task_and_watch_it_finish(live_server: ServerFactory, tmp_path: 
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{server.url}/")
+            page.goto(f"{server.url}/tasks")
             expect(page.locator("h1")).to_have_text("Start a task")
             page.select_option("select[name=kind]", "sleep")
             page.fill("input[name=steps]", "10")
@@ -54,7 +54,7 @@ def test_start_a_task_and_watch_it_finish(live_server: ServerFactory, tmp_path: 
             expect(page.locator("#result")).to_have_text('{"slept_seconds":1}')
             page.screenshot(path=str(tmp_path / "task-detail.png"))
 
-            page.goto(f"{server.url}/")
+            page.goto(f"{server.url}/tasks")
             expect(page.locator("#tasks tbody tr")).to_have_count(1)
             assert errors == []
         finally:

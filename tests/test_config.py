@@ -19,7 +19,7 @@ def test_development_defaults() -> None:
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
     assert (settings.host, settings.port, settings.threads) == ("127.0.0.1", 8000, 16)
-    assert settings.max_queue == 4 * settings.threads
+    assert settings.max_queue is None  # the bridge decides (docs/wsgi-bridge.md)
 
 
 def test_environment_variables_win_over_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +29,6 @@ def test_environment_variables_win_over_dotenv(monkeypatch: pytest.MonkeyPatch) 
     assert settings.port == 9002  # environment beats .env
     assert settings.threads == 3  # .env beats the default
     assert settings.log_level == "DEBUG"
-    assert settings.max_queue == 12
 
 
 def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:

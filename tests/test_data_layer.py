@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.database import Base, call_in_session
 from app.extensions import db
 from app.tasks.models import MAX_NOTES_PER_TASK, Task, TaskNote
-from tests.conftest import ServerFactory
+from tests.support.server import ServerFactory
 
 NOTE_PATHS = {"flask": "/api/tasks/{id}/notes", "native": "/api/v2/tasks/{id}/notes"}
 
@@ -59,7 +59,7 @@ def test_upgrade_downgrade_upgrade(flask_app: Flask) -> None:
         assert {"tasks", "task_notes", "alembic_version"} <= tables
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
-        upgrade()
+        upgrade(revision="heads")
         assert set(inspect(db.engine).get_table_names()) == tables
     assert make_task(flask_app) == 1
 

@@ -18,10 +18,10 @@ import webtest
 from flask import Flask
 from tornado.web import url
 
-from app import create_app
 from app.extensions import db
 from config import Settings, load_settings
-from tests.conftest import TEST_SECRET_KEY, LiveServer, ServerFactory
+from server.build import build_hybrid
+from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 from tornado_handlers.base import BaseHandler
 
 NATIVE_GET_ROUTES = ["/healthz", "/api/stats", "/api/me", "/api/preferences", "/api/tasks/1"]
@@ -168,7 +168,7 @@ def development_app(database_url: str) -> Iterator[Flask]:
         app_env="development", database_url=database_url, secret_key=TEST_SECRET_KEY, threads=2
     )
     with ThreadPoolExecutor(2) as executor:
-        app = create_app(settings, executor)
+        app = build_hybrid(settings, executor=executor).flask_app
 
         @app.get("/api/_test/raise")
         def api_raise() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import httpx
@@ -17,8 +18,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.feature import Feature
 from config import Settings
-from tests.conftest import ServerFactory
+from tests.support.server import ServerFactory
 
 BARRIER_TIMEOUT = 10.0
 
@@ -28,8 +30,8 @@ def with_test_views(
 ):  # type: ignore[no-untyped-def]
     """A Flask factory adding test-only views to the real app."""
 
-    def factory(settings: Settings, executor: Executor) -> Flask:
-        app = create_app(settings, executor)
+    def factory(settings: Settings, executor: Executor, features: Iterable[Feature]) -> Flask:
+        app = create_app(settings, executor, features)
 
         @app.get("/_test/sleep")
         def sleep() -> str:
@@ -153,7 +155,9 @@ def test_home_page_and_api_through_the_bridge(live_server: ServerFactory) -> Non
     server = live_server()
     with httpx.Client(base_url=server.url, timeout=10) as client:
         home = client.get("/")
-        assert home.status_code == 200 and "Start a task" in home.text
+        assert home.status_code == 200 and 'href="/tasks"' in home.text
+        tasks = client.get("/tasks")
+        assert tasks.status_code == 200 and "Start a task" in tasks.text
         assert client.get("/static/style.css").status_code == 200
         assert client.get("/api/tasks").json() == {"tasks": []}
         assert client.get("/nowhere").status_code == 404

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 
 import pytest
@@ -11,18 +11,19 @@ from flask import Flask
 from tornado.web import url
 
 from app import create_app
+from app.feature import Feature
 from config import Settings
-from tests.test_manage import environment, run
-from tornado_handlers.application import Hybrid, build_hybrid
-from tornado_handlers.base import BaseHandler
-from tornado_handlers.inventory import (
+from server.build import Hybrid, build_hybrid
+from server.inventory import (
     Route,
     build_inventory,
     format_table,
     handler_methods,
     sample_path,
 )
-from tornado_handlers.tasks import TaskStatsHandler
+from tests.support.cli import environment, run
+from tornado_handlers.base import BaseHandler
+from tornado_handlers.tasks.handlers import TaskStatsHandler
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def inventory(hybrid: Hybrid, mount: str = "") -> dict[tuple[str, str], Route]:
 
 def test_the_ported_detail_is_flagged_on_both_sides(hybrid: Hybrid) -> None:
     routes = inventory(hybrid)
-    native = routes["native", "tornado_handlers.tasks_api.TaskDetailHandler"]
+    native = routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]
     assert native.path == "/api/tasks/([0-9]+)"
     assert native.methods == ["GET"]  # HEAD and OPTIONS are left out on both sides
     assert (native.status, native.twins) == ("ported", ["tasks_api.detail"])
@@ -76,9 +77,11 @@ def test_under_a_mount_the_port_still_shadows(settings: Settings) -> None:
         built.close()
 
 
-def with_post_only_twin(settings: Settings, executor: Executor) -> Flask:
+def with_post_only_twin(
+    settings: Settings, executor: Executor, features: Iterable[Feature]
+) -> Flask:
     """The app plus a Flask ``POST /api/stats`` -- a method the native handler lacks."""
-    app = create_app(settings, executor)
+    app = create_app(settings, executor, features)
     app.add_url_rule("/api/stats", "legacy_stats", lambda: "", methods=["POST"])
     return app
 
@@ -105,7 +108,10 @@ def test_head_and_options_are_left_out_on_both_sides(hybrid: Hybrid) -> None:
     for route in build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app):
         assert not {"HEAD", "OPTIONS"} & set(route.methods), route
     routes = inventory(hybrid)
-    assert routes["native", "tornado_handlers.tasks.TaskNotesHandler"].methods == ["GET", "POST"]
+    assert routes["native", "tornado_handlers.tasks.handlers.TaskNotesHandler"].methods == [
+        "GET",
+        "POST",
+    ]
     assert routes["native", "tornado_handlers.account.PreferencesHandler"].methods == [
         "GET",
         "PUT",
@@ -148,7 +154,7 @@ def test_the_command_reports_the_port(database_url: str) -> None:
     result = run("routes", "--json", env=environment(database_url))
     assert result.returncode == 0, result.stderr
     routes = {(r["side"], r["handler"]): r for r in json.loads(result.stdout)}
-    assert routes["native", "tornado_handlers.tasks_api.TaskDetailHandler"]["status"] == "ported"
+    assert routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]["status"] == "ported"
     detail = routes["flask", "tasks_api.detail"]
     assert detail["status"] == "shadowed"
     assert detail["shadowed_by"] == "/api/tasks/([0-9]+)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,26 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from config import PROJECT_ROOT
-
-MANAGE = str(PROJECT_ROOT / "manage.py")
-
-
-def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def environment(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "APP_ENV")}
-    env.update({"DATABASE_URL": database_url, "APP_ENV": "testing", "SECRET_KEY": "x" * 32})
-    env.update(extra)
-    return env
+from tests.support.cli import MANAGE, environment, run
 
 
 def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
@@ -55,10 +35,10 @@ def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
         "/ws/tasks",
         "GET",
         "native",
-        "tornado_handlers.websocket.TaskProgressSocket",
+        "tornado_handlers.tasks.progress.TaskProgressSocket",
         "native-only",
     ] in native
-    assert ["/", "GET", "flask", "tasks.index", "flask"] in flask
+    assert ["/tasks", "GET", "flask", "tasks.index", "flask"] in flask
     assert ["/api/tasks", "GET", "flask", "tasks_api.index", "flask"] in flask
     assert ["/api/tasks", "POST", "flask", "tasks_api.create", "flask"] in flask
     assert ["/tasks/<task_id:task_id>", "GET", "flask", "tasks.detail", "flask"] in flask

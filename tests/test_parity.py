@@ -6,13 +6,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from concurrent.futures import Executor
+
 import httpx
 import pytest
 from flask import Flask
 
 from app import create_app
-from tests.conftest import LiveServer, ServerFactory
-from tests.parity import (
+from app.feature import Feature
+from config import Settings
+from tests.support.parity import (
     COMPARED_HEADERS,
     ParityRequest,
     Reply,
@@ -21,9 +25,10 @@ from tests.parity import (
     differences,
     native_handler_for,
 )
-from tests.test_tasks_pages import wait_for_final
-from tornado_handlers.tasks import TaskNotesHandler
-from tornado_handlers.tasks_api import TaskDetailHandler
+from tests.support.server import LiveServer, ServerFactory
+from tests.support.tasks import wait_for_final
+from tornado_handlers.tasks.handlers import TaskNotesHandler
+from tornado_handlers.tasks.ported import TaskDetailHandler
 
 TASK_TIMES = ["created_at", "started_at", "finished_at"]
 
@@ -258,9 +263,11 @@ def test_parity_under_a_flask_mount(live_server: ServerFactory) -> None:
     assert_parity(server, "GET", "/legacy/api/tasks/2", compare_headers=DETAIL_HEADERS)
 
 
-def divergent_stats_app(settings: object, executor: object) -> Flask:
+def divergent_stats_app(
+    settings: Settings, executor: Executor, features: Iterable[Feature]
+) -> Flask:
     """The app plus a Flask ``/api/stats`` that disagrees with the native one."""
-    app = create_app(settings, executor)  # type: ignore[arg-type]
+    app = create_app(settings, executor, features)
 
     @app.get("/api/stats")
     def stats() -> tuple[dict[str, object], int, dict[str, str]]:

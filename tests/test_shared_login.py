@@ -25,7 +25,7 @@ from tornado.websocket import websocket_connect
 
 from app.auth.models import User
 from app.database import call_in_session
-from tests.conftest import LiveServer, ServerFactory
+from tests.support.server import LiveServer, ServerFactory
 from tornado_handlers.base import BaseHandler
 from tornado_handlers.flask_session import dump_session
 
@@ -35,7 +35,7 @@ PASSWORD = "correct horse battery"
 
 def csrf_token(page: str) -> str:
     """The Flask-WTF token of the (first) form in ``page``."""
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
     assert match, "no CSRF token in the page"
     return match.group(1)
 

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import PROJECT_ROOT
-
-MANAGE = str(PROJECT_ROOT / "manage.py")
-SERVING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
+from tests.support.cli import SERVING, ServerProcess, environment, run
 
 # Registers the kind "stuck", which never calls report(): it cannot be stopped.
 SITECUSTOMIZE = f"""
@@ -49,89 +43,6 @@ def run_stuck(params, report):
 
 kinds.KINDS["stuck"] = kinds.TaskKind("stuck", NoParams, run_stuck, "test only")
 """
-
-
-def environment(database_url: str, site: Path | None = None, **extra: str) -> dict[str, str]:
-    """The process environment: this test's database, testing mode, no stray settings."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "APP_ENV")}
-    env.update({"DATABASE_URL": database_url, "APP_ENV": "testing", "SECRET_KEY": "x" * 32})
-    if site is not None:
-        env["PYTHONPATH"] = str(site)
-    env.update(extra)
-    return env
-
-
-def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, MANAGE, *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-class ServerProcess:
-    """``manage.py serve`` in a subprocess; its stderr is read line by line as it comes."""
-
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, MANAGE, "serve", *args],
-            env=env,
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def log(self) -> str:
-        """Everything written to stderr so far."""
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for_line(self, pattern: re.Pattern[str], count: int = 1, timeout: float = 30) -> str:
-        """Wait until ``count`` lines match ``pattern``; return the last of them."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [match for line in self.lines if (match := pattern.search(line))]
-                if len(found) >= count:
-                    return found[count - 1].group(1)
-                alive = self.process.poll() is None or self._reader.is_alive()
-                assert alive and time.monotonic() < deadline, (
-                    f"no line {pattern.pattern!r} (#{count}); log:\n" + "\n".join(self.lines)
-                )
-                self._changed.wait(0.2)
-
-    def port(self, count: int = 1) -> int:
-        """The port of the ``count``-th "serving on" line."""
-        return int(self.wait_for_line(SERVING, count))
-
-    def stop(self, timeout: float) -> tuple[int, float]:
-        """SIGTERM; return the exit status and the seconds it took to exit."""
-        start = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout)
-        elapsed = time.monotonic() - start
-        self._reader.join(5)
-        return status, elapsed
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
 
 
 @pytest.fixture
@@ -282,12 +193,12 @@ def busy_port() -> Iterator[int]:
         ),
         (
             {"APP_ENV": "production"},
-            "Error: the database is not migrated (at revision None, head is 0004): "
+            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
             "run python manage.py db upgrade",
         ),
         (
             {"APP_ENV": "testing"},
-            "Error: the database is not migrated (at revision None, head is 0004): "
+            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
             "run python manage.py db upgrade",
         ),
     ],

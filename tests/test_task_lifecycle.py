@@ -27,14 +27,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tornado.websocket import websocket_connect
 
-from app import create_app
-from app.database import call_in_session, upgrade_database
+from app.database import call_in_session, upgrade_database, utcnow
 from app.extensions import db
 from app.tasks import kinds
-from app.tasks.models import Task, utcnow
+from app.tasks.models import Task
 from app.tasks.runner import INTERRUPTED_ERROR, TaskRunner
 from config import Settings
-from tests.conftest import ServerFactory
+from server.build import build_hybrid
+from tests.support.server import ServerFactory
+from tornado_handlers.tasks import TasksFeature, task_runner
 
 WAIT = 10.0
 
@@ -119,7 +120,8 @@ def insert_tasks(flask_app: Flask, *rows: dict[str, Any]) -> None:
 @pytest.fixture
 def capped_app(settings: Settings, executor: ThreadPoolExecutor) -> Iterator[Flask]:
     """The Flask app with ``TASK_THREADS=2`` on a four-thread pool."""
-    app = create_app(settings.model_copy(update={"task_threads": 2}), executor)
+    built = build_hybrid(settings, features=[TasksFeature(task_threads=2)], executor=executor)
+    app = built.flask_app
     upgrade_database(app)
     yield app
     executor.shutdown(wait=True)
@@ -238,8 +240,9 @@ def test_a_second_instance_leaves_the_first_ones_live_tasks_alone(
     wait_until(lambda: statuses(flask_app) == {1: "running"}, "the task runs")
     second = live_server()  # same database; its start-up runs the recovery
     assert httpx.get(f"{second.url}/api/tasks/1").json()["status"] == "running"
-    assert task_row(flask_app, 1)["runner_id"] == first.hybrid.runner.runner_id
-    assert first.hybrid.runner.runner_id != second.hybrid.runner.runner_id
+    first_runner = task_runner(first.hybrid.flask_app)
+    assert task_row(flask_app, 1)["runner_id"] == first_runner.runner_id
+    assert first_runner.runner_id != task_runner(second.hybrid.flask_app).runner_id
     gate.open()
     wait_until(lambda: statuses(flask_app) == {1: "succeeded"}, "the task succeeds")
     assert task_row(flask_app, 1)["error"] is None

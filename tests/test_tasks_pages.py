@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import time
-
 import webtest
 from flask import Flask
 
 from app.extensions import db
 from app.tasks.models import Task
-
-
-def wait_for_final(flask_app: Flask, task_id: int, timeout: float = 10) -> Task:
-    """Poll the database until the task is final (it runs on the executor)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with flask_app.app_context():
-            task = db.session.get(Task, task_id)
-            assert task is not None
-            if task.status not in ("queued", "running"):
-                db.session.expunge(task)
-                return task
-        time.sleep(0.02)
-    raise AssertionError(f"task {task_id} did not finish in {timeout} s")
+from tests.support.tasks import wait_for_final
 
 
 def test_home_page_starts_empty(testapp: webtest.TestApp) -> None:
-    page = testapp.get("/")
+    page = testapp.get("/tasks")
     assert page.status_code == 200
     assert "Start a task" in page
     assert page.html.find(id="no-tasks") is not None
 
 
 def test_start_a_task_from_the_form(testapp: webtest.TestApp, flask_app: Flask) -> None:
-    page = testapp.get("/")
+    page = testapp.get("/tasks")
     form = page.forms["new-task"]
     form["kind"] = "sleep"
     form["steps"] = "3"
@@ -49,14 +34,14 @@ def test_start_a_task_from_the_form(testapp: webtest.TestApp, flask_app: Flask) 
     assert task.progress == 100
     assert task.result == {"slept_seconds": 0.03}
 
-    home = testapp.get("/")
+    home = testapp.get("/tasks")
     rows = home.html.select("#tasks tbody tr")
     assert len(rows) == 1
     assert "succeeded" in rows[0].text
 
 
 def test_invalid_form_says_which_field(testapp: webtest.TestApp, flask_app: Flask) -> None:
-    form = testapp.get("/").forms["new-task"]
+    form = testapp.get("/tasks").forms["new-task"]
     form["kind"] = "sleep"
     form["steps"] = "5000"
     page = form.submit(status=422)
@@ -76,7 +61,7 @@ def test_unknown_task_page_is_404(testapp: webtest.TestApp) -> None:
 
 
 def test_add_notes_from_the_task_page(testapp: webtest.TestApp, flask_app: Flask) -> None:
-    form = testapp.get("/").forms["new-task"]
+    form = testapp.get("/tasks").forms["new-task"]
     form["steps"], form["delay"] = "1", "0"
     page = form.submit().follow()
     assert page.html.find(id="no-notes") is not None
@@ -99,7 +84,7 @@ def test_the_form_passes_typed_numbers_to_strict_params(
 ) -> None:
     """WTForms gives ``int``/``float``, which the strict params models accept as they are."""
     for kind, values in (("sleep", {"steps": "1", "delay": "0"}), ("primes", {"limit": "100"})):
-        form = testapp.get("/").forms["new-task"]
+        form = testapp.get("/tasks").forms["new-task"]
         form["kind"] = kind
         for name, value in values.items():
             form[name] = value

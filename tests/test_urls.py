@@ -10,27 +10,28 @@ from werkzeug.routing import BuildError
 
 from app.native_urls import EXTENSION_KEY, native_url
 from config import Settings
-from tests.conftest import ServerFactory
-from tornado_handlers.application import build_hybrid
-from tornado_handlers.urls import build_flask_url
+from server.build import build_hybrid
+from tests.support.server import ServerFactory
+from tornado_handlers.flask_urls import build_flask_url
 
 
 def test_templates_link_to_native_routes_by_name(testapp: webtest.TestApp) -> None:
-    page = testapp.get("/")
+    page = testapp.get("/tasks")
     health = page.html.find("a", string="Health")
     assert health is not None and health["href"] == "/healthz"
     assert 'const path = "/ws/tasks";' in page.text
-    assert "/ws/tasks`" not in page.text  # no hard-coded path left in base.html
+    assert "/ws/tasks`" not in page.text  # no hard-coded path left in the templates
 
 
-def test_native_url_without_a_server_uses_the_route_table(flask_app: Flask) -> None:
-    """WebTest and ``manage.py shell`` build no Tornado app: the route table still answers."""
-    flask_app.extensions.pop(EXTENSION_KEY, None)
+def test_native_url_names_unknown_routes_and_a_missing_route_table(flask_app: Flask) -> None:
+    """The Flask side imports nothing of the native side: the composition root hands it in."""
     with flask_app.app_context():
         assert native_url("task_detail", 7) == "/api/tasks/7"
-        assert native_url("healthz") == "/healthz"
         with pytest.raises(KeyError, match="nope not found"):
             native_url("nope")
+    flask_app.extensions.pop(EXTENSION_KEY)
+    with flask_app.app_context(), pytest.raises(RuntimeError, match=r"server\.build_hybrid"):
+        native_url("healthz")
 
 
 def test_native_url_uses_the_running_applications_table(settings: Settings) -> None:

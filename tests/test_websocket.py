@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tornado.websocket import websocket_connect
 
-from tests.conftest import ServerFactory, close_websocket
+from tests.support.server import ServerFactory, close_websocket
 
 
 async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tornado.web
 
-from app.tasks.service import InvalidInput
+from app.validation import InvalidInput
 from tornado_handlers.base import BaseHandler
 
 THEME_KEY = "theme"

@@ -30,7 +30,7 @@ from app.database import call_in_session
 from app.errors import allow_header, error_response, http_error_message
 from tornado_handlers import flask_session
 from tornado_handlers.flask_session import SessionUser
-from tornado_handlers.urls import build_flask_url
+from tornado_handlers.flask_urls import build_flask_url
 from wsgi_bridge import ensure_request_id
 
 T = TypeVar("T")
@@ -301,8 +301,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JSON error body instead of Tornado's HTML page.
 
-        Domain exceptions get the status and body Flask gives them
-        (:func:`app.errors.error_response`: 422 with the fields, 404, 409);
+        Mapped exceptions get the status and body Flask gives them
+        (:func:`app.errors.error_response`: 422 with the fields, 404, 409 ...);
         an :class:`~tornado.web.HTTPError` with a ``reason`` gets
         ``{"error": reason}``; other client errors the message Flask gives
         the status (:func:`app.errors.http_error_message`); server errors
@@ -311,7 +311,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
-        mapped = error_response(error) if error is not None else None
+        mapped = error_response(self.flask_app, error) if error is not None else None
         if mapped is not None:
             status_code, body = mapped
             self.set_status(status_code)
@@ -328,7 +328,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Domain errors are answers, not failures: log only real errors."""
-        if value is not None and error_response(value) is not None:
+        if value is not None and error_response(self.flask_app, value) is not None:
             return
         super().log_exception(typ, value, tb)
 

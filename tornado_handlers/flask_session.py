@@ -10,7 +10,7 @@ and writes that cookie with **Flask's own serializer and cookie settings** --
 -- so there is no second implementation to drift from Flask's.
 
 It is pure: no Tornado, no sockets, no database. :class:`tornado_handlers.base.BaseHandler`
-and :class:`tornado_handlers.websocket.TaskProgressSocket` are its callers.
+and :class:`tornado_handlers.tasks.progress.TaskProgressSocket` are its callers.
 
 Rules, the same as Flask's (:class:`flask.sessions.SecureCookieSessionInterface`):
 

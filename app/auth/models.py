@@ -11,8 +11,8 @@ from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.database import utcnow
 from app.extensions import db
-from app.tasks.models import utcnow
 
 
 class User(UserMixin, db.Model):  # type: ignore[name-defined]

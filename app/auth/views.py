@@ -21,7 +21,7 @@ def _next_url() -> str:
     target = request.args.get("next", "")
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return url_for("tasks.index")
+    return url_for("public.index")
 
 
 @blueprint.route("/register", methods=["GET", "POST"])
@@ -36,7 +36,7 @@ def register() -> Response | tuple[str, int] | str:
         else:
             login_user(user)
             flash(f"Welcome, {user.email}.", "success")
-            return redirect(url_for("tasks.index"))
+            return redirect(url_for("public.index"))
     page = render_template("auth/register.html", form=form)
     return (page, 422) if form.is_submitted() else page
 
@@ -65,4 +65,4 @@ def logout() -> Response:
     if current_user.is_authenticated:
         logout_user()
         flash("Logged out.", "success")
-    return redirect(url_for("tasks.index"))
+    return redirect(url_for("public.index"))

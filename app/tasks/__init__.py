@@ -1,6 +1,67 @@
-"""The example domain: background tasks.
+"""The example feature, Flask side: background tasks.
 
 Flask serves the HTML pages (:mod:`.views`) and the JSON API (:mod:`.api`);
 tasks run on the shared executor (:mod:`.runner`) and publish their progress
-(:mod:`.events`), which the native WebSocket pushes to browsers.
+(:mod:`.events`), which the native WebSocket pushes to browsers. The feature
+object that plugs both sides into the skeleton is
+:data:`tornado_handlers.tasks.feature`; :func:`init_app` is its Flask half.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+"""The feature's Alembic version location (branch label ``tasks``)."""
+
+
+def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
+    """Add the tasks feature to ``flask_app``.
+
+    Registers the pages and the API blueprints, the ``task_id`` URL converter,
+    the error mappings (``TaskNotFound`` -> 404), the navigation links, the
+    shell context and the Alembic branch ``tasks`` (:data:`MIGRATIONS`), and
+    creates the event hub and the runner on the shared executor:
+    ``flask_app.extensions["task_events"]`` and ``["task_runner"]``.
+
+    :param flask_app: an app made by :func:`app.create_app` with an executor.
+    :param task_threads: tasks allowed to run at once; default ``TASK_THREADS``.
+    :raises RuntimeError: if the app has no shared executor.
+    :raises config.ConfigError: if ``TASK_THREADS`` is invalid.
+    """
+    from app.database import add_migrations
+    from app.errors import map_exception
+    from app.nav import add_nav_link
+    from app.tasks import api, views
+    from app.tasks.events import TaskEvents
+    from app.tasks.models import Task, TaskStatus
+    from app.tasks.runner import TaskRunner
+    from app.tasks.service import NO_SUCH_TASK, TaskNotFound
+    from app.tasks.settings import task_threads as resolve_task_threads
+
+    executor = flask_app.extensions.get("executor")
+    if executor is None:
+        raise RuntimeError(
+            "the tasks feature runs tasks on the shared executor: "
+            "create the app with create_app(settings, executor, features)"
+        )
+    settings = flask_app.extensions["settings"]
+    events = TaskEvents()
+    flask_app.extensions["task_events"] = events
+    flask_app.extensions["task_runner"] = TaskRunner(
+        flask_app, executor, events, max_running=resolve_task_threads(settings, task_threads)
+    )
+    flask_app.register_blueprint(views.blueprint)
+    flask_app.register_blueprint(api.blueprint)
+    map_exception(flask_app, TaskNotFound, 404, lambda _error: {"error": NO_SUCH_TASK})
+    add_migrations(flask_app, MIGRATIONS)
+    add_nav_link(flask_app, "Tasks", "tasks.index")
+    add_nav_link(flask_app, "API", "tasks_api.index")
+
+    def shell_context() -> dict[str, Any]:
+        return {"Task": Task, "TaskStatus": TaskStatus}
+
+    flask_app.shell_context_processor(shell_context)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.database import utcnow
 from app.extensions import db
 
 NAME_MAX_LENGTH = 100
@@ -22,11 +23,6 @@ NOTE_MAX_LENGTH = 2000
 
 MAX_NOTES_PER_TASK = 1000
 """How many notes one task may have (enforced by the database)."""
-
-
-def utcnow() -> datetime:
-    """Return the current time as an aware UTC :class:`~datetime.datetime`."""
-    return datetime.now(UTC)
 
 
 class TaskStatus(enum.StrEnum):

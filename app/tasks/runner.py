@@ -15,7 +15,7 @@ Three mechanisms keep tasks honest when servers start and stop:
   :class:`TaskInterrupted`, and the runner records the task ``interrupted``.
   A thread cannot be killed in Python, so a kind that never reports cannot be
   stopped: the server logs it and exits anyway (see
-  :func:`tornado_handlers.server.shutdown`).
+  :func:`server.serve.shutdown`).
 * **Leases.** Each task records which process runs it (``runner_id``) and
   when that process last said so (``heartbeat_at``, refreshed every
   :data:`HEARTBEAT_INTERVAL` seconds while it has unfinished tasks). At
@@ -42,10 +42,10 @@ from flask import Flask
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.database import call_in_session
+from app.database import call_in_session, utcnow
 from app.tasks.events import TaskEvents
 from app.tasks.kinds import KINDS
-from app.tasks.models import RUNNER_ID_MAX_LENGTH, Task, TaskStatus, utcnow
+from app.tasks.models import RUNNER_ID_MAX_LENGTH, Task, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class TaskRunner:
         its threads for its whole duration.
     :param events: where each committed state change is published.
     :param max_running: how many tasks may occupy executor threads at once
-        (``int`` >= 1); default the app's ``TASK_THREADS`` setting
-        (``flask_app.extensions["settings"].task_threads``), else 1.
+        (``int`` >= 1); the feature passes ``TASK_THREADS``
+        (:func:`app.tasks.settings.task_threads`).
     :param heartbeat_interval: seconds between lease refreshes.
     :param runner_id: this runner's lease owner id; default :func:`new_runner_id`.
     :raises ValueError: if ``max_running`` < 1 or ``heartbeat_interval`` <= 0.
@@ -111,13 +111,10 @@ class TaskRunner:
         executor: Executor,
         events: TaskEvents,
         *,
-        max_running: int | None = None,
+        max_running: int = 1,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         runner_id: str | None = None,
     ) -> None:
-        if max_running is None:
-            settings = flask_app.extensions.get("settings")
-            max_running = getattr(settings, "task_threads", None) or 1
         if max_running < 1:
             raise ValueError(f"max_running must be at least 1 (got {max_running})")
         if heartbeat_interval <= 0:

@@ -8,17 +8,18 @@ gives them. They flush but do not commit: the caller's unit of work does.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import current_app
 from flask.blueprints import BlueprintSetupState
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.routing import ValidationError as RoutingValidationError
 
+from app.database import utcnow
 from app.extensions import db
 from app.tasks.kinds import KINDS
 from app.tasks.models import (
@@ -27,25 +28,9 @@ from app.tasks.models import (
     Task,
     TaskNote,
     TaskStatus,
-    utcnow,
 )
 from app.tasks.runner import TaskRunner
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidInput(ValueError):
-    """Input is invalid; nothing was written.
-
-    :param fields: problems by field path (``"kind"``, ``"params.steps"``,
-        ``"body"``), each a short message; shown to users and returned by the
-        API as ``{"error": "validation failed", "fields": {...}}`` with 422.
-    """
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
-        self.fields = fields
-
+from app.validation import InvalidInput, parse
 
 TASK_ID_MIN = 1
 """The smallest valid task id."""
@@ -146,23 +131,6 @@ class NewNote(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
-
-
-def parse(model: type[M], data: Any, prefix: str = "") -> M:
-    """Validate ``data`` against the pydantic ``model``.
-
-    :param data: decoded JSON (any shape; a non-object fails on every field).
-    :param prefix: prepended to field paths in errors (``"params."``).
-    :raises InvalidInput: naming every invalid field.
-    """
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        fields = {}
-        for item in error.errors():
-            path = ".".join(map(str, item["loc"])) or "body"
-            fields[prefix + path] = item["msg"]
-        raise InvalidInput(fields) from None
 
 
 def validate_task(kind: Any, params: Any) -> dict[str, Any]:

@@ -9,21 +9,21 @@ from app.extensions import db
 from app.tasks.forms import NoteForm, TaskForm
 from app.tasks.models import Task
 from app.tasks.service import (
-    InvalidInput,
     add_note,
     count_by_status,
     create_task,
     list_tasks,
     use_task_id_converter,
 )
+from app.validation import InvalidInput
 
-blueprint = Blueprint("tasks", __name__)
+blueprint = Blueprint("tasks", __name__, template_folder="templates")
 blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
 
 
-@blueprint.get("/")
+@blueprint.get("/tasks")
 def index() -> str:
-    """The home page: recent tasks, counts by status, and the form to start one."""
+    """The task list: recent tasks, counts by status, and the form to start one."""
     return render_template(
         "tasks/index.html", form=TaskForm(), tasks=list_tasks(), counts=count_by_status()
     )

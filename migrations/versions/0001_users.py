@@ -1,7 +1,11 @@
-"""users
+"""users: the skeleton's accounts
 
-Revision ID: 0003
-Revises: 0002
+The root of the skeleton's branch (``app``). Features keep their tables on
+branches of their own (their ``migrations/`` folders), so this history stays
+linear when a feature is removed.
+
+Revision ID: 0001
+Revises:
 Create Date: 2026-11-29 12:30:43.971278
 
 """
@@ -10,9 +14,9 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0003'
-down_revision = '0002'
-branch_labels = None
+revision = '0001'
+down_revision = None
+branch_labels = ('app',)
 depends_on = None
 
 

@@ -1,13 +1,13 @@
-"""The composition root: one settings object, one executor, both sides wired up.
+"""Build one server process: one settings object, one executor, both sides wired up.
 
 :func:`build_hybrid` is the only place that creates the shared
 :class:`~concurrent.futures.ThreadPoolExecutor` and hands it to the WSGI
-bridge, the native handlers and the Flask app.
+bridge, the native handlers, the Flask app and the features.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,12 +16,16 @@ import tornado.websocket
 from flask import Flask
 
 from app import create_app
+from app.feature import Feature, Runtime, Shared
 from app.native_urls import attach_native_urls
-from app.tasks.runner import TaskRunner
 from config import Settings
-from tornado_handlers.lifecycle import InFlight
-from tornado_handlers.routes import make_routes
+from server.features import FEATURES
+from server.routes import make_routes
+from tornado_handlers.in_flight import InFlight
 from wsgi_bridge import WSGIContainer, access_log_function
+
+FlaskFactory = Callable[[Settings, Executor, Iterable[Feature]], Flask]
+"""``create_app(settings, executor, features) -> Flask``: how the Flask app is made."""
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Hybrid:
     :ivar application: the Tornado application: native rules, then the fallback.
         Its settings hold ``in_flight`` (native requests in flight) and
         ``websockets`` (the open WebSocket handlers, closed at shutdown).
+    :ivar features: the features wired in, in order.
     """
 
     settings: Settings
@@ -43,12 +48,12 @@ class Hybrid:
     flask_app: Flask
     container: WSGIContainer
     application: tornado.web.Application
+    features: Sequence[Feature]
 
     @property
-    def runner(self) -> TaskRunner:
-        """The task runner of :attr:`flask_app` (on :attr:`executor`)."""
-        runner: TaskRunner = self.flask_app.extensions["task_runner"]
-        return runner
+    def runtime(self) -> Runtime:
+        """What the features' lifecycle hooks receive."""
+        return Runtime(self.settings, self.executor, self.flask_app, self.application)
 
     @property
     def websockets(self) -> set[tornado.websocket.WebSocketHandler]:
@@ -66,34 +71,41 @@ class Hybrid:
 
 def build_hybrid(
     settings: Settings,
-    create_flask_app: Callable[[Settings, Executor], Flask] = create_app,
+    create_flask_app: FlaskFactory = create_app,
+    features: Sequence[Feature] = FEATURES,
+    executor: ThreadPoolExecutor | None = None,
 ) -> Hybrid:
     """Create the executor, the Flask app, the bridge and the Tornado application.
 
     :param settings: the shared settings.
     :param create_flask_app: the Flask application factory, called with the
-        settings and the shared executor; default :func:`app.create_app`
-        (tests pass a wrapper that adds views).
+        settings, the shared executor and ``features``; default
+        :func:`app.create_app` (tests pass a wrapper that adds views).
+    :param features: the features to wire in; default ``server.features.FEATURES``.
+    :param executor: the shared pool to use; default a new one of
+        ``settings.threads`` threads (tests pass their own).
     :returns: the :class:`Hybrid`; nothing is listening yet.
+    :raises config.ConfigError: if a feature's settings are invalid.
     """
-    executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="worker")
-    flask_app = create_flask_app(settings, executor)
-    in_flight = InFlight()
+    if executor is None:
+        executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="worker")
+    flask_app = create_flask_app(settings, executor, features)
     container = WSGIContainer(
         flask_app,
         executor,
+        max_workers=settings.threads,
         max_queue=settings.max_queue,
         max_body_size=settings.max_body_size,
         script_name=settings.flask_mount,
         trusted_proxies=settings.trusted_proxies,
     )
     application = tornado.web.Application(
-        make_routes(flask_app, executor, container),
+        make_routes(Shared(executor, flask_app), container, features),
         log_function=access_log_function,
-        in_flight=in_flight,
+        in_flight=InFlight(),
         websockets=set(),
         **settings.tornado_settings(),
     )
     # Flask templates' native_url() reverses names with this very route table.
     attach_native_urls(flask_app, application.reverse_url)
-    return Hybrid(settings, executor, flask_app, container, application)
+    return Hybrid(settings, executor, flask_app, container, application, tuple(features))

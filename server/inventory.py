@@ -123,7 +123,7 @@ def sample_path(rule: FlaskRule, mount: str = "") -> str:
 def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> list[Route]:
     """List every route of both sides in the order requests are matched.
 
-    :param rules: the Tornado rules (``tornado_handlers.routes.make_routes``).
+    :param rules: the Tornado rules (``server.routes.make_routes``).
     :param flask_app: the Flask app behind the fallback rule.
     :param mount: the prefix the Flask app is mounted under.
     :returns: native routes first (table order), then Flask routes sorted by path.

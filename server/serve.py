@@ -1,22 +1,24 @@
 """Run the hybrid server: check, listen, serve, and shut down gracefully.
 
 Start-up follows Tornado's recommended shape (``asyncio.run(main())``). Before
-listening, :func:`serve` checks that the database is reachable and migrated,
-and turns a failure to listen into one :class:`StartupError` line.
+listening, :func:`serve` checks that the database is reachable and migrated
+(:mod:`server.checks`), runs each feature's ``start`` hook, and turns a
+failure to listen into one :class:`~server.checks.StartupError` line.
 
 On SIGTERM or SIGINT, :func:`shutdown` runs, within ``SHUTDOWN_TIMEOUT``
 seconds in all:
 
 1. stop accepting connections;
 2. let in-flight native and WSGI requests finish;
-3. stop the task runner: queued tasks are recorded ``interrupted`` at once,
-   running ones are told to stop at their next ``report()``;
+3. run each feature's ``stop`` hook (the tasks feature records queued tasks
+   ``interrupted`` and tells running ones to stop at their next ``report()``);
 4. close WebSockets with 1001 "going away", then the remaining connections;
 5. shut the executor down (queued work cancelled) and wait, without blocking
    the IOLoop, for its threads to finish;
-6. record this process's still unfinished tasks ``interrupted``.
+6. run each feature's ``closed`` hook (the tasks feature records this
+   process's still unfinished tasks ``interrupted``).
 
-A thread that is still busy after that (a kind that never calls ``report``,
+A thread that is still busy after that (a task that never calls ``report``,
 a view blocked on I/O) cannot be killed; :func:`serve` returns how many there
 are and ``manage.py serve`` then leaves the process without joining them.
 """
@@ -25,26 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import sqlalchemy
 import tornado.autoreload
 import tornado.httpserver
-import tornado.ioloop
-import tornado.netutil
 import tornado.websocket
-from flask import Flask
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
-from app.tasks.runner import recover_interrupted
 from config import Settings
-from tornado_handlers.application import Hybrid, build_hybrid
+from server.build import Hybrid, build_hybrid
+from server.checks import StartupError, bind, check_database
+
+__all__ = ["StartupError", "configure_logging", "serve", "shutdown"]
 
 log = logging.getLogger("hybrid.server")
 
@@ -53,13 +50,6 @@ WEBSOCKET_CLOSE_TIMEOUT = 2.0
 
 CONNECTIONS_CLOSE_TIMEOUT = 5.0
 """Seconds idle HTTP connections get to close at shutdown."""
-
-
-class StartupError(Exception):
-    """The server cannot start; ``str(error)`` is one line saying why and what to do.
-
-    ``manage.py serve`` prints it as ``Error: ...`` and exits with status 1.
-    """
 
 
 def configure_logging(level: str) -> None:
@@ -98,8 +88,9 @@ async def serve(
     hybrid = hybrid or build_hybrid(settings)
     check_database(hybrid.flask_app)
     sockets = bind(settings.host, settings.port)
-    runner = hybrid.runner
-    recover_interrupted(hybrid.flask_app, stale_after=3 * runner.heartbeat_interval)
+    runtime = hybrid.runtime
+    for feature in hybrid.features:
+        await feature.start(runtime)
     server = tornado.httpserver.HTTPServer(
         hybrid.application,
         max_body_size=settings.max_body_size,
@@ -111,9 +102,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(signum, stop.set)
-    sweeper = _start_recovery_sweep(hybrid)
     if settings.autoreload:
-        tornado.autoreload.add_reload_hook(runner.interrupt_unfinished)
         tornado.autoreload.start()
     for sock in sockets:
         host, port = sock.getsockname()[:2]
@@ -123,105 +112,11 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        sweeper.stop()
         busy = await shutdown(hybrid, server, settings.shutdown_timeout)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)
     return busy
-
-
-def bind(host: str, port: int) -> list[socket.socket]:
-    """Open the listening sockets for ``host:port`` (``port`` 0 picks a free one).
-
-    :returns: one socket per address ``host`` resolves to.
-    :raises StartupError: naming the address, the reason and the variable to
-        change, e.g. ``cannot listen on 127.0.0.1:8000: address already in
-        use (set PORT or HOST)``.
-    """
-    where = f"cannot listen on {host}:{port}"
-    try:
-        return tornado.netutil.bind_sockets(port, host)
-    except socket.gaierror as error:
-        raise StartupError(
-            f"{where}: HOST {host!r} is not an IP address or a known host name "
-            f"({error.strerror}; set HOST)"
-        ) from None
-    except OSError as error:
-        reasons = {
-            errno.EADDRINUSE: "address already in use (set PORT or HOST)",
-            errno.EADDRNOTAVAIL: "no interface of this machine has that address (set HOST)",
-            errno.EACCES: "permission denied (ports below 1024 need privileges; set PORT)",
-        }
-        reason = reasons.get(error.errno or 0, f"{error.strerror or error} (set PORT or HOST)")
-        raise StartupError(f"{where}: {reason}") from None
-
-
-def check_database(flask_app: Flask) -> None:
-    """Check that ``flask_app``'s database answers and is at the head revision.
-
-    Blocking (one connection): call it before the server starts.
-
-    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``
-        or ``the database is not migrated (at revision R, head is H): run
-        python manage.py db upgrade``.
-    """
-    from alembic.script import ScriptDirectory
-
-    from app.extensions import db
-
-    head = ScriptDirectory(flask_app.extensions["migrate"].directory).get_current_head()
-    try:
-        with flask_app.app_context(), db.engine.connect() as connection:
-            current = None
-            # Alembic's own version table, read directly: MigrationContext would log.
-            if sqlalchemy.inspect(connection).has_table("alembic_version"):
-                current = connection.scalar(text("SELECT version_num FROM alembic_version"))
-    except DBAPIError as error:
-        raise StartupError(database_error_message(error)) from None
-    if current != head:
-        raise StartupError(
-            f"the database is not migrated (at revision {current}, head is {head}): "
-            "run python manage.py db upgrade"
-        )
-
-
-def database_error_message(error: DBAPIError) -> str:
-    """One line for a database that cannot be reached: the driver's first line.
-
-    :param error: what SQLAlchemy raised when connecting.
-    """
-    detail = str(error.orig or error).strip().splitlines()
-    return f"cannot connect to the database (DATABASE_URL): {detail[0] if detail else error}"
-
-
-def _start_recovery_sweep(hybrid: Hybrid) -> tornado.ioloop.PeriodicCallback:
-    """Every heartbeat interval, interrupt tasks whose runner died since start-up.
-
-    Start-up recovery alone would leave ``running`` for ever the tasks of a
-    process killed less than a stale interval before this one started.
-    """
-    runner = hybrid.runner
-    loop = asyncio.get_running_loop()
-
-    async def sweep() -> None:
-        try:
-            await loop.run_in_executor(
-                hybrid.executor,
-                lambda: recover_interrupted(
-                    hybrid.flask_app,
-                    stale_after=3 * runner.heartbeat_interval,
-                    exclude_runner=runner.runner_id,
-                ),
-            )
-        except RuntimeError:  # the executor shut down meanwhile
-            pass
-        except Exception:
-            log.exception("the periodic sweep of stale tasks failed")
-
-    sweeper = tornado.ioloop.PeriodicCallback(sweep, runner.heartbeat_interval * 1000)
-    sweeper.start()
-    return sweeper
 
 
 async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeout: float) -> int:
@@ -253,8 +148,9 @@ async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeou
             in_flight.count,
             hybrid.container.in_flight,
         )
-    runner = hybrid.runner
-    await _off_loop(runner.stop, "stop the task runner")
+    runtime = hybrid.runtime
+    for feature in hybrid.features:
+        await _hook(feature.stop(runtime), f"stop the {feature.name} feature")
     await close_websockets(hybrid.websockets, WEBSOCKET_CLOSE_TIMEOUT)
     try:
         await asyncio.wait_for(server.close_all_connections(), CONNECTIONS_CLOSE_TIMEOUT)
@@ -262,7 +158,8 @@ async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeou
         log.warning("some connections did not close within %.0f s", CONNECTIONS_CLOSE_TIMEOUT)
     hybrid.close(wait=False)
     busy = await wait_for_threads(hybrid.executor, max(0.0, deadline - loop.time()))
-    await _off_loop(runner.interrupt_unfinished, "record unfinished tasks interrupted")
+    for feature in hybrid.features:
+        await _hook(feature.closed(runtime), f"close the {feature.name} feature")
     if busy:
         log.error(
             "%d worker thread(s) still busy after the %g s shutdown timeout "
@@ -280,7 +177,7 @@ async def close_websockets(
     """Close every socket in ``sockets`` with 1001 "going away"; wait up to ``timeout`` s.
 
     Handlers remove themselves from ``sockets`` in ``on_close`` (see
-    :class:`~tornado_handlers.websocket.TaskProgressSocket`), when the client
+    :class:`~tornado_handlers.tasks.progress.TaskProgressSocket`), when the client
     has answered the closing handshake or Tornado gave up waiting.
     """
     if not sockets:
@@ -319,9 +216,9 @@ async def wait_for_threads(executor: ThreadPoolExecutor, timeout: float) -> int:
     return busy
 
 
-async def _off_loop(fn: Callable[[], object], what: str) -> None:
-    """Run blocking ``fn`` on a thread of its own (the shared pool may be full)."""
+async def _hook(hook: Awaitable[None], what: str) -> None:
+    """Await a feature's shutdown hook; a failure is logged and the shutdown goes on."""
     try:
-        await asyncio.to_thread(fn)
+        await hook
     except Exception:
         log.exception("shutdown: could not %s", what)

@@ -2,7 +2,7 @@
 
 Send the same request to both and compare what a client can observe::
 
-    from tests.parity import assert_parity
+    from tests.support.parity import assert_parity
 
     def test_task_detail(live_server):
         server = live_server()
@@ -47,7 +47,7 @@ import webtest
 from flask import Flask
 from tornado.routing import PathMatches
 
-from tests.conftest import LiveServer
+from tests.support.server import LiveServer
 from wsgi_bridge import WSGIFallbackHandler
 
 COMPARED_HEADERS = (

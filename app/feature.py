@@ -1,0 +1,115 @@
+"""The feature seam: how a feature plugs into the skeleton, and the skeleton never imports it.
+
+A *feature* is a package (the example is ``tasks``: ``app/tasks/`` for its Flask
+side, ``tornado_handlers/tasks/`` for its native side) that offers one
+:class:`Feature` object. The composition root lists the features in use in one
+place, ``server/features.py``; everything else reaches a feature only through
+the hooks below:
+
+=====================  ==========================================================
+hook                   what the feature does there
+=====================  ==========================================================
+:meth:`~Feature.init_app`      on the Flask app: blueprints (with their templates),
+                               migrations (:func:`app.database.add_migrations`),
+                               error mappings (:func:`app.errors.map_exception`),
+                               navigation links (:func:`app.nav.add_nav_link`),
+                               shell context, ``app.extensions`` entries
+:meth:`~Feature.native_rules`  native Tornado rules, matched before the Flask fallback
+:meth:`~Feature.start`         on the IOLoop, after the start-up checks and before
+                               the server listens (e.g. a recovery sweep)
+:meth:`~Feature.stop`          on SIGTERM, once requests have drained and before the
+                               thread pool shuts down (stop background work)
+:meth:`~Feature.closed`        after the pool shut down (record what was cut short)
+=====================  ==========================================================
+
+Removing a feature is deleting its folders and its line in ``server/features.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from flask import Flask
+from tornado.routing import Rule
+from tornado.web import Application
+
+from config import Settings
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every native handler receives from the route table (``initialize(**kwargs)``).
+
+    :ivar executor: the one shared thread pool (blocking work of native handlers).
+    :ivar flask_app: the Flask app behind the bridge (its database, config, session).
+    """
+
+    executor: Executor
+    flask_app: Flask
+
+    def kwargs(self, **more: Any) -> dict[str, Any]:
+        """Return the route kwargs dict: ``executor``, ``flask_app`` and ``more``.
+
+        :param more: handler-specific keyword arguments of ``initialize``.
+        """
+        return {"executor": self.executor, "flask_app": self.flask_app, **more}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a feature's lifecycle hooks see of one running server process.
+
+    :ivar settings: the shared settings.
+    :ivar executor: the shared thread pool.
+    :ivar flask_app: the Flask app.
+    :ivar application: the Tornado application (its ``settings`` included).
+    """
+
+    settings: Settings
+    executor: Executor
+    flask_app: Flask
+    application: Application
+
+
+class Feature:
+    """A pluggable part of the service: subclass it and override what you need.
+
+    Every hook has a do-nothing default, so a Flask-only feature overrides
+    :meth:`init_app` alone, and a native-only one :meth:`native_rules`.
+
+    :cvar name: a short identifier (``"tasks"``); also the Alembic branch label
+        of its migrations, if it has tables.
+    """
+
+    name: ClassVar[str] = "feature"
+
+    def init_app(self, flask_app: Flask) -> None:
+        """Register the feature on the Flask app (blueprints, errors, navigation ...).
+
+        Called by :func:`app.create_app` after the skeleton's own registrations.
+        """
+
+    def native_rules(self, shared: Shared) -> Sequence[Rule]:
+        """Return the feature's native rules (``tornado.web.url(...)``), in match order.
+
+        :param shared: the dependencies to pass to handlers (``shared.kwargs()``).
+        """
+        return ()
+
+    async def start(self, runtime: Runtime) -> None:
+        """Start background work; runs on the IOLoop before the server listens."""
+
+    async def stop(self, runtime: Runtime) -> None:
+        """Stop background work on shutdown; requests have drained, the pool still runs.
+
+        Must not block the IOLoop (use ``asyncio.to_thread`` for blocking calls).
+        """
+
+    async def closed(self, runtime: Runtime) -> None:
+        """Clean up after the pool shut down (its threads ended or were given up on)."""
+
+    def __repr__(self) -> str:
+        return f"<Feature {self.name}>"

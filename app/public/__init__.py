@@ -1,0 +1,1 @@
+"""The skeleton's own pages: the home page (``public.index``)."""

@@ -1,0 +1,40 @@
+"""The tasks feature's own settings, read from the environment like :mod:`config`'s."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config import ConfigError, Settings, load_feature_settings
+
+
+class TaskSettings(BaseSettings):
+    """Variables of the tasks feature (``TASK_THREADS``).
+
+    :ivar task_threads: background tasks allowed to run at once on the shared
+        executor (threads); default ``max(1, THREADS // 4)``, at most ``THREADS``.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    task_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Background tasks allowed to run at once; default max(1, THREADS // 4).",
+    )
+
+
+def task_threads(settings: Settings, override: int | None = None) -> int:
+    """Return how many tasks may run at once: ``TASK_THREADS``, checked against ``THREADS``.
+
+    :param settings: the shared settings (``threads``).
+    :param override: a value that wins over the environment (tests).
+    :raises config.ConfigError: ``TASK_THREADS`` is invalid or above ``THREADS``.
+    """
+    value = override or load_feature_settings(TaskSettings).task_threads
+    if value is None:
+        return max(1, settings.threads // 4)
+    if value > settings.threads:
+        raise ConfigError(f"TASK_THREADS: must be at most THREADS={settings.threads} (got {value})")
+    return value

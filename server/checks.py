@@ -1,0 +1,88 @@
+"""Start-up checks: each failure is one :class:`StartupError` line saying what to do.
+
+``manage.py serve`` prints it as ``Error: ...`` and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import sqlalchemy
+import tornado.netutil
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+
+class StartupError(Exception):
+    """The server cannot start; ``str(error)`` is one line saying why and what to do."""
+
+
+def check_database(flask_app: Flask) -> None:
+    """Check that ``flask_app``'s database answers and every branch is at its head.
+
+    The skeleton's branch and each feature's (``app.database.head_revisions``)
+    must all be applied. Blocking (one connection): call it before the server
+    starts.
+
+    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``
+        or ``the database is not migrated (at revision R, head is H): run
+        python manage.py db upgrade``.
+    """
+    from app.database import head_revisions
+    from app.extensions import db
+
+    heads = head_revisions(flask_app)
+    try:
+        with flask_app.app_context(), db.engine.connect() as connection:
+            current: set[str] = set()
+            # Alembic's own version table, read directly: MigrationContext would log.
+            if sqlalchemy.inspect(connection).has_table("alembic_version"):
+                current = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    except DBAPIError as error:
+        raise StartupError(database_error_message(error)) from None
+    if current != heads:
+        raise StartupError(
+            f"the database is not migrated (at revision {_revisions(current)}, "
+            f"head is {_revisions(heads)}): run python manage.py db upgrade"
+        )
+
+
+def _revisions(revisions: set[str]) -> str:
+    return ", ".join(sorted(revisions)) if revisions else "None"
+
+
+def database_error_message(error: DBAPIError) -> str:
+    """One line for a database that cannot be reached: the driver's first line.
+
+    :param error: what SQLAlchemy raised when connecting.
+    """
+    detail = str(error.orig or error).strip().splitlines()
+    return f"cannot connect to the database (DATABASE_URL): {detail[0] if detail else error}"
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Open the listening sockets for ``host:port`` (``port`` 0 picks a free one).
+
+    :returns: one socket per address ``host`` resolves to.
+    :raises StartupError: naming the address, the reason and the variable to
+        change, e.g. ``cannot listen on 127.0.0.1:8000: address already in
+        use (set PORT or HOST)``.
+    """
+    where = f"cannot listen on {host}:{port}"
+    try:
+        return tornado.netutil.bind_sockets(port, host)
+    except socket.gaierror as error:
+        raise StartupError(
+            f"{where}: HOST {host!r} is not an IP address or a known host name "
+            f"({error.strerror}; set HOST)"
+        ) from None
+    except OSError as error:
+        reasons = {
+            errno.EADDRINUSE: "address already in use (set PORT or HOST)",
+            errno.EADDRNOTAVAIL: "no interface of this machine has that address (set HOST)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges; set PORT)",
+        }
+        reason = reasons.get(error.errno or 0, f"{error.strerror or error} (set PORT or HOST)")
+        raise StartupError(f"{where}: {reason}") from None

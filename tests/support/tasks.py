@@ -1,0 +1,31 @@
+"""Helpers for tests of the example tasks feature."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.extensions import db
+from app.tasks.models import Task
+from tests.support.waiting import wait_for
+
+
+def wait_for_final(flask_app: Flask, task_id: int, timeout: float = 10) -> Task:
+    """Poll the database until task ``task_id`` is final (it runs on the executor).
+
+    :returns: the task, detached from its session.
+    :raises AssertionError: if it is still ``queued`` or ``running`` after ``timeout`` s.
+    """
+    found: list[Task] = []
+
+    def final() -> bool:
+        with flask_app.app_context():
+            task = db.session.get(Task, task_id)
+            assert task is not None
+            if task.status in ("queued", "running"):
+                return False
+            db.session.expunge(task)
+            found.append(task)
+            return True
+
+    wait_for(final, timeout, step=0.02, what=f"task {task_id} is final")
+    return found[0]

@@ -1,0 +1,133 @@
+"""The example feature, native side, and the feature object that plugs it in.
+
+:data:`feature` is what ``server/features.py`` lists. It joins the Flask half
+(:func:`app.tasks.init_app`: pages, API, runner, migrations) and the native
+half (the rules below), and owns the task runner's life cycle: the recovery
+sweep of tasks whose process died, and stopping the runner on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import tornado.autoreload
+import tornado.ioloop
+from flask import Flask
+from tornado.routing import Rule
+from tornado.web import url
+
+from app import tasks
+from app.feature import Feature, Runtime, Shared
+from app.tasks.runner import TaskRunner, recover_interrupted
+from tornado_handlers.tasks.handlers import TaskNotesHandler, TaskStatsHandler
+from tornado_handlers.tasks.ported import TaskDetailHandler
+from tornado_handlers.tasks.progress import TaskProgressSocket
+
+log = logging.getLogger(__name__)
+
+SWEEPER_KEY = "task_sweeper"
+"""``flask_app.extensions["task_sweeper"]``: the running recovery sweep of that app."""
+
+
+def task_runner(flask_app: Flask) -> TaskRunner:
+    """The runner :func:`app.tasks.init_app` put on ``flask_app``."""
+    runner: TaskRunner = flask_app.extensions["task_runner"]
+    return runner
+
+
+class TasksFeature(Feature):
+    """Background tasks: Flask pages and API, native stats, notes, a ported route, a WebSocket.
+
+    :param task_threads: tasks allowed to run at once; default ``TASK_THREADS``.
+    """
+
+    name = "tasks"
+
+    def __init__(self, task_threads: int | None = None) -> None:
+        self.task_threads = task_threads
+
+    def init_app(self, flask_app: Flask) -> None:
+        """The Flask half: :func:`app.tasks.init_app`."""
+        tasks.init_app(flask_app, task_threads=self.task_threads)
+
+    def native_rules(self, shared: Shared) -> Sequence[Rule]:
+        """The native rules: stats, a ported route, notes written natively, the WebSocket.
+
+        ``/api/stats``, ``/api/tasks/<id>``, ``/api/v2/tasks/<id>/notes`` and
+        ``/ws/tasks``. The ported route keeps its Flask URL, so it lives under the Flask mount
+        (``FLASK_MOUNT``).
+        """
+        mount = shared.flask_app.extensions["settings"].flask_mount
+        events = shared.flask_app.extensions["task_events"]
+        return [
+            url(r"/api/stats", TaskStatsHandler, shared.kwargs(), name="task_stats"),
+            # Ported from Flask's tasks_api.detail (docs/migration.md); the Flask view stays.
+            url(
+                mount + r"/api/tasks/([0-9]+)",
+                TaskDetailHandler,
+                shared.kwargs(),
+                name="task_detail",
+            ),
+            url(
+                r"/api/v2/tasks/([0-9]+)/notes",
+                TaskNotesHandler,
+                shared.kwargs(),
+                name="task_notes_v2",
+            ),
+            url(
+                r"/ws/tasks", TaskProgressSocket, shared.kwargs(events=events), name="task_progress"
+            ),
+        ]
+
+    async def start(self, runtime: Runtime) -> None:
+        """Interrupt tasks a dead process left behind, then keep sweeping for them.
+
+        Start-up recovery alone would leave ``running`` for ever the tasks of a
+        process killed less than a stale interval before this one started, so
+        the sweep repeats every heartbeat interval (excluding this process's
+        own tasks). With autoreload, unfinished tasks are recorded
+        ``interrupted`` before the process restarts.
+        """
+        flask_app = runtime.flask_app
+        runner = task_runner(flask_app)
+        stale_after = 3 * runner.heartbeat_interval
+        await asyncio.to_thread(recover_interrupted, flask_app, stale_after)
+        loop = asyncio.get_running_loop()
+
+        async def sweep() -> None:
+            try:
+                await loop.run_in_executor(
+                    runtime.executor,
+                    lambda: recover_interrupted(
+                        flask_app, stale_after=stale_after, exclude_runner=runner.runner_id
+                    ),
+                )
+            except RuntimeError:  # the executor shut down meanwhile
+                pass
+            except Exception:
+                log.exception("the periodic sweep of stale tasks failed")
+
+        sweeper = tornado.ioloop.PeriodicCallback(sweep, runner.heartbeat_interval * 1000)
+        sweeper.start()
+        flask_app.extensions[SWEEPER_KEY] = sweeper
+        if runtime.settings.autoreload:
+            tornado.autoreload.add_reload_hook(runner.interrupt_unfinished)
+
+    async def stop(self, runtime: Runtime) -> None:
+        """Stop sweeping; queued tasks are recorded ``interrupted``, running ones told to stop."""
+        sweeper: tornado.ioloop.PeriodicCallback | None = runtime.flask_app.extensions.pop(
+            SWEEPER_KEY, None
+        )
+        if sweeper is not None:
+            sweeper.stop()
+        await asyncio.to_thread(task_runner(runtime.flask_app).stop)
+
+    async def closed(self, runtime: Runtime) -> None:
+        """Record ``interrupted`` the tasks still unfinished once the pool is down."""
+        await asyncio.to_thread(task_runner(runtime.flask_app).interrupt_unfinished)
+
+
+feature = TasksFeature()
+"""The tasks feature as ``server/features.py`` lists it."""
