@@ -80,7 +80,8 @@ def register_error_handlers(app: Flask) -> None:
 def register_templates(app: Flask) -> None:
     """Register the Jinja globals ``nav_links()`` and ``native_url()``.
 
-    See :mod:`app.nav` and :mod:`app.native_urls`. Registered before any feature, whose templates may call them.
+    See :mod:`app.nav` and :mod:`app.native_urls`. Registered before any
+    feature, whose templates may call them.
     """
     from app import native_urls, nav
 
