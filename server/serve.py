@@ -40,6 +40,7 @@ import tornado.websocket
 from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
+from wsgi_bridge.compat import live_threads
 
 __all__ = ["StartupError", "configure_logging", "serve", "shutdown"]
 
@@ -190,18 +191,6 @@ async def close_websockets(
         await asyncio.sleep(0.02)
 
 
-def busy_threads(executor: ThreadPoolExecutor) -> int:
-    """How many of ``executor``'s threads are alive.
-
-    After ``executor.shutdown()``, an alive thread is one still running a work
-    item: idle threads exit as soon as they see the shutdown. Reads
-    ``ThreadPoolExecutor._threads``, private but unchanged since Python 3.2;
-    there is no public way to know.
-    """
-    threads = getattr(executor, "_threads", ())
-    return sum(1 for thread in list(threads) if thread.is_alive())
-
-
 async def wait_for_threads(executor: ThreadPoolExecutor, timeout: float) -> int:
     """Wait up to ``timeout`` seconds for a shut-down ``executor``'s threads to end.
 
@@ -211,7 +200,7 @@ async def wait_for_threads(executor: ThreadPoolExecutor, timeout: float) -> int:
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while (busy := busy_threads(executor)) and loop.time() < deadline:
+    while (busy := live_threads(executor)) and loop.time() < deadline:
         await asyncio.sleep(0.05)
     return busy
 

@@ -12,18 +12,15 @@ import tornado.ioloop
 import tornado.websocket
 from flask import Flask
 
-from app.auth.service import user_data
-from app.database import call_in_session
 from app.tasks.events import Event, TaskEvents
 from app.tasks.service import TaskNotFound, parse_task_id
-from tornado_handlers import flask_session
-from tornado_handlers.flask_session import SessionUser
+from tornado_handlers.mixins import FlaskSessionMixin
 
 OpenSockets = set[tornado.websocket.WebSocketHandler]
 """``Application.settings["websockets"]``: the open connections, closed at shutdown."""
 
 
-class TaskProgressSocket(tornado.websocket.WebSocketHandler):
+class TaskProgressSocket(FlaskSessionMixin, tornado.websocket.WebSocketHandler):
     """Sends ``{"type": "task", "task": {...}}`` for every change of a task.
 
     ``?task=<id>`` limits the stream to one task. Events are published by
@@ -32,8 +29,8 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
     only the IOLoop thread may call :meth:`write_message`.
 
     Authentication: the handshake carries Flask's ``session`` cookie, verified
-    like :class:`~tornado_handlers.base.BaseHandler` does (same module,
-    :mod:`tornado_handlers.flask_session`). Anonymous visitors may watch --
+    like :class:`~tornado_handlers.base.BaseHandler` does (the same
+    :class:`~tornado_handlers.mixins.FlaskSessionMixin`). Anonymous visitors may watch --
     task progress is public in this service, as the task pages are -- and the
     first message says who the server thinks you are:
     ``{"type": "hello", "task": id | null, "user": {"id", "email"} | null}``
@@ -63,12 +60,6 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
         """Same-origin only (Tornado's default), stated here so it is a decision."""
         return super().check_origin(origin)
 
-    def get_current_user(self) -> SessionUser | None:
-        """Who logged in through Flask, from the handshake's session cookie (or ``None``)."""
-        name = flask_session.cookie_name(self.flask_app)
-        session = flask_session.load_session(self.flask_app, self.get_cookie(name))
-        return flask_session.session_user(session)
-
     async def open(self, *args: str, **kwargs: str) -> None:
         task = self.get_query_argument("task", None)
         if task is not None:
@@ -77,7 +68,7 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
             except TaskNotFound:  # not an id in the valid range (e.g. "abc", "²")
                 self.close(code=1008, reason="task must be an integer")
                 return
-        user = await self._load_user()
+        user = await self.load_user()
         if self.ws_connection is None or self.ws_connection.is_closing():
             return  # the client left while the user was looked up
         loop = tornado.ioloop.IOLoop.current()
@@ -86,18 +77,6 @@ class TaskProgressSocket(tornado.websocket.WebSocketHandler):
         if open_sockets is not None:
             open_sockets.add(self)
         self.write_message({"type": "hello", "task": self.task_id, "user": user})
-
-    async def _load_user(self) -> dict[str, Any] | None:
-        current: SessionUser | None = self.current_user
-        if current is None:
-            return None
-        loop = tornado.ioloop.IOLoop.current()
-        return await loop.run_in_executor(
-            self.executor,
-            call_in_session,
-            self.flask_app,
-            lambda session: user_data(session, current.id),
-        )
 
     def _send(self, event: Event) -> None:
         task: dict[str, Any] = event.get("task", {})
