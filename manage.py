@@ -97,7 +97,7 @@ def serve_command(
     """
     from sqlalchemy.exc import DBAPIError
 
-    from app.database import upgrade_database
+    from app.schema_migrations import upgrade_database
     from server.build import build_hybrid
     from server.checks import StartupError, database_error_message
     from server.serve import configure_logging, serve

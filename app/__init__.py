@@ -59,8 +59,9 @@ def create_app(
 
 def register_extensions(app: Flask) -> None:
     """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection and Flask-Login to ``app``."""
-    from app.database import configure_sqlite, ensure_sqlite_directory, init_migrations
+    from app.database import configure_sqlite, ensure_sqlite_directory
     from app.extensions import csrf, db
+    from app.schema_migrations import init_migrations
 
     ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)

@@ -10,7 +10,7 @@ the hooks below:
 hook                   what the feature does there
 =====================  ==========================================================
 :meth:`~Feature.init_app`      on the Flask app: blueprints (with their templates),
-                               migrations (:func:`app.database.add_migrations`),
+                               migrations (:func:`app.schema_migrations.add_migrations`),
                                error mappings (:func:`app.errors.map_exception`),
                                navigation links (:func:`app.nav.add_nav_link`),
                                shell context, ``app.extensions`` entries
@@ -82,9 +82,14 @@ class Feature:
 
     :cvar name: a short identifier (``"tasks"``); also the Alembic branch label
         of its migrations, if it has tables.
+    :cvar packages: the dotted names of the packages that make up the feature
+        (``("app.tasks", "tornado_handlers.tasks")``): deleting them and the
+        feature's line in ``server/features.py`` removes it. Nothing outside
+        them imports them, but ``server/features.py`` (``tests/test_architecture.py``).
     """
 
     name: ClassVar[str] = "feature"
+    packages: ClassVar[tuple[str, ...]] = ()
 
     def init_app(self, flask_app: Flask) -> None:
         """Register the feature on the Flask app (blueprints, errors, navigation ...).

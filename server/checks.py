@@ -22,7 +22,7 @@ class StartupError(Exception):
 def check_database(flask_app: Flask) -> None:
     """Check that ``flask_app``'s database answers and every branch is at its head.
 
-    The skeleton's branch and each feature's (``app.database.head_revisions``)
+    The skeleton's branch and each feature's (``app.schema_migrations.head_revisions``)
     must all be applied. Blocking (one connection): call it before the server
     starts.
 
@@ -30,8 +30,8 @@ def check_database(flask_app: Flask) -> None:
         or ``the database is not migrated (at revision R, head is H): run
         python manage.py db upgrade``.
     """
-    from app.database import head_revisions
     from app.extensions import db
+    from app.schema_migrations import head_revisions
 
     heads = head_revisions(flask_app)
     try:

@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.database import upgrade_database
+from app.schema_migrations import upgrade_database
 from app.tasks.settings import TaskSettings
 from config import Settings, load_settings
 from server.build import FlaskFactory, build_hybrid

@@ -27,8 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tornado.websocket import websocket_connect
 
-from app.database import call_in_session, upgrade_database, utcnow
+from app.database import call_in_session, utcnow
 from app.extensions import db
+from app.schema_migrations import upgrade_database
 from app.tasks import kinds
 from app.tasks.models import Task
 from app.tasks.runner import INTERRUPTED_ERROR, TaskRunner

@@ -32,9 +32,9 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     :raises RuntimeError: if the app has no shared executor.
     :raises config.ConfigError: if ``TASK_THREADS`` is invalid.
     """
-    from app.database import add_migrations
     from app.errors import map_exception
     from app.nav import add_nav_link
+    from app.schema_migrations import add_migrations
     from app.tasks import api, views
     from app.tasks.events import TaskEvents
     from app.tasks.models import Task, TaskStatus

@@ -44,6 +44,7 @@ class TasksFeature(Feature):
     """
 
     name = "tasks"
+    packages = ("app.tasks", "tornado_handlers.tasks")
 
     def __init__(self, task_threads: int | None = None) -> None:
         self.task_threads = task_threads

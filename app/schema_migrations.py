@@ -1,0 +1,98 @@
+"""Alembic through Flask-Migrate: the skeleton's branch and one branch per feature.
+
+The skeleton's revisions live in ``migrations/versions`` (branch ``app``); a
+feature adds its own folder with :func:`add_migrations`, whose first revision
+starts a branch named after the feature. ``manage.py db upgrade`` applies every
+branch (``heads``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from app.database import ensure_sqlite_directory
+from app.extensions import db, migrate
+from config import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS_DIRECTORY = PROJECT_ROOT / "migrations"
+"""Alembic's environment (``env.py``, ``alembic.ini``) and the skeleton's ``versions/``."""
+
+MIGRATION_LOCATIONS_KEY = "migration_locations"
+"""Where the version locations live: ``flask_app.extensions["migration_locations"]``."""
+
+
+def init_migrations(flask_app: Flask) -> None:
+    """Bind Flask-Migrate to ``flask_app``: ``migrations/``, batch mode, type comparison.
+
+    The skeleton's revisions live in ``migrations/versions`` (branch ``app``);
+    features add their own version locations with :func:`add_migrations`.
+    ``render_as_batch`` lets the same revisions alter tables on SQLite.
+    """
+    if _version_locations not in migrate.configure_callbacks:
+        migrate.configure(_version_locations)
+    migrate.init_app(
+        flask_app,
+        db,
+        directory=str(MIGRATIONS_DIRECTORY),
+        render_as_batch=True,
+        compare_type=True,
+    )
+    flask_app.extensions[MIGRATION_LOCATIONS_KEY] = [MIGRATIONS_DIRECTORY / "versions"]
+
+
+def add_migrations(flask_app: Flask, location: Path) -> None:
+    """Add a feature's folder of Alembic revisions (a version location) to ``flask_app``.
+
+    The folder's first revision has ``down_revision = None`` and a branch label
+    of the feature's name, so the feature's history is a branch of its own:
+    deleting the folder leaves the skeleton's history linear and whole.
+
+    :param location: an existing directory of revision files.
+    """
+    flask_app.extensions[MIGRATION_LOCATIONS_KEY].append(location)
+
+
+def _version_locations(config: Config) -> Config:
+    """Flask-Migrate configure callback: Alembic's ``version_locations`` of the current app."""
+    locations: list[Path] = current_app.extensions[MIGRATION_LOCATIONS_KEY]
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
+    return config
+
+
+def alembic_config(flask_app: Flask) -> Config:
+    """Return the Alembic :class:`~alembic.config.Config` Flask-Migrate uses for ``flask_app``.
+
+    Needs an app context of ``flask_app`` only while it is built.
+    """
+    with flask_app.app_context():
+        config: Config = flask_app.extensions["migrate"].migrate.get_config()
+    return config
+
+
+def head_revisions(flask_app: Flask) -> set[str]:
+    """Return the head revision of every branch (the skeleton's and each feature's)."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config(flask_app)).get_heads())
+
+
+def upgrade_database(flask_app: Flask) -> None:
+    """Apply every Alembic migration of every branch to ``flask_app``'s database.
+
+    ``db upgrade heads``. Creates the directory of a SQLite database file
+    first. Used by ``serve`` in development and by the tests; deployments run
+    ``manage.py db upgrade heads``.
+    """
+    from flask_migrate import upgrade
+
+    ensure_sqlite_directory(flask_app.config["SQLALCHEMY_DATABASE_URI"])
+    with flask_app.app_context():
+        upgrade(revision="heads")
