@@ -21,9 +21,12 @@ from typing import Any, TypeVar
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, event
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 T = TypeVar("T")
+
+AnySession = Session | scoped_session[Any]
+"""A session, or Flask-SQLAlchemy's ``db.session`` (a ``scoped_session`` standing for one)."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -99,7 +102,7 @@ def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     with flask_app.app_context():
         session = db.session
         try:
-            result = fn(session)
+            result = fn(session())
             session.commit()
             return result
         except BaseException:

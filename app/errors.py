@@ -36,7 +36,7 @@ from app.extensions import db
 from app.validation import InvalidInput
 
 ErrorBody = dict[str, Any]
-E = TypeVar("E", bound=BaseException)
+E = TypeVar("E", bound=Exception)
 
 EXTENSION_KEY = "error_mappings"
 """Where the registry lives: ``flask_app.extensions["error_mappings"]``."""

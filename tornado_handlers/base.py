@@ -46,7 +46,7 @@ class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFligh
 
     bytes_sent: int
 
-    def initialize(self, executor: Executor, flask_app: Flask) -> None:  # type: ignore[override]
+    def initialize(self, executor: Executor, flask_app: Flask) -> None:
         """Take the route table's shared dependencies (Tornado calls it per request)."""
         self.executor = executor
         self.flask_app = flask_app

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.database import AnySession
 from app.extensions import db
 
 
@@ -47,13 +47,13 @@ def register_user(email: str, password: str) -> User:
 
 def authenticate(email: str, password: str) -> User | None:
     """Return the user with this email and password, or ``None`` if either is wrong."""
-    user = db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    user: User | None = db.session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None or not user.check_password(password):
         return None
     return user
 
 
-def user_data(session: Session, user_id: int) -> dict[str, Any] | None:
+def user_data(session: AnySession, user_id: int) -> dict[str, Any] | None:
     """Return ``User.to_dict()`` for ``user_id``, or ``None`` if there is no such user.
 
     For native handlers (:meth:`tornado_handlers.base.BaseHandler.run_in_session`):

@@ -22,9 +22,9 @@ from app.tasks.service import (
     create_task,
     list_notes,
     list_tasks,
-    parse,
     use_task_id_converter,
 )
+from app.validation import parse
 
 blueprint = Blueprint("tasks_api", __name__, url_prefix="/api/tasks")
 blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>

@@ -315,7 +315,7 @@ class TaskRunner:
             self._release(task_id)
             return
         # cancel_futures=True at shutdown drops it unrun: free its slot all the same.
-        future.add_done_callback(lambda done: done.cancelled() and self._release(task_id))
+        future.add_done_callback(lambda done: self._release(task_id) if done.cancelled() else None)
 
     def _run_slot(self, task_id: int) -> None:
         try:

@@ -14,12 +14,11 @@ from flask import current_app
 from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.routing import ValidationError as RoutingValidationError
 
-from app.database import utcnow
+from app.database import AnySession, utcnow
 from app.extensions import db
 from app.tasks.kinds import KINDS
 from app.tasks.models import (
@@ -187,7 +186,7 @@ def list_tasks(status: str | None = None, limit: int = 50) -> list[Task]:
     return list(db.session.scalars(query))
 
 
-def count_by_status(session: Session | None = None) -> dict[str, int]:
+def count_by_status(session: AnySession | None = None) -> dict[str, int]:
     """Return ``{status: count}`` for every status (zero included).
 
     :param session: the session to use; default ``db.session``.
@@ -199,7 +198,7 @@ def count_by_status(session: Session | None = None) -> dict[str, int]:
     return counts
 
 
-def add_note(session: Session, task_id: int, data: Any) -> dict[str, Any]:
+def add_note(session: AnySession, task_id: int, data: Any) -> dict[str, Any]:
     """Append a note to task ``task_id`` and count it, as one unit of work.
 
     Inserts the note, then increments ``tasks.note_count`` with an atomic
@@ -225,7 +224,7 @@ def add_note(session: Session, task_id: int, data: Any) -> dict[str, Any]:
     return note.to_dict()
 
 
-def list_notes(session: Session, task_id: int) -> list[dict[str, Any]]:
+def list_notes(session: AnySession, task_id: int) -> list[dict[str, Any]]:
     """Return task ``task_id``'s notes, oldest first.
 
     :raises TaskNotFound: if the task does not exist.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import tornado.web
-from flask import Flask
+from flask import Flask, Response
 
 
 class JSONMixin(tornado.web.RequestHandler):
@@ -30,7 +30,8 @@ class JSONMixin(tornado.web.RequestHandler):
         :param data: JSON-ready data (``dict``, ``list``, ``str``, numbers ...).
         :raises TypeError: if ``data`` holds something the provider cannot serialize.
         """
-        return self.flask_app.json.response(data).get_data()
+        response = cast(Response, self.flask_app.json.response(data))
+        return response.get_data()
 
     def write_json(self, data: Any, status: int = 200) -> None:
         """Write ``data`` as the JSON response body with ``status`` (:meth:`json_bytes`).

@@ -114,7 +114,11 @@ class TasksFeature(Feature):
         sweeper.start()
         flask_app.extensions[SWEEPER_KEY] = sweeper
         if runtime.settings.autoreload:
-            tornado.autoreload.add_reload_hook(runner.interrupt_unfinished)
+
+            def before_reload() -> None:
+                runner.interrupt_unfinished()
+
+            tornado.autoreload.add_reload_hook(before_reload)
 
     async def stop(self, runtime: Runtime) -> None:
         """Stop sweeping; queued tasks are recorded ``interrupted``, running ones told to stop."""

@@ -47,9 +47,7 @@ class TaskProgressSocket(FlaskSessionMixin, tornado.websocket.WebSocketHandler):
     :param executor: the shared thread pool, for the user lookup.
     """
 
-    def initialize(  # type: ignore[override]
-        self, events: TaskEvents, flask_app: Flask, executor: Executor
-    ) -> None:
+    def initialize(self, events: TaskEvents, flask_app: Flask, executor: Executor) -> None:
         self.events = events
         self.flask_app = flask_app
         self.executor = executor
