@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from config import PROJECT_ROOT
@@ -38,12 +39,26 @@ def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
 
 
 class ServerProcess:
-    """``manage.py serve`` in a subprocess; its stderr is read line by line as it comes."""
+    """``manage.py serve`` in a subprocess; its stderr is read line by line as it comes.
 
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
+    :param args: more arguments of ``serve``.
+    :param env: the process environment.
+    :param manage: the command before ``serve``; default this interpreter and
+        this checkout's ``manage.py``.
+    :param cwd: the working directory; default the test's.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str],
+        manage: Sequence[str] = (sys.executable, MANAGE),
+        cwd: Path | None = None,
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, MANAGE, "serve", *args],
+            [*manage, "serve", *args],
             env=env,
+            cwd=cwd,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

@@ -1,0 +1,74 @@
+"""A copy of this checkout in a temporary folder, with a virtualenv of its own.
+
+For tests that must see the project as a new user does: files copied (as git
+would give them), a fresh virtualenv, ``pip install``, then real commands.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+
+from config import PROJECT_ROOT
+
+INSTALL_TIMEOUT = 900.0
+"""Seconds ``pip install`` may take (packages come from the registry or pip's cache)."""
+
+
+def copy_checkout(destination: Path) -> Path:
+    """Copy the files git tracks, plus untracked ones it does not ignore, to ``destination``.
+
+    What a clone of the working tree would hold: no virtualenv, database,
+    cache or build output.
+
+    :returns: ``destination``.
+    :raises subprocess.CalledProcessError: if git cannot list the files.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = PROJECT_ROOT / name
+        if not source.is_file():  # deleted in the working tree, not yet in the index
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return destination
+
+
+def install(project: Path, extras: str = "test") -> Path:
+    """Create ``project/.venv`` and ``pip install -e '.[extras]'`` into it.
+
+    :param project: a checkout (its ``pyproject.toml``).
+    :param extras: the optional dependencies to install, e.g. ``"test"``; empty for none.
+    :returns: the virtualenv's ``python``.
+    :raises AssertionError: if pip fails, with its output.
+    """
+    environment = project / ".venv"
+    venv.EnvBuilder(with_pip=True).create(environment)
+    python = environment / "bin" / "python"
+    target = f".[{extras}]" if extras else "."
+    result = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+    )
+    assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
+    return python
