@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite.
 
-* every test runs with the service's environment variables removed and in an
+* every test runs with the service's environment variables removed (those of
+  ``Settings`` and of the settings models of the features in use) and in an
   empty working directory, so neither the developer's shell nor a ``.env``
   leaks in;
 * ``database_url`` -- a fresh, migrated database per test: a SQLite file in
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
+import pkgutil
 import socket
 import threading
 import uuid
@@ -28,21 +31,49 @@ from typing import Any
 import pytest
 import webtest
 from flask import Flask
+from pydantic_settings import BaseSettings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.schema_migrations import upgrade_database
-from app.tasks.settings import TaskSettings
 from config import Settings, load_settings
 from server.build import FlaskFactory, build_hybrid
+from server.features import FEATURES
 from server.serve import serve
 from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 
 
+def _settings_models() -> list[type[BaseSettings]]:
+    """``Settings`` and every settings model defined in the packages of the features in use.
+
+    Imports each feature's modules to find them (``app.tasks.settings.TaskSettings``
+    while the example is there), so their variables are removed too.
+    """
+    models: list[type[BaseSettings]] = [Settings]
+    for feature in FEATURES:
+        for package in feature.packages:
+            root = importlib.import_module(package)
+            for info in pkgutil.walk_packages(root.__path__, package + "."):
+                module = importlib.import_module(info.name)
+                models.extend(
+                    value
+                    for value in vars(module).values()
+                    if isinstance(value, type)
+                    and issubclass(value, BaseSettings)
+                    and value.__module__ == module.__name__
+                    and value not in models
+                )
+    return models
+
+
+SETTINGS_MODELS = _settings_models()
+"""The settings models whose environment variables every test runs without."""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for model in (Settings, TaskSettings):
+    for model in SETTINGS_MODELS:
         for name in model.model_fields:
             monkeypatch.delenv(name.upper(), raising=False)
     work = tmp_path / "cwd"

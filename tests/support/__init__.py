@@ -4,6 +4,7 @@
 * :mod:`.server` -- :class:`~tests.support.server.LiveServer` (what the
   ``live_server`` fixture returns) and WebSocket helpers;
 * :mod:`.cli` -- ``manage.py`` as a user runs it: one-shot commands and a served process;
-* :mod:`.tasks` -- waiting for the example's tasks to finish;
 * :mod:`.parity` -- comparing a ported native route with its Flask view.
+
+Helpers of a feature's tests live with them (``tests/<feature>/support.py``).
 """

@@ -6,7 +6,7 @@ import pytest
 import webtest
 from flask import Flask
 
-from tests.support.tasks import wait_for_final
+from tests.tasks.support import wait_for_final
 
 
 def test_create_list_and_read(testapp: webtest.TestApp, flask_app: Flask) -> None:

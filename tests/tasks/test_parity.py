@@ -26,7 +26,7 @@ from tests.support.parity import (
     native_handler_for,
 )
 from tests.support.server import LiveServer, ServerFactory
-from tests.support.tasks import wait_for_final
+from tests.tasks.support import wait_for_final
 from tornado_handlers.tasks.handlers import TaskNotesHandler
 from tornado_handlers.tasks.ported import TaskDetailHandler
 

@@ -1,4 +1,4 @@
-"""Helpers for tests of the example tasks feature."""
+"""Helpers for the tests of the example feature, tasks (test modules import them from here)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from flask import Flask
 
 from app.extensions import db
 from app.tasks.models import Task
-from tests.support.tasks import wait_for_final
+from tests.tasks.support import wait_for_final
 
 
 def test_home_page_starts_empty(testapp: webtest.TestApp) -> None:
