@@ -52,7 +52,7 @@ def _default_to_every_branch() -> None:
 
     ``db upgrade`` applies every branch (``heads``, not ``head``), and a new
     revision (``db migrate`` / ``db revision``) goes on the skeleton's branch
-    (``--head app@head``) unless ``--head tasks@head`` (a feature's) is given.
+    (``--head app@head``) unless a feature's branch is given (``--head orders@head``).
     See docs/features.md.
     """
     from flask_migrate.cli import db as db_group
@@ -121,9 +121,9 @@ def serve_command(
         raise click.ClickException(database_error_message(error)) from None
     if busy:
         # Python joins every ThreadPoolExecutor thread at interpreter exit, so a
-        # thread stuck in a task that never calls report() (or in a blocked view)
+        # thread stuck in background work that never stops (or in a blocked view)
         # would keep the process alive after "stopped". The shutdown has already
-        # recorded those tasks interrupted and logged how many threads are stuck:
+        # let features record what was cut short and logged how many threads are stuck:
         # flush and leave without joining them.
         logging.shutdown()
         sys.stdout.flush()

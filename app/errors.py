@@ -17,7 +17,7 @@ the two sides answer the same error the same way. The skeleton maps:
 
 A feature adds its own domain errors in its ``init_app``, e.g.::
 
-    map_exception(app, TaskNotFound, 404, lambda error: {"error": "no such task"})
+    map_exception(app, OrderNotFound, 404, lambda error: {"error": "no such order"})
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def map_exception(
     exception's MRO wins.
 
     :param flask_app: the app to register on.
-    :param exception: an exception class, e.g. ``TaskNotFound``.
+    :param exception: an exception class, e.g. ``OrderNotFound``.
     :param status: the HTTP status code, e.g. 404.
-    :param body: returns the JSON body, e.g. ``lambda e: {"error": "no such task"}``.
+    :param body: returns the JSON body, e.g. ``lambda e: {"error": "no such order"}``.
     """
     mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.setdefault(
         EXTENSION_KEY, {}

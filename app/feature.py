@@ -1,7 +1,7 @@
 """The feature seam: how a feature plugs into the skeleton, and the skeleton never imports it.
 
-A *feature* is a package (the example is ``tasks``: ``app/tasks/`` for its Flask
-side, ``tornado_handlers/tasks/`` for its native side) that offers one
+A *feature* is a package (say ``orders``: ``app/orders/`` for its Flask side,
+``tornado_handlers/orders/`` for its native side) that offers one
 :class:`Feature` object. The composition root lists the features in use in one
 place, ``server/features.py``; everything else reaches a feature only through
 the hooks below:
@@ -80,10 +80,10 @@ class Feature:
     Every hook has a do-nothing default, so a Flask-only feature overrides
     :meth:`init_app` alone, and a native-only one :meth:`native_rules`.
 
-    :cvar name: a short identifier (``"tasks"``); also the Alembic branch label
+    :cvar name: a short identifier (``"orders"``); also the Alembic branch label
         of its migrations, if it has tables.
     :cvar packages: the dotted names of the packages that make up the feature
-        (``("app.tasks", "tornado_handlers.tasks")``): deleting them and the
+        (``("app.orders", "tornado_handlers.orders")``): deleting them and the
         feature's line in ``server/features.py`` removes it. Nothing outside
         them imports them, but ``server/features.py`` (``tests/test_architecture.py``).
     """

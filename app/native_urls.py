@@ -5,7 +5,7 @@ in ``server/routes.py`` and the features' rules); this reverses those names
 instead of hard-coding paths, the way ``url_for`` does for Flask endpoints::
 
     <a href="{{ native_url('healthz') }}">Health</a>            {# /healthz #}
-    <a href="{{ native_url('task_detail', task.id) }}">JSON</a>  {# /api/tasks/7 #}
+    <a href="{{ native_url('order_detail', order.id) }}">JSON</a>  {# /api/orders/7 #}
 
 Native routes live at the server's root, not under ``FLASK_MOUNT``, so the
 result is used as is.
@@ -43,7 +43,7 @@ def native_url(name: str, *args: object) -> str:
     :param args: one value per capture group of the rule's pattern, in order;
         each is converted with ``str`` and percent-encoded (Tornado's
         :meth:`~tornado.web.URLSpec.reverse`).
-    :returns: an absolute path, e.g. ``"/api/tasks/7"``.
+    :returns: an absolute path, e.g. ``"/api/orders/7"``.
     :raises KeyError: if no native rule has that name.
     :raises RuntimeError: if no route table was attached (an app made by
         ``create_app`` alone, outside :func:`server.build.build_hybrid`).

@@ -3,7 +3,7 @@
 ``base.html`` renders ``nav_links()`` in order. A feature adds its pages in its
 ``init_app``::
 
-    add_nav_link(app, "Tasks", "tasks.index")
+    add_nav_link(app, "Orders", "orders.index")
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class NavLink:
     """One link of the navigation bar.
 
     :ivar label: the text shown.
-    :ivar endpoint: a Flask endpoint, e.g. ``"tasks.index"``.
+    :ivar endpoint: a Flask endpoint, e.g. ``"orders.index"``.
     """
 
     label: str
@@ -36,7 +36,7 @@ class NavLink:
 def add_nav_link(flask_app: Flask, label: str, endpoint: str) -> None:
     """Append a link to the navigation bar of ``flask_app``.
 
-    :param label: the text shown, e.g. ``"Tasks"``.
+    :param label: the text shown, e.g. ``"Orders"``.
     :param endpoint: the Flask endpoint it points to (built lazily, per request).
     """
     flask_app.extensions.setdefault(EXTENSION_KEY, []).append(NavLink(label, endpoint))

@@ -50,8 +50,8 @@ def load_settings(**overrides: Any) -> Settings:
 def load_feature_settings(model: type[S], **overrides: Any) -> S:
     """Read a feature's own settings (a ``BaseSettings`` subclass) like :func:`load_settings`.
 
-    A feature keeps its variables in its own model (``TASK_THREADS`` lives in
-    ``app/tasks/settings.py``), so deleting the feature deletes them too; they
+    A feature keeps its variables in its own model (e.g. ``app/orders/settings.py``),
+    so deleting the feature deletes them too; they
     come from the same environment and ``.env``, and fail the same way.
 
     :param model: the feature's settings class.

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         30.0,
         ge=0,
-        description="Seconds in-flight requests and running tasks get to finish on SIGTERM.",
+        description="Seconds in-flight requests and background work get to finish on SIGTERM.",
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

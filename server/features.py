@@ -1,8 +1,7 @@
 """The features this service runs: the one list the skeleton reads them from.
 
-To remove the example, delete its folders (``app/tasks/``,
-``tornado_handlers/tasks/``, ``tests/tasks/``) and the two lines marked
-below (docs/features.md).
+To remove the example, delete its folders and the two lines marked below
+(docs/features.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ _SAMPLE_VALUES: tuple[tuple[type, str], ...] = (
     (PathConverter, "a/b"),
     (UUIDConverter, "00000000-0000-0000-0000-000000000000"),
 )
-"""A value each kind of converter matches (subclasses too: ``<task_id:...>`` is an int)."""
+"""A value each kind of converter matches (subclasses of these too)."""
 _CONVERTER = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>\w+)>")
 
 
@@ -102,7 +102,7 @@ def _native_pattern(rule: Rule) -> str:
 
 
 def sample_path(rule: FlaskRule, mount: str = "") -> str:
-    """Return a concrete path that ``rule`` matches (``/tasks/1`` for ``/tasks/<int:id>``).
+    """Return a concrete path that ``rule`` matches (``/orders/1`` for ``/orders/<int:id>``).
 
     :param rule: a Werkzeug rule of the Flask app.
     :param mount: the prefix the Flask app is mounted under (``SCRIPT_NAME``).

@@ -10,16 +10,15 @@ seconds in all:
 
 1. stop accepting connections;
 2. let in-flight native and WSGI requests finish;
-3. run each feature's ``stop`` hook (the tasks feature records queued tasks
-   ``interrupted`` and tells running ones to stop at their next ``report()``);
+3. run each feature's ``stop`` hook (stop background work: e.g. queued jobs are
+   recorded as cut short, running ones told to stop);
 4. close WebSockets with 1001 "going away", then the remaining connections;
 5. shut the executor down (queued work cancelled) and wait, without blocking
    the IOLoop, for its threads to finish;
-6. run each feature's ``closed`` hook (the tasks feature records this
-   process's still unfinished tasks ``interrupted``).
+6. run each feature's ``closed`` hook (record what is still unfinished).
 
-A thread that is still busy after that (a task that never calls ``report``,
-a view blocked on I/O) cannot be killed; :func:`serve` returns how many there
+A thread that is still busy after that (background work that never checks
+whether to stop, a view blocked on I/O) cannot be killed; :func:`serve` returns how many there
 are and ``manage.py serve`` then leaves the process without joining them.
 """
 
@@ -73,8 +72,8 @@ async def serve(
     With ``settings.autoreload``, Tornado's autoreloader is started here, on
     the running loop (it schedules its file checks on the current IOLoop, so
     it must not start before the loop runs): a change to any imported module
-    restarts the process (``os.execv``) after this process's unfinished tasks
-    are recorded ``interrupted``.
+    restarts the process (``os.execv``); features may add reload hooks
+    (``tornado.autoreload.add_reload_hook``) in their ``start``.
 
     :param settings: the shared settings (``host``, ``port``, ``shutdown_timeout`` ...).
     :param hybrid: what to serve; default :func:`build_hybrid` of ``settings``.
@@ -121,7 +120,7 @@ async def serve(
 
 
 async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeout: float) -> int:
-    """Stop accepting, drain requests, stop tasks, close connections and the pool.
+    """Stop accepting, drain requests, stop features, close connections and the pool.
 
     The steps are listed in this module's docstring; all of them together take
     about ``timeout`` seconds at most (plus up to
@@ -130,15 +129,15 @@ async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeou
 
     :param hybrid: the running service.
     :param server: its HTTP server.
-    :param timeout: seconds, in all, for in-flight requests and tasks to finish.
-    :returns: how many executor threads are still busy (a task that does not
+    :param timeout: seconds, in all, for in-flight requests and background work to finish.
+    :returns: how many executor threads are still busy (background work that does not
         call ``report``, a blocked view); 0 after a clean stop. Python would
         wait for them at interpreter exit, so the caller should exit without
         joining them (``manage.py`` calls ``os._exit(0)``).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    log.info("shutting down: waiting up to %g s for requests and tasks in flight", timeout)
+    log.info("shutting down: waiting up to %g s for requests and work in flight", timeout)
     server.stop()
     in_flight = hybrid.application.settings["in_flight"]
     native_done = await in_flight.wait_idle(timeout)
@@ -164,7 +163,7 @@ async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeou
     if busy:
         log.error(
             "%d worker thread(s) still busy after the %g s shutdown timeout "
-            "(a task that never calls report(), or a blocked view); exiting without them",
+            "(background work that never stops, or a blocked view); exiting without them",
             busy,
             timeout,
         )
@@ -177,9 +176,9 @@ async def close_websockets(
 ) -> None:
     """Close every socket in ``sockets`` with 1001 "going away"; wait up to ``timeout`` s.
 
-    Handlers remove themselves from ``sockets`` in ``on_close`` (see
-    :class:`~tornado_handlers.tasks.progress.TaskProgressSocket`), when the client
-    has answered the closing handshake or Tornado gave up waiting.
+    WebSocket handlers add themselves to ``Application.settings["websockets"]``
+    in ``open`` and remove themselves in ``on_close``, when the client has
+    answered the closing handshake or Tornado gave up waiting.
     """
     if not sockets:
         return

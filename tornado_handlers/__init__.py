@@ -6,7 +6,8 @@
 * :mod:`.flask_session` and :mod:`.flask_urls` -- Flask's session cookie and URL
   map, read natively (pure);
 * :mod:`.in_flight` -- native requests in flight, for the graceful shutdown;
-* :mod:`.tasks` -- the example feature's native half (and its feature object).
+* a subpackage per feature with native routes (its handlers and its feature
+  object; ``server/features.py`` lists them).
 
 The route table itself is ``server/routes.py``.
 """

@@ -9,8 +9,9 @@ and writes that cookie with **Flask's own serializer and cookie settings** --
 ``get_cookie_*`` methods, which read ``SESSION_COOKIE_*`` from ``app.config``
 -- so there is no second implementation to drift from Flask's.
 
-It is pure: no Tornado, no sockets, no database. :class:`tornado_handlers.base.BaseHandler`
-and :class:`tornado_handlers.tasks.progress.TaskProgressSocket` are its callers.
+It is pure: no Tornado, no sockets, no database. Its caller is
+:class:`tornado_handlers.mixins.FlaskSessionMixin` (in every ``BaseHandler``,
+and in WebSocket handlers that mix it in).
 
 Rules, the same as Flask's (:class:`flask.sessions.SecureCookieSessionInterface`):
 

@@ -33,7 +33,7 @@ def build_flask_url(
 
     :param flask_app: the app whose ``url_map`` to use; ``extensions["settings"]``
         gives the mount (empty when absent).
-    :param endpoint: e.g. ``"tasks.detail"``; a leading ``"."`` is not
+    :param endpoint: e.g. ``"auth.login"``; a leading ``"."`` is not
         supported (there is no current blueprint outside Flask).
     :param values: the rule's variables; others become the query string;
         ``_anchor`` adds ``#fragment`` and ``_method`` picks the rule by method,
@@ -41,7 +41,7 @@ def build_flask_url(
     :param host: ``Host`` of the current request, for ``external``.
     :param scheme: ``http`` or ``https``, for ``external``.
     :param external: return an absolute URL (``scheme://host/path``).
-    :returns: e.g. ``"/legacy/tasks/7"``.
+    :returns: e.g. ``"/legacy/auth/login"``.
     :raises werkzeug.routing.BuildError: unknown endpoint or missing values.
     """
     values = dict(values)

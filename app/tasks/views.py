@@ -17,7 +17,13 @@ from app.tasks.service import (
 )
 from app.validation import InvalidInput
 
-blueprint = Blueprint("tasks", __name__, template_folder="templates")
+blueprint = Blueprint(
+    "tasks",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/tasks",
+)
 blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
 
 

@@ -79,7 +79,7 @@ class FlaskSessionMixin(ExecutorMixin):
     def flask_url(self, endpoint: str, *, _external: bool = False, **values: Any) -> str:
         """Build the URL of a Flask view, like :func:`flask.url_for` (mount prefix included).
 
-        :param endpoint: e.g. ``"auth.login"``, ``"tasks.detail"``.
+        :param endpoint: e.g. ``"auth.login"``, ``"public.index"``.
         :param _external: return ``scheme://host/...`` of this request.
         :param values: the rule's variables; unknown ones become the query string.
         :raises werkzeug.routing.BuildError: for an unknown endpoint or missing values.
