@@ -4,9 +4,9 @@ Send the same request to both and compare what a client can observe::
 
     from tests.support.parity import assert_parity
 
-    def test_task_detail(live_server):
+    def test_item_detail(live_server):
         server = live_server()
-        assert_parity(server, "GET", "/api/tasks/1", ignore=["created_at"])
+        assert_parity(server, "GET", "/api/items/1", ignore=["created_at"])
 
 * **Flask side** -- WebTest's ``TestApp`` around the hybrid's own Flask app
   (``server.hybrid.flask_app``), i.e. straight into the WSGI app: the native
@@ -17,8 +17,8 @@ Send the same request to both and compare what a client can observe::
 
 Both sides share one database, so they read the same rows.
 
-A port that moved to a new URL (Flask's ``/api/tasks/<id>/notes``, native
-``/api/v2/tasks/<id>/notes``) is compared with ``native_path=``: the Flask
+A port that moved to a new URL (Flask's ``/api/items/<id>/notes``, native
+``/api/v2/items/<id>/notes``) is compared with ``native_path=``: the Flask
 view gets ``path``, the native handler ``native_path``.
 
 Compared: the status code; the headers named in ``headers`` (by default
@@ -234,7 +234,7 @@ def differences(
     :param native: the native handler's reply.
     :param headers: header names to compare (any case).
     :param ignore: JSON fields left out of the body comparison, as dotted paths:
-        ``"created_at"``, ``"task.started_at"``, ``"tasks.*.id"`` (``*`` is any
+        ``"created_at"``, ``"item.updated_at"``, ``"items.*.id"`` (``*`` is any
         key or list item).
     :param same_bytes: also require equal body bytes when both are JSON (key
         order, spacing and the final newline count); ignored when ``ignore``

@@ -1,30 +1,16 @@
 """Native handlers answer exactly like the Flask views they port.
 
 ``GET /api/tasks/<id>`` (the worked example, same URL) and the notes endpoints
-(Flask ``/api/tasks/<id>/notes``, native ``/api/v2/tasks/<id>/notes``).
+(Flask ``/api/tasks/<id>/notes``, native ``/api/v2/tasks/<id>/notes``). The
+helper itself is tested in ``tests/test_parity_helper.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from concurrent.futures import Executor
-
 import httpx
 import pytest
-from flask import Flask
 
-from app import create_app
-from app.feature import Feature
-from config import Settings
-from tests.support.parity import (
-    COMPARED_HEADERS,
-    ParityRequest,
-    Reply,
-    assert_parity,
-    assert_same,
-    differences,
-    native_handler_for,
-)
+from tests.support.parity import COMPARED_HEADERS, Reply, assert_parity, native_handler_for
 from tests.support.server import LiveServer, ServerFactory
 from tests.tasks.support import wait_for_final
 from tornado_handlers.tasks.handlers import TaskNotesHandler
@@ -261,106 +247,3 @@ def test_parity_under_a_flask_mount(live_server: ServerFactory) -> None:
     wait_for_final(server.hybrid.flask_app, 1)
     assert_parity(server, "GET", "/legacy/api/tasks/1", compare_headers=DETAIL_HEADERS)
     assert_parity(server, "GET", "/legacy/api/tasks/2", compare_headers=DETAIL_HEADERS)
-
-
-def divergent_stats_app(
-    settings: Settings, executor: Executor, features: Iterable[Feature]
-) -> Flask:
-    """The app plus a Flask ``/api/stats`` that disagrees with the native one."""
-    app = create_app(settings, executor, features)
-
-    @app.get("/api/stats")
-    def stats() -> tuple[dict[str, object], int, dict[str, str]]:
-        return {"tasks": {"queued": 0}, "total": -1}, 200, {"Cache-Control": "no-store"}
-
-    return app
-
-
-def test_the_helper_fails_with_a_readable_diff(live_server: ServerFactory) -> None:
-    server = live_server(create_flask_app=divergent_stats_app)
-    with pytest.raises(AssertionError) as raised:
-        assert_parity(server, "GET", "/api/stats")
-    message = str(raised.value)
-    assert message.startswith("GET /api/stats: the native handler differs from the Flask view\n"), (
-        message
-    )
-    assert "  header cache-control: flask 'no-store', native None" in message
-    assert "  body (JSON data):" in message
-    assert "    --- flask" in message and "    +++ native" in message
-    assert '    -  "total": -1' in message
-    assert '    +  "total": 0' in message
-
-
-def test_the_helper_refuses_to_compare_flask_with_itself(live_server: ServerFactory) -> None:
-    server = live_server()
-    with pytest.raises(AssertionError, match="no native rule serves /api/tasks"):
-        assert_parity(server, "GET", "/api/tasks")
-    with pytest.raises(AssertionError, match="no native rule serves /api/tasks/1/notes"):
-        assert_parity(server, "GET", "/api/tasks/1/notes", native_path="/api/tasks/1/notes")
-
-
-def test_the_helper_names_both_paths(live_server: ServerFactory) -> None:
-    server = live_server()
-    with pytest.raises(AssertionError) as raised:
-        assert_parity(server, "GET", "/api/tasks/1/notes", native_path="/api/stats")
-    assert str(raised.value).startswith(
-        "GET /api/tasks/1/notes (native /api/stats): the native handler differs"
-    )
-
-
-def reply(side: str, status: int = 200, body: bytes = b"{}", **headers: str) -> Reply:
-    """A hand-made :class:`Reply` (``content_type=`` becomes ``content-type``; JSON by default)."""
-    headers.setdefault("content_type", "application/json")
-    return Reply(side, status, {k.replace("_", "-"): v for k, v in headers.items()}, body)
-
-
-def test_json_bodies_compare_as_data() -> None:
-    flask = reply("flask", body=b'{"b": 1, "a": [1, 2]}\n')
-    native = reply("native", body=b'{"a":[1,2],"b":1}')
-    assert differences(flask, native) == []
-
-
-def test_ignored_fields_and_wildcards() -> None:
-    flask = reply("flask", body=b'{"id": 1, "at": "x", "items": [{"t": 1}, {"t": 2}]}')
-    native = reply("native", body=b'{"id": 1, "at": "y", "items": [{"t": 3}, {"t": 4}]}')
-    assert differences(flask, native, ignore=["at", "items.*.t"]) == []
-    assert differences(flask, native, ignore=["at"])[0] == "body (JSON data, ignoring at):"
-
-
-def test_status_headers_and_non_json_bodies_are_reported() -> None:
-    flask = reply("flask", 404, b"<h1>gone</h1>", content_type="text/html", location="/a")
-    native = reply("native", 200, b"<h1>here</h1>", content_type="text/html")
-    request = ParityRequest("GET", "/x")
-    with pytest.raises(AssertionError) as raised:
-        assert_same(request, flask, native)
-    assert str(raised.value).splitlines() == [
-        "GET /x: the native handler differs from the Flask view",
-        "  status: flask 404, native 200",
-        "  header location: flask '/a', native None",
-        "  body (bytes):",
-        "    --- flask",
-        "    +++ native",
-        "    @@ -1 +1 @@",
-        "    -<h1>gone</h1>",
-        "    +<h1>here</h1>",
-    ]
-
-
-def test_same_bytes_reports_equal_data_spelled_differently() -> None:
-    flask = reply("flask", body=b'{"a":1,"b":2}\n')
-    native = reply("native", body=b'{"b": 2, "a": 1}')
-    assert differences(flask, native) == []
-    assert differences(flask, native, same_bytes=True) == [
-        "body (bytes of equal JSON data):",
-        '  flask  b\'{"a":1,"b":2}\\n\'',
-        '  native b\'{"b": 2, "a": 1}\'',
-    ]
-    assert differences(flask, reply("native", body=flask.body), same_bytes=True) == []
-
-
-def test_json_against_html_is_a_byte_difference() -> None:
-    flask = reply("flask", 500, b'{"error": "internal server error"}')
-    native = reply("native", 500, b"<html>500</html>", content_type="text/html")
-    found = differences(flask, native)
-    assert found[0] == "header content-type: flask 'application/json', native 'text/html'"
-    assert found[1] == "body (bytes):"

@@ -1,0 +1,68 @@
+"""Test-only routes: native rules put into a built hybrid, Flask views added by a factory.
+
+The skeleton's tests use the skeleton's own routes and these, never a
+feature's, so they pass whatever ``server/features.py`` lists::
+
+    def add_views(app: Flask) -> None:
+        app.add_url_rule("/_test/hello", "test_hello", lambda: "hello")
+
+    server = live_server(create_flask_app=with_views(add_views))
+    add_native_route(server.hybrid, "/_test/native", MyHandler)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from typing import Any
+
+import tornado.web
+from flask import Flask
+from tornado.web import url
+
+from app import create_app
+from app.feature import Feature, Shared
+from config import Settings
+from server.build import FlaskFactory, Hybrid
+
+
+def add_native_route(
+    hybrid: Hybrid,
+    path: str,
+    handler: type[tornado.web.RequestHandler],
+    name: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Put a native rule for ``path`` first in ``hybrid``'s route table.
+
+    Works on a hybrid that already serves (``live_server().hybrid``): Tornado
+    reads the table per request.
+
+    :param hybrid: the built service.
+    :param path: the rule's pattern, e.g. ``r"/_test/items/([0-9]+)"``.
+    :param handler: the handler class; its ``initialize`` receives ``executor``
+        and ``flask_app`` (as :class:`~tornado_handlers.base.BaseHandler`'s
+        does) and ``kwargs``.
+    :param name: the rule's name, for ``reverse_url`` and ``native_url``.
+    """
+    router = hybrid.application.wildcard_router
+    shared = Shared(hybrid.executor, hybrid.flask_app).kwargs(**kwargs)
+    router.rules.insert(0, router.process_rule(url(path, handler, shared, name=name)))
+
+
+def with_views(*add_views: Callable[[Flask], None]) -> FlaskFactory:
+    """Return a Flask factory that builds the real app, then adds test-only views.
+
+    For ``live_server(create_flask_app=...)`` and :func:`server.build.build_hybrid`.
+
+    :param add_views: each is called with the new app, in order, after
+        :func:`app.create_app` (the settings, the executor, the features).
+    """
+
+    def factory(settings: Settings, executor: Executor, features: Iterable[Feature]) -> Flask:
+        app = create_app(settings, executor, features)
+        for add in add_views:
+            add(app)
+        return app
+
+    return factory
