@@ -1,15 +1,15 @@
 """One login for both sides, over real sockets.
 
 A browser session created by Flask (the login form, over HTTP) is accepted by
-native handlers and the WebSocket, refused when tampered with or expired, and
-a native handler's change to the session is seen by the next Flask page.
+native handlers and WebSockets (a test-only one,
+:class:`~tests.support.routes.HelloSocket`), refused when tampered with or
+expired, and a native handler's change to the session is seen by the next
+Flask page.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from contextlib import closing
 from datetime import timedelta
 from typing import Any
@@ -19,93 +19,43 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from sqlalchemy import delete
-from tornado.httpclient import HTTPRequest
 from tornado.web import url
-from tornado.websocket import websocket_connect
 
 from app.auth.models import User
 from app.database import call_in_session
+from tests.support.login import (
+    EMAIL,
+    browser,
+    csrf_token,
+    register_and_log_in,
+    tamper,
+    websocket_hello,
+)
+from tests.support.routes import HelloSocket, add_native_route
 from tests.support.server import LiveServer, ServerFactory
 from tornado_handlers.base import BaseHandler
 from tornado_handlers.flask_session import dump_session
 
-EMAIL = "ada@example.com"
-PASSWORD = "correct horse battery"
+WEBSOCKET = "/_test/ws"
+"""Where the test-only :class:`~tests.support.routes.HelloSocket` is added."""
 
 
-def csrf_token(page: str) -> str:
-    """The Flask-WTF token of the (first) form in ``page``."""
-    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def browser(server: LiveServer) -> httpx.Client:
-    """A client that keeps cookies, like a browser."""
-    return httpx.Client(base_url=server.url, timeout=10)
-
-
-def register_and_log_in(server: LiveServer) -> httpx.Client:
-    """Register through Flask's form (which logs in), then log out and log in again."""
-    client = browser(server)
-    page = client.get("/auth/register").text
-    registered = client.post(
-        "/auth/register",
-        data={
-            "csrf_token": csrf_token(page),
-            "email": EMAIL,
-            "password": PASSWORD,
-            "confirm": PASSWORD,
-        },
-    )
-    assert registered.status_code == 302, registered.text
-    client.cookies.clear()
-    page = client.get("/auth/login").text
-    response = client.post(
-        "/auth/login",
-        data={"csrf_token": csrf_token(page), "email": EMAIL, "password": PASSWORD},
-    )
-    assert response.status_code == 302, response.text
-    assert response.headers["location"] == "/"
-    assert "session" in client.cookies
-    return client
+def serve_with_websocket(live_server: ServerFactory) -> LiveServer:
+    """Start the server and add the test-only WebSocket at :data:`WEBSOCKET`."""
+    server = live_server()
+    add_native_route(server.hybrid, WEBSOCKET, HelloSocket)
+    return server
 
 
 def hello(server: LiveServer, cookie: str | None) -> dict[str, Any]:
-    """Open ``/ws/tasks`` with ``cookie`` as the ``Cookie`` header; return the hello message."""
-
-    async def run() -> dict[str, Any]:
-        headers = {"Cookie": cookie} if cookie else {}
-        connection = await websocket_connect(
-            HTTPRequest(f"{server.ws_url}/ws/tasks", headers=headers)
-        )
-        try:
-            message = await asyncio.wait_for(connection.read_message(), 10)
-            assert message is not None
-            return json.loads(message)
-        finally:
-            connection.close()
-            # Let the closing handshake finish, so the socket is closed before the loop is.
-            while await asyncio.wait_for(connection.read_message(), 5) is not None:
-                pass
-
-    return asyncio.run(run())
-
-
-def tamper(value: str) -> str:
-    """``value`` with the first character of its signature changed.
-
-    Not the last character: in base64 it may carry only padding bits, and
-    changing it can leave the signature's bytes -- and its validity -- intact.
-    """
-    rest, signature = value.rsplit(".", 1)
-    return f"{rest}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    """Open the test-only WebSocket with ``cookie`` as the ``Cookie`` header; its hello."""
+    return websocket_hello(server.ws_url + WEBSOCKET, cookie)
 
 
 def test_a_flask_login_is_recognised_by_native_routes_and_the_websocket(
     live_server: ServerFactory,
 ) -> None:
-    server = live_server()
+    server = serve_with_websocket(live_server)
     with closing(register_and_log_in(server)) as client:
         me = client.get("/api/me")
         assert me.status_code == 200
@@ -114,13 +64,12 @@ def test_a_flask_login_is_recognised_by_native_routes_and_the_websocket(
         assert "set-cookie" not in me.headers  # read, not changed: nothing written back
         assert hello(server, f"session={client.cookies['session']}") == {
             "type": "hello",
-            "task": None,
             "user": {"id": 1, "email": EMAIL},
         }
 
 
 def test_anonymous_visitors_are_anonymous_everywhere(live_server: ServerFactory) -> None:
-    server = live_server()
+    server = serve_with_websocket(live_server)
     me = httpx.get(f"{server.url}/api/me")
     assert me.status_code == 401
     assert me.json() == {"error": "login required", "login_url": "/auth/login"}
@@ -128,7 +77,7 @@ def test_anonymous_visitors_are_anonymous_everywhere(live_server: ServerFactory)
 
 
 def test_a_tampered_cookie_is_anonymous_not_an_error(live_server: ServerFactory) -> None:
-    server = live_server()
+    server = serve_with_websocket(live_server)
     with closing(register_and_log_in(server)) as client:
         forged = tamper(client.cookies["session"])
         cookies = {"session": forged}
@@ -140,7 +89,7 @@ def test_a_tampered_cookie_is_anonymous_not_an_error(live_server: ServerFactory)
 
 
 def test_an_expired_cookie_is_anonymous(live_server: ServerFactory) -> None:
-    server = live_server()
+    server = serve_with_websocket(live_server)
     with closing(register_and_log_in(server)) as client:
         assert client.get("/api/me").status_code == 200
         server.hybrid.flask_app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=-1)
@@ -149,7 +98,7 @@ def test_an_expired_cookie_is_anonymous(live_server: ServerFactory) -> None:
 
 
 def test_a_deleted_account_is_anonymous(live_server: ServerFactory) -> None:
-    server = live_server()
+    server = serve_with_websocket(live_server)
     with closing(register_and_log_in(server)) as client:
         call_in_session(server.hybrid.flask_app, lambda session: session.execute(delete(User)))
         assert client.get("/api/me").status_code == 401

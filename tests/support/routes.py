@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import tornado.web
+import tornado.websocket
 from flask import Flask
 from tornado.web import url
 
@@ -24,6 +25,7 @@ from app import create_app
 from app.feature import Feature, Shared
 from config import Settings
 from server.build import FlaskFactory, Hybrid
+from tornado_handlers.mixins import FlaskSessionMixin
 
 
 def add_native_route(
@@ -66,3 +68,32 @@ def with_views(*add_views: Callable[[Flask], None]) -> FlaskFactory:
         return app
 
     return factory
+
+
+class HelloSocket(FlaskSessionMixin, tornado.websocket.WebSocketHandler):
+    """A test-only WebSocket: its first message says who is logged in, then it waits.
+
+    ``{"type": "hello", "user": {"id", "email"} | null}``, read from Flask's
+    session cookie in the handshake, as a feature's socket does. While open it
+    is in ``Application.settings["websockets"]``, so the server's shutdown
+    closes it with 1001. Add it with ``add_native_route(hybrid, path, HelloSocket)``.
+    """
+
+    def initialize(self, executor: Executor, flask_app: Flask) -> None:
+        self.executor = executor
+        self.flask_app = flask_app
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        """Look the user up (on the executor), then say hello."""
+        user = await self.load_user()
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # the client left while the user was looked up
+        self.settings["websockets"].add(self)
+        self.write_message({"type": "hello", "user": user})
+
+    def on_message(self, message: str | bytes) -> None:
+        """Messages from the client are ignored."""
+
+    def on_close(self) -> None:
+        """Forget the connection."""
+        self.settings["websockets"].discard(self)
