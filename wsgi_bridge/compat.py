@@ -1,0 +1,152 @@
+"""The one place this project touches private attributes of Tornado and concurrent.futures.
+
+Tornado and the standard library have no public way to do a few things a server
+needs: close a keep-alive connection after the current response, learn when a
+streamed request body is complete, tell whether a ``RequestHandler`` already sent
+its headers, or count the live threads of a ``ThreadPoolExecutor``.  Each such use
+is a small named function here, so that:
+
+* the rest of the code reads as intent (``close_after_response(connection)``), not
+  as a private attribute;
+* an upgrade that renames one breaks one module, and the canary tests in
+  ``tests/bridge/test_compat.py`` say which attribute moved, loudly.
+
+Every attribute below has been stable since Tornado 4 (2014) and Python 3.2; the
+canary tests check them against the installed versions on every run.  Other packages
+of the project (the native handlers, the server) import these functions too, instead
+of reaching into Tornado themselves.
+
+.. warning:: These functions touch another library's internals and follow its thread
+   rules: the ``RequestHandler`` and ``HTTP1Connection`` ones may only be called on
+   the IOLoop thread that owns the request.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from tornado import httputil
+from tornado.concurrent import Future
+from tornado.web import RequestHandler
+
+__all__ = [
+    "body_future",
+    "close_after_response",
+    "executor_max_workers",
+    "headers_written",
+    "live_threads",
+    "mark_handler_finished",
+    "pending_output",
+    "reset_handler_response",
+    "response_headers",
+]
+
+
+# ------------------------------------------------------------ tornado.http1connection
+def close_after_response(connection: object) -> bool:
+    """Make Tornado close ``connection`` once the current response is finished.
+
+    Sets ``HTTP1Connection._disconnect_on_finish``, the flag Tornado itself sets for
+    ``Connection: close`` (RFC 9112 §9.6); there is no public switch.  Call it before
+    ``connection.finish()``.
+
+    :param connection: the request's ``HTTPServerRequest.connection`` (an
+        ``HTTP1Connection``, or any other ``HTTPConnection``).
+    :returns: True if the flag was set; False for a connection that has no such flag
+        (an HTTP/2 or test connection), which is left alone.
+    """
+    if not hasattr(connection, "_disconnect_on_finish"):
+        return False
+    connection._disconnect_on_finish = True
+    return True
+
+
+# ------------------------------------------------------------------ tornado.httputil
+def body_future(request: httputil.HTTPServerRequest) -> Future[None] | None:
+    """The Future Tornado resolves when ``request``'s body was read completely.
+
+    Reads ``HTTPServerRequest._body_future``.  It is resolved after the last
+    ``data_received`` of a ``@stream_request_body`` handler, and fails or is cancelled
+    when the connection closes first.
+
+    :returns: the Future, or None for a request built without a connection (tests).
+    """
+    future: Future[None] | None = getattr(request, "_body_future", None)
+    return future
+
+
+# ------------------------------------------------------------ tornado.web.RequestHandler
+def headers_written(handler: RequestHandler) -> bool:
+    """True once ``handler`` has sent its status line and headers (``_headers_written``).
+
+    After that, ``set_header``/``set_cookie`` no longer reach the client.
+    """
+    return bool(handler._headers_written)
+
+
+def response_headers(handler: RequestHandler) -> httputil.HTTPHeaders:
+    """The response headers ``handler`` has set so far (``RequestHandler._headers``).
+
+    The live object, not a copy: changes go out with the response if the headers
+    were not written yet (see :func:`headers_written`).
+    """
+    headers: httputil.HTTPHeaders = handler._headers
+    return headers
+
+
+def pending_output(handler: RequestHandler) -> list[bytes]:
+    """Body chunks ``handler.write()`` buffered and ``flush()`` has not sent yet.
+
+    Reads ``RequestHandler._write_buffer``, the live list (bytes each).
+    """
+    buffer: list[bytes] = handler._write_buffer
+    return buffer
+
+
+def reset_handler_response(handler: RequestHandler) -> None:
+    """Reset ``handler``'s response state to empty, without Tornado's default headers.
+
+    What ``RequestHandler.clear()`` does (``_headers``, ``_write_buffer``,
+    ``_status_code``, ``_reason``), minus the ``Server``, ``Content-Type`` and
+    formatted ``Date`` headers, which are work thrown away when something else
+    writes the response (the bridge).
+    """
+    handler._headers = httputil.HTTPHeaders()
+    handler._write_buffer = []
+    handler._status_code = 200
+    handler._reason = "OK"
+
+
+def mark_handler_finished(handler: RequestHandler) -> None:
+    """Tell ``handler`` its response is finished (``RequestHandler._finished = True``).
+
+    For a handler whose response is written by someone else on the connection: Tornado
+    then never calls ``finish()``, ``write()`` or ``send_error()`` on it after the
+    handler method returns or raises.
+    """
+    handler._finished = True
+
+
+# ------------------------------------------------------------------ concurrent.futures
+def executor_max_workers(executor: Executor) -> int | None:
+    """The thread count ``executor`` was created with (``ThreadPoolExecutor._max_workers``).
+
+    :returns: the count in threads, or None for an executor that has none (a
+        ``ProcessPoolExecutor`` stores it under the same name; anything else: None).
+    """
+    workers = getattr(executor, "_max_workers", None)
+    return workers if isinstance(workers, int) and workers > 0 else None
+
+
+def live_threads(executor: ThreadPoolExecutor) -> int:
+    """How many of ``executor``'s threads are alive (``ThreadPoolExecutor._threads``).
+
+    After ``executor.shutdown(wait=False)``, an alive thread is one still running a
+    work item: idle threads exit as soon as they see the shutdown.  There is no
+    public way to know.
+
+    :returns: a count of threads, 0 before the first job was submitted.
+    """
+    threads: Any = getattr(executor, "_threads", ())
+    return sum(1 for thread in list(threads) if thread.is_alive())
