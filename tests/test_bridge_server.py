@@ -460,8 +460,8 @@ def test_default_queue_size_derives_from_executor() -> None:
 
     with concurrent.futures.ThreadPoolExecutor(3) as executor:
         container = WSGIContainer(apps.hello, executor)
-        assert (container.max_workers, container.max_queue) == (3, 6)
-        assert container.admission_limit == 9
+        assert (container.max_workers, container.max_queue) == (3, 12)
+        assert container.admission_limit == 15
         assert WSGIContainer(apps.hello, executor, max_queue=0).admission_limit == 3
 
 
