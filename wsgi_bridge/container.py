@@ -263,7 +263,10 @@ class WSGIContainer:
         return True
 
     def dispatch(self, job: Job) -> None:
-        """Submit ``job`` to the executor in a copy of the current context (IOLoop).
+        """Submit ``job`` to the executor in a copy of the current context.
+
+        Called on the IOLoop thread; ``job`` (no arguments: the exchange's bound
+        ``run``) runs on a worker thread.
 
         One request is exactly one job, so the executor's FIFO queue is the order of
         service.  The context is copied here, on the IOLoop, so the job's context

@@ -81,6 +81,16 @@ class StartResponse:
     def __call__(
         self, status: str, headers: HeaderList, exc_info: ExcInfo | None = None
     ) -> WriteCallable:
+        """Record the application's status and headers (PEP 3333 "The start_response()
+        Callable"); nothing is sent until the first body byte or the end.
+
+        :param status: ``"NNN reason"``, 200-599.
+        :param headers: ``[(name, value), ...]`` of native latin-1 strings.
+        :param exc_info: ``sys.exc_info()`` when called from an error handler.
+        :returns: the legacy :meth:`write` callable.
+        :raises WSGIAppError: bad status or header, or a second call without ``exc_info``.
+        :raises BaseException: ``exc_info``'s exception, re-raised when the head was sent.
+        """
         if exc_info is not None:
             try:
                 if self.headers_sent:
