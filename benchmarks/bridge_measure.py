@@ -16,27 +16,23 @@ Prints a Markdown table:
 * completion times of 24 concurrent requests to a view that sleeps 250 ms, with a
   4-thread pool (the "waves").
 
-The servers are the test harness's (tests/bridge_conftest_helpers.py), so what is
-measured is exactly what the tests run.
+The servers and workloads are the test harness's (:mod:`wsgi_bridge.testing`), so
+what is measured is exactly what the tests run.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-
-import bridge_apps  # noqa: E402
-from bridge_conftest_helpers import (  # noqa: E402
+from wsgi_bridge.testing import (
     BridgeServer,
     PeakSampler,
     SubprocessServer,
+    sleepy,
     stream_download,
     stream_upload,
 )
@@ -77,7 +73,7 @@ def waves(kind: str) -> list[float]:
     """Completion times (s) of 24 concurrent requests, 250 ms view, 4 threads."""
     done: list[float] = []
     lock = threading.Lock()
-    with BridgeServer(bridge_apps.sleepy(0.25), kind=kind, workers=4, max_queue=24) as server:
+    with BridgeServer(sleepy(0.25), kind=kind, workers=4, max_queue=24) as server:
         start = time.monotonic()
 
         def client() -> None:

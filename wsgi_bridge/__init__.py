@@ -6,11 +6,18 @@ Public API::
         WSGIContainer, WSGIFallbackHandler, access_log_function, ensure_request_id,
     )
 
-    container = WSGIContainer(flask_app, executor, max_queue=16, script_name="/legacy")
+    container = WSGIContainer(flask_app, executor, max_workers=threads, script_name="/legacy")
     app = tornado.web.Application(
         [..., (r".*", WSGIFallbackHandler, {"fallback": container})],
         log_function=access_log_function,
     )
+
+Two more public modules, imported by name:
+
+* :mod:`wsgi_bridge.compat`: the one place this project touches private attributes
+  of Tornado and ``concurrent.futures`` (``live_threads``, ``headers_written``,
+  ``response_headers``, ``pending_output``, ...);
+* :mod:`wsgi_bridge.testing`: the real-socket test harness (``BridgeServer``...).
 
 See ``docs/wsgi-bridge.md``.
 """

@@ -17,7 +17,9 @@ import logging
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
+from tornado.web import RequestHandler
 
+from .compat import response_headers
 from .request_id import ensure_request_id
 
 access_log = logging.getLogger("tornado.access")
@@ -61,7 +63,7 @@ def log_access(
     )
 
 
-def access_log_function(handler: Any) -> None:
+def access_log_function(handler: RequestHandler) -> None:
     """``tornado.web.Application(log_function=access_log_function)``.
 
     :param handler: the finished ``RequestHandler``.  Reads ``handler.get_status()``;
@@ -72,8 +74,7 @@ def access_log_function(handler: Any) -> None:
     """
     bytes_sent: Any = getattr(handler, "bytes_sent", None)
     if bytes_sent is None:
-        headers = getattr(handler, "_headers", None)
-        bytes_sent = headers.get("Content-Length") if headers is not None else None
+        bytes_sent = response_headers(handler).get("Content-Length")
     log_access(
         handler.request,
         handler.get_status(),

@@ -7,23 +7,20 @@ import concurrent.futures
 import contextvars
 import logging
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from tornado import httputil
 from tornado.concurrent import Future
 
 from .access_log import STATUS_CLIENT_CLOSED, log_access
+from .compat import executor_max_workers
 from .environ import NotMounted, build_environ
-from .exchange import Exchange
+from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
 from .input import BufferedInput
 from .proxy import TrustedProxies
 from .request_id import ensure_request_id
-from .types import WSGIApp
-
-if TYPE_CHECKING:
-    from .handler import WSGIFallbackHandler
+from .types import Job, WSGIApp
 
 log = logging.getLogger("wsgi_bridge")
 
@@ -33,6 +30,8 @@ DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_RESPONSE_BUFFER_SIZE = 256 * 1024
 #: Default ``request_buffer_size``: 64 KiB of upload buffered ahead of the application.
 DEFAULT_REQUEST_BUFFER_SIZE = 64 * 1024
+#: Default ``max_queue`` per worker thread: ``max_queue = 4 * max_workers``.
+DEFAULT_QUEUE_PER_WORKER = 4
 
 
 def default_worker_count() -> int:
@@ -59,12 +58,21 @@ class WSGIContainer:
         :func:`default_worker_count` threads named ``wsgi-bridge``, shut down by
         :meth:`close`.  Each request is exactly one job on it, submitted in arrival
         order, so the executor's FIFO queue gives FIFO service.
-    :param max_workers: concurrency assumed for admission (threads).  Default: the
-        executor's ``_max_workers`` (or :func:`default_worker_count` if it has none).
+    :param max_workers: threads serving requests, the concurrency assumed for
+        admission.  Pass the size you gave the executor (the service passes
+        ``settings.threads``).  Without an executor it is the size of the container's
+        own pool (default :func:`default_worker_count`).  Omitted with a caller's
+        executor (the ``tornado.wsgi.WSGIContainer(app, executor)`` drop-in form), it
+        is read from the executor through
+        :func:`~wsgi_bridge.compat.executor_max_workers`, else
+        :func:`default_worker_count`.
     :param max_queue: requests admitted beyond ``max_workers`` that wait for a thread
-        (requests).  Default ``2 * max_workers``: a queued request then waits at most
-        about two service times before it runs; more queueing only adds latency that
-        clients time out on.  Beyond ``max_workers + max_queue`` requests get 503.
+        (requests).  ``None`` (the default) means
+        ``DEFAULT_QUEUE_PER_WORKER * max_workers`` = ``4 * max_workers``: with each
+        request one executor job in FIFO order, a queued request then waits at most
+        about four service times, long enough to absorb a burst, short enough that
+        clients do not time out on it.  Beyond ``max_workers + max_queue`` requests
+        get 503.
     :param retry_after: seconds put in ``Retry-After`` of 503 responses (default 1).
     :param max_body_size: largest request body in bytes (default 100 MiB); a larger
         ``Content-Length`` gets 413 before the application runs, a chunked upload
@@ -82,7 +90,8 @@ class WSGIContainer:
     :param trusted_proxies: IP addresses or CIDRs (``["10.0.0.0/8"]`` or the string
         ``"10.0.0.0/8, 127.0.0.1"``) whose ``X-Forwarded-For/-Proto/-Host`` are
         honoured (default: none).
-    :raises ValueError: for a negative size or a ``script_name`` not starting with ``/``.
+    :raises ValueError: for a negative size, ``max_workers < 1``, or a
+        ``script_name`` not starting with ``/``.
     """
 
     def __init__(
@@ -101,14 +110,20 @@ class WSGIContainer:
     ) -> None:
         self.application = wsgi_application
         self._owns_executor = executor is None
+        if max_workers is None:
+            given = None if executor is None else executor_max_workers(executor)
+            max_workers = given or default_worker_count()
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         if executor is None:
             executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=default_worker_count(), thread_name_prefix="wsgi-bridge"
+                max_workers=max_workers, thread_name_prefix="wsgi-bridge"
             )
         self.executor = executor
-        workers = max_workers or getattr(executor, "_max_workers", None)
-        self.max_workers: int = int(workers or default_worker_count())
-        self.max_queue: int = 2 * self.max_workers if max_queue is None else int(max_queue)
+        self.max_workers: int = int(max_workers)
+        self.max_queue: int = (
+            DEFAULT_QUEUE_PER_WORKER * self.max_workers if max_queue is None else int(max_queue)
+        )
         for name, value in (
             ("max_queue", self.max_queue),
             ("max_body_size", max_body_size),
@@ -129,12 +144,26 @@ class WSGIContainer:
         self.draining = False
         self._admitted = 0
         self._idle_waiters: list[Future[None]] = []
+        self._retry_after_headers = [("Retry-After", str(self.retry_after))]
+        self.exchange_config = ExchangeConfig(
+            application=wsgi_application,
+            max_body_size=self.max_body_size,
+            request_buffer_size=self.request_buffer_size,
+            response_buffer_size=self.response_buffer_size,
+            dispatch=self.dispatch,
+            draining=self.is_draining,
+            refusal_headers=self._retry_after_headers,
+        )
 
     # ----------------------------------------------------------------- public API
     @property
     def in_flight(self) -> int:
         """Requests admitted and not yet finished (running or waiting for a thread)."""
         return self._admitted
+
+    def is_draining(self) -> bool:
+        """True once :meth:`drain` was called: new requests get 503."""
+        return self.draining
 
     @property
     def admission_limit(self) -> int:
@@ -178,7 +207,7 @@ class WSGIContainer:
         ``FallbackHandler`` logs its own (early, always 200) line; the container also
         logs one line with the real status.
         """
-        exchange = self.start(request, handler=None)
+        exchange = self.start(request, self._on_complete)
         if exchange is None:
             return
         request.connection.set_close_callback(exchange.on_close)  # type: ignore[union-attr]
@@ -188,19 +217,21 @@ class WSGIContainer:
             return
         if not self.admit(exchange):
             return
-        exchange.input = BufferedInput(body)
-        self.dispatch(exchange)
+        exchange.start_worker(BufferedInput(body))
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------- for WSGIFallbackHandler
     def start(
-        self, request: httputil.HTTPServerRequest, handler: WSGIFallbackHandler | None
+        self, request: httputil.HTTPServerRequest, on_complete: Callable[[Exchange], None]
     ) -> Exchange | None:
-        """Create the :class:`Exchange` for ``request`` (IOLoop thread).
+        """Create the :class:`~wsgi_bridge.exchange.Exchange` for ``request`` (IOLoop).
 
-        Answers 404 itself (outside ``script_name``) and returns None then.
+        :param request: the Tornado request, headers read.
+        :param on_complete: called once with the exchange when it is over; it must
+            call :meth:`release` (the handler also logs the access line).
+        :returns: the exchange, or None when the bridge answered 404 itself (the path
+            is outside ``script_name``).
         """
         request_id = ensure_request_id(request)
-        complete = self._on_complete if handler is None else handler.exchange_complete
         try:
             environ = build_environ(
                 request,
@@ -211,39 +242,40 @@ class WSGIContainer:
                 file_wrapper=FileWrapper,
             )
         except NotMounted:
-            exchange = Exchange(self, request, {}, request_id, complete)
+            exchange = Exchange(request, {}, request_id, self.exchange_config, on_complete)
             exchange.respond_simple(404, "Not Found")
             return None
-        return Exchange(self, request, environ, request_id, complete)
+        return Exchange(request, environ, request_id, self.exchange_config, on_complete)
 
     def admit(self, exchange: Exchange) -> bool:
-        """Reserve a slot or answer 503 at once from the IOLoop (never the executor)."""
+        """Reserve an admission slot, or answer 503 at once (IOLoop, never the executor).
+
+        :returns: False when the request was refused (draining, or
+            :attr:`admission_limit` requests in flight).
+        """
         if self.draining or self._admitted >= self.admission_limit:
             exchange.respond_simple(
-                503,
-                "Service Unavailable",
-                [("Retry-After", str(self.retry_after))],
-                close=self.draining,
+                503, "Service Unavailable", self._retry_after_headers, close=self.draining
             )
             return False
         self._admitted += 1
         exchange.admitted = True
         return True
 
-    def dispatch(self, exchange: Exchange) -> None:
-        """Submit the exchange as one executor job in a copy of the current context."""
-        if exchange.dispatched:
-            return
-        exchange.environ["wsgi.input"] = exchange.input
-        exchange.dispatched = True
+    def dispatch(self, job: Job) -> None:
+        """Submit ``job`` to the executor in a copy of the current context.
+
+        Called on the IOLoop thread; ``job`` (no arguments: the exchange's bound
+        ``run``) runs on a worker thread.
+
+        One request is exactly one job, so the executor's FIFO queue is the order of
+        service.  The context is copied here, on the IOLoop, so the job's context
+        variables never leak into the next job on the same thread.
+
+        :raises RuntimeError: the executor was shut down.
+        """
         context = contextvars.copy_context()
-        try:
-            self.executor.submit(context.run, exchange.run)
-        except RuntimeError:  # executor shut down
-            exchange.dispatched = False
-            exchange.respond_simple(
-                503, "Service Unavailable", [("Retry-After", str(self.retry_after))], True
-            )
+        self.executor.submit(context.run, job)
 
     def release(self, exchange: Exchange) -> None:
         """Free the admission slot of a finished exchange and wake :meth:`drain`."""

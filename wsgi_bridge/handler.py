@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import httputil, web
+from tornado import web
 from tornado.concurrent import Future
 
+from .compat import body_future, mark_handler_finished, reset_handler_response
 from .container import WSGIContainer
 from .exchange import Exchange
 
@@ -45,7 +46,7 @@ class WSGIFallbackHandler(web.FallbackHandler):
         """:param fallback: the container (from the route's kwargs dict)."""
         if not isinstance(fallback, WSGIContainer):
             raise TypeError("WSGIFallbackHandler needs a wsgi_bridge.WSGIContainer fallback")
-        self.fallback = fallback  # type: ignore[assignment]
+        self.fallback = fallback
         self.container = fallback
         self.bytes_sent: int | None = None
         self.response_aborted = False
@@ -58,10 +59,7 @@ class WSGIFallbackHandler(web.FallbackHandler):
         ``Content-Type`` and formatted ``Date`` headers that ``RequestHandler.clear``
         prepares for each request would be work thrown away on the hot path.
         """
-        self._headers = httputil.HTTPHeaders()
-        self._write_buffer = []
-        self._status_code = 200
-        self._reason = "OK"
+        reset_handler_response(self)
 
     def check_xsrf_cookie(self) -> None:
         """No-op: XSRF is the WSGI application's business."""
@@ -74,7 +72,7 @@ class WSGIFallbackHandler(web.FallbackHandler):
         connection (it closes when a response ends before the request was read).
         """
         # From here on the response belongs to the exchange, never to RequestHandler.
-        self._finished = True
+        mark_handler_finished(self)
         headers = self.request.headers
         self._chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         length_header = headers.get("Content-Length")
@@ -87,13 +85,13 @@ class WSGIFallbackHandler(web.FallbackHandler):
         self._has_body = self._chunked or self._length > 0
         if self._has_body:
             self._begin()
-        body_future: Future[None] | None = getattr(self.request, "_body_future", None)
-        if body_future is not None:
-            body_future.add_done_callback(self._on_body_future)
+        body_done = body_future(self.request)
+        if body_done is not None:
+            body_done.add_done_callback(self._on_body_future)
 
     def _begin(self) -> None:
         container = self.container
-        exchange = container.start(self.request, handler=self)
+        exchange = container.start(self.request, self.exchange_complete)
         if exchange is None:
             return
         if self._length > container.max_body_size:

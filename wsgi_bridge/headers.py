@@ -83,4 +83,4 @@ def validate_headers(headers: object) -> HeaderList:
             value.encode("latin-1")
         except UnicodeEncodeError as exc:
             raise WSGIAppError(f"header {name} value is not latin-1: {value!r}") from exc
-    return headers  # type: ignore[return-value]
+    return headers

@@ -112,7 +112,7 @@ class StreamingInput:
         :raises RequestBodyTooLarge: the upload outgrew ``max_body_size``.
         """
         if size is None or size < 0:
-            parts = []
+            parts: list[bytes] = []
             while True:
                 chunk = self.read(self._high_water)
                 if not chunk:

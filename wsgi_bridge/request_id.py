@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from typing import TypeGuard
 
 from tornado.httputil import HTTPServerRequest
 
@@ -22,7 +23,7 @@ _PREFIX = os.urandom(6).hex()
 _counter = itertools.count(1)
 
 
-def is_valid_request_id(value: str | None) -> bool:
+def is_valid_request_id(value: str | None) -> TypeGuard[str]:
     """True for 1-128 characters of ``A-Z a-z 0-9 . _ : -`` (safe in logs and headers)."""
     return value is not None and _VALID_RE.match(value) is not None
 
@@ -37,7 +38,7 @@ def ensure_request_id(request: HTTPServerRequest) -> str:
         :func:`is_valid_request_id`), else a new id: 12 random hex digits fixed per
         process, ``-``, and a per-process counter in hex (``"3f9a1c2e07b4-1a2"``).
     """
-    cached = getattr(request, REQUEST_ID_ATTR, None)
+    cached: str | None = getattr(request, REQUEST_ID_ATTR, None)
     if cached is not None:
         return cached
     incoming = request.headers.get("X-Request-ID")

@@ -1,6 +1,7 @@
 """Type aliases for the WSGI protocol (PEP 3333) used across :mod:`wsgi_bridge`.
 
-Only aliases live here, so every other module can import them without cycles.
+Only aliases live here (no classes, no imports of the package), so every module can
+import them without cycles.
 """
 
 from __future__ import annotations
@@ -21,3 +22,7 @@ Environ: TypeAlias = dict[str, Any]
 WSGIApp: TypeAlias = Callable[[Environ, StartResponse], Iterable[bytes]]
 #: Response headers as PEP 3333 gives them: a list of ``(name, value)`` native strings.
 HeaderList: TypeAlias = list[tuple[str, str]]
+#: A job for a worker thread: runs one request's application, returns nothing.
+Job: TypeAlias = Callable[[], None]
+#: Runs a :data:`Job` on the worker pool (raises ``RuntimeError`` once it is shut down).
+Dispatch: TypeAlias = Callable[[Job], object]

@@ -1,4 +1,9 @@
-"""Small WSGI applications used by the bridge tests (each one does one thing)."""
+"""Small WSGI applications used by the bridge tests (each one does one thing).
+
+The generic workloads (downloads, uploads, slow and sleepy views) live in
+:mod:`wsgi_bridge.testing`, shared with ``benchmarks/bridge_measure.py``, and are
+re-exported here so tests read them all as ``apps.<name>``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,22 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, redirect, request, stream_with_context, url_for
+
+from wsgi_bridge.testing import (
+    counting_upload,
+    gated_download,
+    generated_download,
+    sleepy,
+    slow_first_byte,
+)
+
+__all__ = [  # the re-exported workloads; the rest are this module's own
+    "counting_upload",
+    "gated_download",
+    "generated_download",
+    "sleepy",
+    "slow_first_byte",
+]
 
 Environ = dict[str, Any]
 
@@ -263,45 +284,6 @@ class Tracker:
         return app
 
 
-def generated_download(total: int, block: int = 65536) -> Any:
-    """A ``total``-byte body generated ``block`` bytes at a time (no Content-Length)."""
-
-    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        chunk = b"\0" * block
-        sent = 0
-        while sent < total:
-            piece = chunk if total - sent >= block else chunk[: total - sent]
-            sent += len(piece)
-            yield piece
-
-    return app
-
-
-def counting_upload(environ: Environ, start_response: Any) -> list[bytes]:
-    """Read the body in 64 KiB pieces, keep only the count."""
-    stream = environ["wsgi.input"]
-    total = 0
-    while True:
-        piece = stream.read(65536)
-        if not piece:
-            break
-        total += len(piece)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(total).encode()]
-
-
-def sleepy(seconds: float) -> Any:
-    """(a) Sleep then return a one-element list."""
-
-    def app(environ: Environ, start_response: Any) -> list[bytes]:
-        time.sleep(seconds)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"%.6f" % time.monotonic()]
-
-    return app
-
-
 def make_flask_app() -> Flask:
     """A Flask app exercising request data, url_for, redirects and stream_with_context."""
     app = Flask(__name__)
@@ -336,49 +318,5 @@ def make_flask_app() -> Flask:
     @app.get("/fail")
     def fail() -> str:
         raise RuntimeError("flask view failed")
-
-    return app
-
-
-def gated_download(total: int, block: int = 65536) -> Any:
-    """Yield one block, then wait (max 3 s) until ``/release`` is requested, then the rest.
-
-    Proves the first byte leaves before the generator is exhausted: the client requests
-    ``/release`` only after it received the first byte.
-    """
-    gate = threading.Event()
-
-    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
-        if environ["PATH_INFO"] == "/release":
-            gate.set()
-            start_response("200 OK", [])
-            return iter([b"released"])
-        gate.clear()
-        return _gated(start_response, gate, total, block)
-
-    return app
-
-
-def _gated(start_response: Any, gate: threading.Event, total: int, block: int) -> Iterator[bytes]:
-    start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    chunk = b"\0" * block
-    yield chunk
-    gate.wait(3)
-    sent = block
-    while sent < total:
-        piece = chunk if total - sent >= block else chunk[: total - sent]
-        sent += len(piece)
-        yield piece
-
-
-def slow_first_byte(delay: float) -> Any:
-    """Yield b"first" at once, then sleep ``delay`` s between 5 more chunks."""
-
-    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        yield b"first"
-        for _ in range(5):
-            time.sleep(delay)
-            yield b"more"
 
     return app

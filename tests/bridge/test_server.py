@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import json
 import socket
@@ -10,9 +11,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import bridge_apps as apps
 import pytest
-from bridge_conftest_helpers import (
+
+from tests.bridge import apps
+from wsgi_bridge import WSGIContainer
+from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
     header_value,
@@ -21,8 +25,6 @@ from bridge_conftest_helpers import (
     status_of,
     wait_for,
 )
-
-from wsgi_bridge import WSGIContainer
 
 BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
 
@@ -200,8 +202,7 @@ def test_http10_stream_is_close_delimited() -> None:
 
 
 @BOTH
-def test_backpressure_bounds_buffered_output(kind: str) -> None:
-    tracker = apps.Tracker()
+def test_backpressure_bounds_buffered_output(kind: str, tracker: apps.Tracker) -> None:
     buffer_size = 256 * 1024
     with BridgeServer(
         tracker.endless(65536), kind=kind, response_buffer_size=buffer_size
@@ -379,8 +380,7 @@ def test_chunked_upload_outgrowing_max_body_size_is_stopped() -> None:
 
 # ------------------------------------------------------------ 5. client disconnect
 @BOTH
-def test_disconnect_mid_stream_closes_iterable_promptly(kind: str) -> None:
-    tracker = apps.Tracker()
+def test_disconnect_mid_stream_closes_iterable_promptly(kind: str, tracker: apps.Tracker) -> None:
     with BridgeServer(tracker.slow_stream(50, 0.1), kind=kind) as server:
         with server.raw() as sock:
             raw_get(sock)
@@ -396,8 +396,7 @@ def test_disconnect_mid_stream_closes_iterable_promptly(kind: str) -> None:
 
 
 # ------------------------------------------------------------------- 6. overload
-def test_overload_gets_503_at_once_and_native_keeps_answering() -> None:
-    tracker = apps.Tracker()
+def test_overload_gets_503_at_once_and_native_keeps_answering(tracker: apps.Tracker) -> None:
     with BridgeServer(tracker.blocking(), workers=2, max_queue=1, retry_after=7) as server:
         conns = []
         try:
@@ -455,14 +454,35 @@ def test_requests_are_served_in_arrival_order() -> None:
     assert order == ["/first", "/a", "/b", "/c", "/d"]
 
 
-def test_default_queue_size_derives_from_executor() -> None:
-    import concurrent.futures
-
+def test_max_queue_defaults_to_four_per_worker() -> None:
     with concurrent.futures.ThreadPoolExecutor(3) as executor:
-        container = WSGIContainer(apps.hello, executor)
-        assert (container.max_workers, container.max_queue) == (3, 6)
-        assert container.admission_limit == 9
-        assert WSGIContainer(apps.hello, executor, max_queue=0).admission_limit == 3
+        container = WSGIContainer(apps.hello, executor, max_workers=3)
+        assert (container.max_workers, container.max_queue) == (3, 3 * DEFAULT_QUEUE_PER_WORKER)
+        assert DEFAULT_QUEUE_PER_WORKER == 4
+        assert container.admission_limit == 15
+        assert WSGIContainer(apps.hello, executor, max_workers=3, max_queue=0).admission_limit == 3
+        assert WSGIContainer(apps.hello, executor, max_queue=None).max_queue == 12
+
+
+def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
+    with concurrent.futures.ThreadPoolExecutor(3) as executor:
+        # The caller's configuration wins over whatever the executor says.
+        assert WSGIContainer(apps.hello, executor, max_workers=5).max_workers == 5
+        # Drop-in form WSGIContainer(app, executor): read from the executor (compat).
+        assert WSGIContainer(apps.hello, executor).max_workers == 3
+    own = WSGIContainer(apps.hello)
+    try:
+        assert own.max_workers == default_worker_count()
+        assert own.max_queue == DEFAULT_QUEUE_PER_WORKER * default_worker_count()
+    finally:
+        own.close()
+    sized = WSGIContainer(apps.hello, max_workers=2)
+    try:
+        assert (sized.max_workers, sized.admission_limit) == (2, 10)
+    finally:
+        sized.close()
+    with pytest.raises(ValueError, match="max_workers"):
+        WSGIContainer(apps.hello, max_workers=0)
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333
@@ -613,8 +633,7 @@ def test_trusted_proxy_headers() -> None:
 
 
 # --------------------------------------------------------------------- 10. drain
-def test_drain_waits_for_in_flight_and_rejects_new() -> None:
-    tracker = apps.Tracker()
+def test_drain_waits_for_in_flight_and_rejects_new(tracker: apps.Tracker) -> None:
     with BridgeServer(tracker.blocking()) as server:
         conn = server.http()
         try:

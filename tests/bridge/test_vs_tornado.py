@@ -16,9 +16,10 @@ import threading
 import time
 from typing import Any
 
-import bridge_apps as apps
 import pytest
-from bridge_conftest_helpers import (
+
+from tests.bridge import apps
+from wsgi_bridge.testing import (
     BridgeServer,
     PeakSampler,
     SubprocessServer,
@@ -41,7 +42,7 @@ def kinds(*tornado_fails: str) -> Any:
 
 # (a) --------------------------------------------------------------------------------
 @kinds("re-queues the response chunk behind every waiting request: one ~1.5 s wave")
-def test_a_completions_come_in_waves(kind: str) -> None:
+def test_completions_come_in_waves_of_the_pool_size(kind: str) -> None:
     """4 threads, 24 concurrent requests to a 250 ms view returning a one-element list.
 
     Wave structure, not speed: when the 13th application call starts (~750 ms, after
@@ -83,7 +84,7 @@ def test_a_completions_come_in_waves(kind: str) -> None:
 @pytest.mark.parametrize(
     "app", [apps.yield_then_raise, apps.raise_before_start], ids=["mid-body", "before-start"]
 )
-def test_b_errors_never_hang(kind: str, app: Any) -> None:
+def test_app_errors_never_hang_the_connection(kind: str, app: Any) -> None:
     with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge"):
         with capture_logs("tornado.application"), server.raw() as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -96,7 +97,7 @@ def test_b_errors_never_hang(kind: str, app: Any) -> None:
 
 # (c) --------------------------------------------------------------------------------
 @kinds("writes the body on HEAD: HTTPOutputError, connection dropped")
-def test_c_head_without_content_length(kind: str) -> None:
+def test_head_without_content_length_gets_length_no_body(kind: str) -> None:
     with (
         BridgeServer(apps.head_no_length, kind=kind) as server,
         capture_logs("tornado.application"),
@@ -115,7 +116,7 @@ def test_c_head_without_content_length(kind: str) -> None:
 
 # (d) --------------------------------------------------------------------------------
 @kinds("no CONTENT_LENGTH and no wsgi.input_terminated: Flask reads an empty body")
-def test_d_chunked_post_to_flask(kind: str) -> None:
+def test_chunked_post_reaches_flask_whole(kind: str) -> None:
     with BridgeServer(apps.make_flask_app(), kind=kind) as server, server.raw() as sock:
         sock.sendall(
             b"POST /length HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
@@ -128,8 +129,7 @@ def test_d_chunked_post_to_flask(kind: str) -> None:
 
 # (e) --------------------------------------------------------------------------------
 @kinds("iterates all 50 chunks (5 s) before noticing the client left")
-def test_e_client_disconnect_closes_iterable(kind: str) -> None:
-    tracker = apps.Tracker()
+def test_client_disconnect_closes_iterable_promptly(kind: str, tracker: apps.Tracker) -> None:
     with BridgeServer(tracker.slow_stream(50, 0.1), kind=kind) as server:
         with server.raw() as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -145,7 +145,7 @@ def test_e_client_disconnect_closes_iterable(kind: str) -> None:
 
 # (f) --------------------------------------------------------------------------------
 @kinds("buffers the whole body: first byte after the generator ends")
-def test_f_first_byte_leaves_at_once(kind: str) -> None:
+def test_first_byte_leaves_before_the_generator_ends(kind: str) -> None:
     total = 8 * 1024 * 1024
     with BridgeServer(apps.gated_download(total), kind=kind) as server:
         conn = server.http(timeout=20)
@@ -168,7 +168,7 @@ RSS_BOUND = 24 * 1024 * 1024
 
 
 @kinds("holds the whole 64 MiB body (several copies) in memory")
-def test_f_streamed_download_rss_is_flat(kind: str) -> None:
+def test_streamed_download_rss_is_flat(kind: str) -> None:
     with SubprocessServer(kind, f"download:{DOWNLOAD}") as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         try:
@@ -206,7 +206,7 @@ def test_upload_rss_is_flat(kind: str) -> None:
 
 # (g) --------------------------------------------------------------------------------
 @kinds()
-def test_g_exc_info_replaces_response_before_body(kind: str) -> None:
+def test_exc_info_replaces_response_before_body(kind: str) -> None:
     with BridgeServer(apps.exc_info_replace, kind=kind) as server:
         status, _, body = server.request("GET", "/")
     assert (status, body) == (500, b"custom error page")
@@ -230,8 +230,7 @@ def test_context_does_not_leak_between_requests(kind: str) -> None:
 
 
 @kinds("no admission limit: the request waits in the executor queue instead of a 503")
-def test_overload_is_refused_at_once(kind: str) -> None:
-    tracker = apps.Tracker()
+def test_overload_is_refused_at_once(kind: str, tracker: apps.Tracker) -> None:
     with BridgeServer(tracker.blocking(), kind=kind, workers=1, max_queue=0) as server:
         conn = server.http()
         try:

@@ -1,0 +1,241 @@
+"""Canaries for ``wsgi_bridge.compat``: the private attributes it reads still mean the same.
+
+Each test checks one attribute on a real object (a live ``HTTP1Connection``, a
+``RequestHandler`` serving a real request, a ``ThreadPoolExecutor``) of the installed
+Tornado and Python.  When an upgrade renames or changes one, the failure names the
+attribute and the compat function to fix, instead of some bridge test hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import threading
+from typing import Any, ClassVar
+
+import tornado
+import tornado.web
+from tornado import httputil
+from tornado.concurrent import Future
+from tornado.http1connection import HTTP1Connection
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
+from tornado.netutil import bind_sockets
+
+from wsgi_bridge import compat
+
+
+def _moved(owner: str, attribute: str, function: str) -> str:
+    return (
+        f"{owner}.{attribute} is gone or changed meaning in Tornado {tornado.version} / "
+        f"this Python: update wsgi_bridge.compat.{function} (and this canary)"
+    )
+
+
+def _serve_once(
+    handler: type[tornado.web.RequestHandler], method: str = "GET", body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Serve one request with ``handler`` on 127.0.0.1; returns (status, headers, body)."""
+
+    async def main() -> tuple[int, dict[str, str], bytes]:
+        sockets = bind_sockets(0, "127.0.0.1")
+        port = sockets[0].getsockname()[1]
+        server = HTTPServer(tornado.web.Application([(r"/", handler)]))
+        server.add_sockets(sockets)
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(
+                f"http://127.0.0.1:{port}/", method=method, body=body, raise_error=False
+            )
+            return response.code, dict(response.headers), response.body
+        finally:
+            client.close()
+            server.stop()
+            await server.close_all_connections()
+
+    return asyncio.run(main())
+
+
+# ------------------------------------------------------------ HTTP1Connection
+def test_http1connection_disconnect_on_finish_is_a_bool_flag() -> None:
+    async def main() -> None:
+        left, right = socket.socketpair()
+        stream = IOStream(left)
+        try:
+            connection = HTTP1Connection(stream, is_client=False)
+            flag = getattr(connection, "_disconnect_on_finish", None)
+            assert flag is False, _moved(
+                "HTTP1Connection", "_disconnect_on_finish", "close_after_response"
+            )
+            assert compat.close_after_response(connection) is True
+            assert connection._disconnect_on_finish is True
+        finally:
+            stream.close()
+            right.close()
+
+    asyncio.run(main())
+    assert compat.close_after_response(object()) is False
+
+
+class _ClosesAfterResponse(tornado.web.RequestHandler):
+    def get(self) -> None:
+        assert compat.close_after_response(self.request.connection)
+        self.write(b"bye")
+
+
+def test_close_after_response_closes_a_keep_alive_connection() -> None:
+    """What the flag means: Tornado closes after the response, with ``Connection: close``
+    for an HTTP/1.1 client that asked for nothing of the sort."""
+
+    async def main() -> bytes:
+        sockets = bind_sockets(0, "127.0.0.1")
+        port = sockets[0].getsockname()[1]
+        server = HTTPServer(tornado.web.Application([(r"/", _ClosesAfterResponse)]))
+        server.add_sockets(sockets)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 5)  # read() returns at EOF
+            writer.close()
+            return data
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    data = asyncio.run(main())
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"bye"), _moved(
+        "HTTP1Connection", "_disconnect_on_finish", "close_after_response"
+    )
+
+
+# ------------------------------------------------------------ HTTPServerRequest
+@tornado.web.stream_request_body
+class _BodyFutureProbe(tornado.web.RequestHandler):
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def prepare(self) -> None:
+        future = compat.body_future(self.request)
+        self.seen["prepare"] = (isinstance(future, Future), future is not None and future.done())
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+    def post(self) -> None:
+        future = compat.body_future(self.request)
+        self.seen["post"] = future is not None and future.done()
+        self.write(b"ok")
+
+
+def test_body_future_is_pending_until_the_body_was_read() -> None:
+    status, _, _ = _serve_once(_BodyFutureProbe, "POST", b"x" * 1000)
+    assert status == 200
+    message = _moved("HTTPServerRequest", "_body_future", "body_future")
+    assert _BodyFutureProbe.seen["prepare"] == (True, False), message
+    assert _BodyFutureProbe.seen["post"] is True, message
+
+
+# ------------------------------------------------------------ RequestHandler
+class _HandlerProbe(tornado.web.RequestHandler):
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def get(self) -> None:
+        seen = self.seen
+        seen["written_before"] = compat.headers_written(self)
+        self.set_header("X-Probe", "1")
+        headers = compat.response_headers(self)
+        seen["headers_type"] = type(headers)
+        seen["probe_header"] = headers.get("X-Probe")
+        self.write(b"abc")
+        self.write(b"def")
+        seen["pending"] = list(compat.pending_output(self))
+        self.flush()
+        seen["written_after"] = compat.headers_written(self)
+        seen["pending_after_flush"] = list(compat.pending_output(self))
+        self.finish(b"!")
+
+
+class _ResetProbe(tornado.web.RequestHandler):
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def get(self) -> None:
+        self.set_status(404)
+        self.write(b"lost")
+        compat.reset_handler_response(self)
+        self.seen["reset"] = (
+            self.get_status(),
+            dict(compat.response_headers(self)),
+            list(compat.pending_output(self)),
+        )
+        self.write(b"kept")
+
+
+class _FinishedProbe(tornado.web.RequestHandler):
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def get(self) -> None:
+        self.finish(b"answered")
+        # What mark_handler_finished relies on: _finished is the flag finish() sets.
+        self.seen["finished_flag"] = getattr(self, "_finished", None)
+
+
+def test_handler_headers_written_response_headers_and_pending_output() -> None:
+    status, headers, body = _serve_once(_HandlerProbe)
+    assert (status, body) == (200, b"abcdef!")
+    seen = _HandlerProbe.seen
+    assert seen["written_before"] is False and seen["written_after"] is True, _moved(
+        "RequestHandler", "_headers_written", "headers_written"
+    )
+    assert seen["headers_type"] is httputil.HTTPHeaders and seen["probe_header"] == "1", _moved(
+        "RequestHandler", "_headers", "response_headers"
+    )
+    assert seen["pending"] == [b"abc", b"def"] and seen["pending_after_flush"] == [], _moved(
+        "RequestHandler", "_write_buffer", "pending_output"
+    )
+    assert headers.get("X-Probe") == "1"
+
+
+def test_reset_handler_response_empties_status_headers_and_body() -> None:
+    status, headers, body = _serve_once(_ResetProbe)
+    assert _ResetProbe.seen["reset"] == (200, {}, []), _moved(
+        "RequestHandler", "_status_code/_headers/_write_buffer", "reset_handler_response"
+    )
+    assert (status, body) == (200, b"kept")
+    assert "Server" not in headers  # Tornado's default headers were not prepared
+
+
+def test_mark_handler_finished_sets_the_flag_finish_sets() -> None:
+    status, _, body = _serve_once(_FinishedProbe)
+    assert (status, body) == (200, b"answered")
+    assert _FinishedProbe.seen["finished_flag"] is True, _moved(
+        "RequestHandler", "_finished", "mark_handler_finished"
+    )
+
+
+# ------------------------------------------------------------ ThreadPoolExecutor
+def test_executor_max_workers_and_live_threads() -> None:
+    gate = threading.Event()
+    executor = concurrent.futures.ThreadPoolExecutor(3)
+    try:
+        assert isinstance(getattr(executor, "_max_workers", None), int), _moved(
+            "ThreadPoolExecutor", "_max_workers", "executor_max_workers"
+        )
+        assert compat.executor_max_workers(executor) == 3
+        assert isinstance(getattr(executor, "_threads", None), set), _moved(
+            "ThreadPoolExecutor", "_threads", "live_threads"
+        )
+        assert compat.live_threads(executor) == 0  # threads start with the first job
+        futures = [executor.submit(gate.wait, 5) for _ in range(2)]
+        assert compat.live_threads(executor) == 2, _moved(
+            "ThreadPoolExecutor", "_threads", "live_threads"
+        )
+        executor.shutdown(wait=False)
+        assert compat.live_threads(executor) == 2  # busy threads outlive shutdown()
+        gate.set()
+        concurrent.futures.wait(futures, 5)
+    finally:
+        gate.set()
+        executor.shutdown(wait=True)
+    assert compat.live_threads(executor) == 0
+    assert compat.executor_max_workers(concurrent.futures.Executor()) is None
