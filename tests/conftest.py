@@ -7,8 +7,11 @@
 * ``database_url`` -- a fresh, migrated database per test: a SQLite file in
   ``tmp_path``, or, when ``TEST_DATABASE_URL`` names PostgreSQL, a schema of
   its own in that database, dropped afterwards;
-* ``settings``, ``executor``, ``flask_app``, ``testapp`` (WebTest);
-* ``live_server`` -- the real hybrid server on a random port, in a thread.
+* ``settings``, ``executor``, ``flask_app``, ``testapp`` (WebTest), ``hybrid``
+  (built, not serving);
+* ``live_server`` -- the real hybrid server on a random port, in a thread;
+* ``migrated`` (this test's database, migrated by ``manage.py db upgrade``)
+  and ``servers`` (``manage.py serve`` processes, killed after the test).
 
 Helpers that tests import live in ``tests/support/``; tests never import this file.
 """
@@ -38,9 +41,10 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.schema_migrations import upgrade_database
 from config import Settings, load_settings
-from server.build import FlaskFactory, build_hybrid
+from server.build import FlaskFactory, Hybrid, build_hybrid
 from server.features import FEATURES
 from server.serve import serve
+from tests.support.cli import ServerProcess, environment, run
 from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 
 
@@ -151,6 +155,15 @@ def flask_app(settings: Settings, executor: ThreadPoolExecutor) -> Iterator[Flas
 
 
 @pytest.fixture
+def hybrid(settings: Settings) -> Iterator[Hybrid]:
+    """The hybrid as ``manage.py routes`` builds it: every feature, nothing listening."""
+    built = build_hybrid(settings)
+    yield built
+    built.close()
+    _dispose(built.flask_app)
+
+
+@pytest.fixture
 def testapp(flask_app: Flask) -> webtest.TestApp:
     """WebTest's ``TestApp`` around the Flask app (WSGI level, no sockets)."""
     return webtest.TestApp(flask_app)
@@ -209,3 +222,20 @@ def live_server(settings: Settings) -> Iterator[ServerFactory]:
         assert not thread.is_alive(), "server did not stop within 15 s"
         server.hybrid.executor.shutdown(wait=True)
         _dispose(server.hybrid.flask_app)
+
+
+@pytest.fixture
+def migrated(database_url: str) -> str:
+    """This test's database, migrated by ``manage.py db upgrade``."""
+    upgraded = run("db", "upgrade", env=environment(database_url))
+    assert upgraded.returncode == 0, upgraded.stderr
+    return database_url
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """``manage.py serve`` processes a test starts (append them); killed afterwards if running."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.close()

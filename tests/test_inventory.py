@@ -1,62 +1,93 @@
-"""``manage.py routes`` (``tornado_handlers.inventory``) against the ported route."""
+"""``manage.py routes`` (``server.inventory``): both sides in one list, ports flagged.
+
+The port here is test-only: Flask views under ``/api/_test/items`` and a
+native rule for one of them, added to the skeleton's routes.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
+from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from tornado.web import url
+from werkzeug.routing import IntegerConverter
 
-from app import create_app
-from app.feature import Feature
 from config import Settings
 from server.build import Hybrid, build_hybrid
-from server.inventory import (
-    Route,
-    build_inventory,
-    format_table,
-    handler_methods,
-    sample_path,
-)
-from tests.support.cli import environment, run
+from server.inventory import build_inventory, format_table, handler_methods, sample_path
+from tests.support.routes import add_native_route, inventory, with_views
+from tornado_handlers.account import MeHandler
 from tornado_handlers.base import BaseHandler
-from tornado_handlers.tasks.handlers import TaskStatsHandler
+
+ITEM = r"/api/_test/items/([0-9]+)"
+"""The native rule of the test-only port."""
+
+
+class ItemHandler(BaseHandler):
+    """Test-only: the native port of Flask's ``test_items_detail``."""
+
+    def get(self, item_id: str) -> None:
+        """``{"id": item_id}``."""
+        self.write_json({"id": int(item_id)})
+
+
+ITEM_HANDLER = f"{ItemHandler.__module__}.{ItemHandler.__qualname__}"
+"""How the inventory names :class:`ItemHandler`."""
+
+
+class ItemIdConverter(IntegerConverter):
+    """A converter of the app's own, as a feature may register: an ``int`` one underneath."""
+
+
+def add_items(app: Flask) -> None:
+    """Test-only Flask views: list, create, one item (ported natively), its notes (``GET``)."""
+    app.url_map.converters["item_id"] = ItemIdConverter
+
+    def view(**_values: object) -> str:
+        return ""
+
+    app.add_url_rule("/api/_test/items", "test_items_index", view, methods=["GET"])
+    app.add_url_rule("/api/_test/items", "test_items_create", view, methods=["POST"])
+    app.add_url_rule("/api/_test/items/<item_id:item_id>", "test_items_detail", view)
+    app.add_url_rule("/api/_test/items/<item_id:item_id>/notes", "test_items_notes", view)
+
+
+def build_ported(settings: Settings) -> Hybrid:
+    """The hybrid with the test-only Flask views and the native port of one of them."""
+    built = build_hybrid(settings, with_views(add_items))
+    add_native_route(built, settings.flask_mount + ITEM, ItemHandler)
+    return built
 
 
 @pytest.fixture
-def hybrid(settings: Settings) -> Iterator[Hybrid]:
-    """The hybrid as ``manage.py routes`` builds it (not serving)."""
-    built = build_hybrid(settings)
+def ported(settings: Settings) -> Iterator[Hybrid]:
+    """:func:`build_ported` with these settings (not serving)."""
+    built = build_ported(settings)
     yield built
     built.close()
 
 
-def inventory(hybrid: Hybrid, mount: str = "") -> dict[tuple[str, str], Route]:
-    """The inventory rows by ``(side, handler)``."""
-    routes = build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app, mount)
-    return {(route.side, route.handler): route for route in routes}
-
-
-def test_the_ported_detail_is_flagged_on_both_sides(hybrid: Hybrid) -> None:
-    routes = inventory(hybrid)
-    native = routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]
-    assert native.path == "/api/tasks/([0-9]+)"
+def test_a_ported_route_is_flagged_on_both_sides(ported: Hybrid) -> None:
+    routes = inventory(ported)
+    native = routes["native", ITEM_HANDLER]
+    assert native.path == "/api/_test/items/([0-9]+)"
     assert native.methods == ["GET"]  # HEAD and OPTIONS are left out on both sides
-    assert (native.status, native.twins) == ("ported", ["tasks_api.detail"])
-    flask = routes["flask", "tasks_api.detail"]
+    assert (native.status, native.twins) == ("ported", ["test_items_detail"])
+    flask = routes["flask", "test_items_detail"]
     assert (flask.status, flask.shadowed_by, flask.unreachable) == (
         "shadowed",
-        "/api/tasks/([0-9]+)",
+        "/api/_test/items/([0-9]+)",
         [],
     )
+    table = format_table(list(routes.values()))
+    assert "ported (test_items_detail)" in table
+    assert "shadowed by /api/_test/items/([0-9]+)" in table
 
 
-def test_neighbours_of_the_port_stay_on_flask(hybrid: Hybrid) -> None:
-    routes = inventory(hybrid)
-    for endpoint in ("tasks_api.index", "tasks_api.create", "tasks.detail"):
+def test_neighbours_of_the_port_stay_on_flask(ported: Hybrid) -> None:
+    routes = inventory(ported)
+    for endpoint in ("test_items_index", "test_items_create", "test_items_notes"):
         assert routes["flask", endpoint].status == "flask", endpoint
 
 
@@ -67,56 +98,52 @@ def test_native_routes_without_a_flask_twin(hybrid: Hybrid) -> None:
 
 
 def test_under_a_mount_the_port_still_shadows(settings: Settings) -> None:
-    built = build_hybrid(settings.model_copy(update={"flask_mount": "/legacy"}))
+    built = build_ported(settings.model_copy(update={"flask_mount": "/legacy"}))
     try:
         routes = inventory(built, "/legacy")
-        flask = routes["flask", "tasks_api.detail"]
-        assert flask.path == "/legacy/api/tasks/<task_id:task_id>"
-        assert (flask.status, flask.shadowed_by) == ("shadowed", "/legacy/api/tasks/([0-9]+)")
+        flask = routes["flask", "test_items_detail"]
+        assert flask.path == "/legacy/api/_test/items/<item_id:item_id>"
+        assert (flask.status, flask.shadowed_by) == (
+            "shadowed",
+            "/legacy/api/_test/items/([0-9]+)",
+        )
     finally:
         built.close()
 
 
-def with_post_only_twin(
-    settings: Settings, executor: Executor, features: Iterable[Feature]
-) -> Flask:
-    """The app plus a Flask ``POST /api/stats`` -- a method the native handler lacks."""
-    app = create_app(settings, executor, features)
-    app.add_url_rule("/api/stats", "legacy_stats", lambda: "", methods=["POST"])
-    return app
+def add_post_only_twin(app: Flask) -> None:
+    """A Flask ``POST /api/me`` -- a method the native handler lacks."""
+    app.add_url_rule("/api/me", "legacy_me", lambda: "", methods=["POST"])
 
 
 def test_a_native_rule_hides_every_method_of_the_path(settings: Settings) -> None:
     """Tornado routes by path: Flask's POST is unreachable (the native GET handler answers 405)."""
-    built = build_hybrid(settings, with_post_only_twin)
+    built = build_hybrid(settings, with_views(add_post_only_twin))
     try:
         routes = inventory(built)
-        flask = routes["flask", "legacy_stats"]
+        flask = routes["flask", "legacy_me"]
         assert (flask.status, flask.shadowed_by, flask.unreachable) == (
             "shadowed",
-            "/api/stats",
+            "/api/me",
             ["POST"],
         )
         table = format_table(list(routes.values()))
-        assert "shadowed by /api/stats; POST get 405" in table
+        assert "shadowed by /api/me; POST get 405" in table
     finally:
         built.close()
 
 
-def test_head_and_options_are_left_out_on_both_sides(hybrid: Hybrid) -> None:
+def test_head_and_options_are_left_out_on_both_sides(ported: Hybrid) -> None:
     """Every route of both sides answers them, so no row lists them."""
-    for route in build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app):
+    for route in build_inventory(ported.application.wildcard_router.rules, ported.flask_app):
         assert not {"HEAD", "OPTIONS"} & set(route.methods), route
-    routes = inventory(hybrid)
-    assert routes["native", "tornado_handlers.tasks.handlers.TaskNotesHandler"].methods == [
-        "GET",
-        "POST",
-    ]
+    routes = inventory(ported)
     assert routes["native", "tornado_handlers.account.PreferencesHandler"].methods == [
         "GET",
         "PUT",
     ]
-    assert routes["flask", "tasks_api.notes"].methods == ["GET"]
+    assert routes["flask", "auth.login"].methods == ["GET", "POST"]
+    assert routes["flask", "test_items_notes"].methods == ["GET"]
 
 
 def test_a_handler_without_get_has_no_head() -> None:
@@ -134,31 +161,17 @@ def test_a_handler_without_get_has_no_head() -> None:
     assert handler_methods(GetOnly) == ["GET"]
 
 
-def test_custom_converters_get_sample_values(hybrid: Hybrid) -> None:
-    """``<task_id:...>`` is an int converter: its sample path matches the native ``([0-9]+)``."""
+def test_custom_converters_get_sample_values(ported: Hybrid) -> None:
+    """``<item_id:...>`` is an int converter: its sample path matches the native ``([0-9]+)``."""
     rule = next(
-        r for r in hybrid.flask_app.url_map.iter_rules() if r.endpoint == "tasks_api.detail"
+        r for r in ported.flask_app.url_map.iter_rules() if r.endpoint == "test_items_detail"
     )
-    assert sample_path(rule) == "/api/tasks/1"
-    assert sample_path(rule, "/legacy") == "/legacy/api/tasks/1"
+    assert sample_path(rule) == "/api/_test/items/1"
+    assert sample_path(rule, "/legacy") == "/legacy/api/_test/items/1"
 
 
 def test_only_request_handlers_are_listed(hybrid: Hybrid) -> None:
-    rules = [*hybrid.application.wildcard_router.rules, url(r"/x", TaskStatsHandler, name="x")]
+    rules = [*hybrid.application.wildcard_router.rules, url(r"/x", MeHandler, name="x")]
     routes = build_inventory(rules, hybrid.flask_app)
     assert [r.path for r in routes if r.side == "native"][-1] == "/x"
     assert all(r.handler != "wsgi_bridge.handler.WSGIFallbackHandler" for r in routes)
-
-
-def test_the_command_reports_the_port(database_url: str) -> None:
-    result = run("routes", "--json", env=environment(database_url))
-    assert result.returncode == 0, result.stderr
-    routes = {(r["side"], r["handler"]): r for r in json.loads(result.stdout)}
-    assert routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]["status"] == "ported"
-    detail = routes["flask", "tasks_api.detail"]
-    assert detail["status"] == "shadowed"
-    assert detail["shadowed_by"] == "/api/tasks/([0-9]+)"
-    assert detail["unreachable"] == []
-    table = run("routes", env=environment(database_url)).stdout
-    assert "ported (tasks_api.detail)" in table
-    assert "shadowed by /api/tasks/([0-9]+)" in table

@@ -1,8 +1,9 @@
 """``manage.py serve`` as a real process: how it starts, fails to start, reloads and stops.
 
-Test-only task kinds and autoreload's watched file come from a
-``sitecustomize`` module in a temporary directory on ``PYTHONPATH``: Python
-imports it at start-up, so the command run is exactly the one a user types.
+A test-only Flask view that never returns (``/_test/stuck``) and autoreload's
+watched file come from a ``sitecustomize`` module in a temporary directory on
+``PYTHONPATH``: Python imports it at start-up, so the command run is exactly the
+one a user types.
 """
 
 from __future__ import annotations
@@ -10,38 +11,43 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from config import PROJECT_ROOT
+from app.schema_migrations import head_revisions
+from config import PROJECT_ROOT, Settings
+from server.build import build_hybrid
 from tests.support.cli import SERVING, ServerProcess, environment, run
 
-# Registers the kind "stuck", which never calls report(): it cannot be stopped.
+# Adds GET /_test/stuck, a view that never returns, to every app create_app makes.
 SITECUSTOMIZE = f"""
 import sys
 import threading
 
-from pydantic import BaseModel
-
 sys.path.insert(0, {str(PROJECT_ROOT)!r})  # as running manage.py does, a moment later
 
-from app.tasks import kinds
+import app
+
+_create_app = app.create_app
 
 
-class NoParams(BaseModel):
-    pass
+def create_app(*args, **kwargs):
+    flask_app = _create_app(*args, **kwargs)
+
+    def stuck():
+        threading.Event().wait()  # for ever
+        return ""
+
+    flask_app.add_url_rule("/_test/stuck", "test_stuck", stuck)
+    return flask_app
 
 
-def run_stuck(params, report):
-    threading.Event().wait()  # for ever, never reporting
-
-
-kinds.KINDS["stuck"] = kinds.TaskKind("stuck", NoParams, run_stuck, "test only")
+app.create_app = create_app  # before server.build imports it
 """
 
 
@@ -55,69 +61,42 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def migrated(database_url: str) -> str:
-    """This test's database, migrated by ``manage.py db upgrade``."""
-    upgraded = run("db", "upgrade", env=environment(database_url))
-    assert upgraded.returncode == 0, upgraded.stderr
-    return database_url
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Processes started by a test; killed afterwards if still running."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.close()
-
-
-def tasks_in(database_url: str) -> dict[int, tuple[str, str | None]]:
-    engine = create_engine(database_url)
+def heads(settings: Settings) -> str:
+    """The head revisions the start-up check expects: the skeleton's and each feature's."""
+    built = build_hybrid(settings)
     try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, status, error FROM tasks ORDER BY id"))
-            return {row.id: (row.status, row.error) for row in rows}
+        revisions = sorted(head_revisions(built.flask_app))
     finally:
-        engine.dispose()
+        built.close()
+    assert "0001" in revisions  # the skeleton's own branch
+    return ", ".join(revisions)
 
 
-INTERRUPTED = ("interrupted", "interrupted: the server stopped before the task finished")
+def in_flight(base: str) -> int:
+    """Bridged requests running or queued, as ``/healthz`` reports them."""
+    count: int = httpx.get(f"{base}/healthz", timeout=5).json()["wsgi"]["in_flight"]
+    return count
 
 
-def test_sigterm_stops_a_running_task_and_exits_0_within_the_timeout(
-    migrated: str, servers: list[ServerProcess]
-) -> None:
-    env = environment(migrated, PORT="0", THREADS="2", SHUTDOWN_TIMEOUT="5")
-    server = ServerProcess("--no-reload", env=env)
-    servers.append(server)
-    base = f"http://127.0.0.1:{server.port()}"
-    for _ in range(2):  # TASK_THREADS is 1 with THREADS=2: the second one waits
-        created = httpx.post(
-            f"{base}/api/tasks", json={"kind": "sleep", "params": {"steps": 60, "delay": 1}}
-        )
-        assert created.status_code == 201, created.text
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{base}/api/tasks/1").json()["status"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert httpx.get(f"{base}/api/tasks/2").json()["status"] == "queued"
-    status, elapsed = server.stop(timeout=15)
-    assert status == 0, server.log
-    assert elapsed < 5 + 2, f"took {elapsed:.1f} s"
-    assert "still busy" not in server.log
-    assert tasks_in(migrated) == {1: INTERRUPTED, 2: INTERRUPTED}
-
-
-def test_a_task_that_never_reports_does_not_keep_the_process_alive(
+def test_a_view_that_never_returns_does_not_keep_the_process_alive(
     migrated: str, site: Path, servers: list[ServerProcess]
 ) -> None:
     env = environment(migrated, site, PORT="0", THREADS="2", SHUTDOWN_TIMEOUT="1")
     server = ServerProcess("--no-reload", env=env)
     servers.append(server)
     base = f"http://127.0.0.1:{server.port()}"
-    assert httpx.post(f"{base}/api/tasks", json={"kind": "stuck"}).status_code == 201
+    answers: list[object] = []
+
+    def request_stuck() -> None:
+        try:
+            answers.append(httpx.get(f"{base}/_test/stuck", timeout=30).status_code)
+        except httpx.HTTPError as error:  # the server closes the connection on its way out
+            answers.append(type(error).__name__)
+
+    client = threading.Thread(target=request_stuck, daemon=True)
+    client.start()
     deadline = time.monotonic() + 10
-    while httpx.get(f"{base}/api/tasks/1").json()["status"] != "running":
+    while in_flight(base) != 1:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     status, elapsed = server.stop(timeout=15)
@@ -125,7 +104,8 @@ def test_a_task_that_never_reports_does_not_keep_the_process_alive(
     assert elapsed < 1 + 4, f"took {elapsed:.1f} s"
     assert "1 worker thread(s) still busy after the 1 s shutdown timeout" in server.log
     assert server.lines[-1].endswith("hybrid.server: stopped")  # the log was flushed
-    assert tasks_in(migrated) == {1: INTERRUPTED}
+    client.join(10)
+    assert answers and answers != [200], answers  # the view never answered
 
 
 def test_reload_restarts_the_server_when_a_watched_file_changes(
@@ -188,23 +168,19 @@ def busy_port() -> Iterator[int]:
             "equal to 1 (got '0')",
         ),
         (
-            {"THREADS": "4", "TASK_THREADS": "5"},
-            "Error: invalid configuration: TASK_THREADS: must be at most THREADS=4 (got 5)",
-        ),
-        (
             {"APP_ENV": "production"},
-            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
+            "Error: the database is not migrated (at revision None, head is {heads}): "
             "run python manage.py db upgrade",
         ),
         (
             {"APP_ENV": "testing"},
-            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
+            "Error: the database is not migrated (at revision None, head is {heads}): "
             "run python manage.py db upgrade",
         ),
     ],
 )
 def test_start_up_errors_are_one_line(
-    database_url: str, variables: dict[str, str], expected: str
+    database_url: str, heads: str, variables: dict[str, str], expected: str
 ) -> None:
     env = environment(database_url, PORT="0", **variables)
     result = run("serve", "--no-reload", env=env, timeout=30)
@@ -213,7 +189,7 @@ def test_start_up_errors_are_one_line(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ")
     assert "hunter2" not in result.stderr
-    assert last == expected
+    assert last == expected.replace("{heads}", heads)
 
 
 def test_address_errors_are_one_line_naming_the_variables(migrated: str, busy_port: int) -> None:

@@ -25,6 +25,7 @@ from app import create_app
 from app.feature import Feature, Shared
 from config import Settings
 from server.build import FlaskFactory, Hybrid
+from server.inventory import Route, build_inventory
 from tornado_handlers.mixins import FlaskSessionMixin
 
 
@@ -68,6 +69,15 @@ def with_views(*add_views: Callable[[Flask], None]) -> FlaskFactory:
         return app
 
     return factory
+
+
+def inventory(hybrid: Hybrid, mount: str = "") -> dict[tuple[str, str], Route]:
+    """The route inventory of ``hybrid`` (as ``manage.py routes`` lists it), by ``(side, handler)``.
+
+    :param mount: the Flask mount (``FLASK_MOUNT``) the hybrid was built with.
+    """
+    routes = build_inventory(hybrid.application.wildcard_router.rules, hybrid.flask_app, mount)
+    return {(route.side, route.handler): route for route in routes}
 
 
 class HelloSocket(FlaskSessionMixin, tornado.websocket.WebSocketHandler):

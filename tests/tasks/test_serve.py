@@ -1,0 +1,171 @@
+"""``manage.py serve`` as a real process, with the example's tasks running.
+
+Stopping interrupts tasks; a task that never reports does not keep the process
+alive; ``TASK_THREADS`` is checked at start-up; the task tables are part of the
+migrations. The test-only task kind ``stuck`` comes from a ``sitecustomize``
+module in a temporary directory on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from config import PROJECT_ROOT
+from tests.support.cli import MANAGE, ServerProcess, environment, run
+
+# Registers the kind "stuck", which never calls report(): it cannot be stopped.
+SITECUSTOMIZE = f"""
+import sys
+import threading
+
+from pydantic import BaseModel
+
+sys.path.insert(0, {str(PROJECT_ROOT)!r})  # as running manage.py does, a moment later
+
+from app.tasks import kinds
+
+
+class NoParams(BaseModel):
+    pass
+
+
+def run_stuck(params, report):
+    threading.Event().wait()  # for ever, never reporting
+
+
+kinds.KINDS["stuck"] = kinds.TaskKind("stuck", NoParams, run_stuck, "test only")
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A directory holding the test-only ``sitecustomize``."""
+    directory = tmp_path / "site"
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return directory
+
+
+def tasks_in(database_url: str) -> dict[int, tuple[str, str | None]]:
+    """``{id: (status, error)}`` of every task, read straight from the database."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, status, error FROM tasks ORDER BY id"))
+            return {row.id: (row.status, row.error) for row in rows}
+    finally:
+        engine.dispose()
+
+
+INTERRUPTED = ("interrupted", "interrupted: the server stopped before the task finished")
+
+
+def test_sigterm_stops_a_running_task_and_exits_0_within_the_timeout(
+    migrated: str, servers: list[ServerProcess]
+) -> None:
+    env = environment(migrated, PORT="0", THREADS="2", SHUTDOWN_TIMEOUT="5")
+    server = ServerProcess("--no-reload", env=env)
+    servers.append(server)
+    base = f"http://127.0.0.1:{server.port()}"
+    for _ in range(2):  # TASK_THREADS is 1 with THREADS=2: the second one waits
+        created = httpx.post(
+            f"{base}/api/tasks", json={"kind": "sleep", "params": {"steps": 60, "delay": 1}}
+        )
+        assert created.status_code == 201, created.text
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{base}/api/tasks/1").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert httpx.get(f"{base}/api/tasks/2").json()["status"] == "queued"
+    status, elapsed = server.stop(timeout=15)
+    assert status == 0, server.log
+    assert elapsed < 5 + 2, f"took {elapsed:.1f} s"
+    assert "still busy" not in server.log
+    assert tasks_in(migrated) == {1: INTERRUPTED, 2: INTERRUPTED}
+
+
+def test_a_task_that_never_reports_does_not_keep_the_process_alive(
+    migrated: str, site: Path, servers: list[ServerProcess]
+) -> None:
+    env = environment(migrated, site, PORT="0", THREADS="2", SHUTDOWN_TIMEOUT="1")
+    server = ServerProcess("--no-reload", env=env)
+    servers.append(server)
+    base = f"http://127.0.0.1:{server.port()}"
+    assert httpx.post(f"{base}/api/tasks", json={"kind": "stuck"}).status_code == 201
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{base}/api/tasks/1").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status, elapsed = server.stop(timeout=15)
+    assert status == 0, server.log
+    assert elapsed < 1 + 4, f"took {elapsed:.1f} s"
+    assert "1 worker thread(s) still busy after the 1 s shutdown timeout" in server.log
+    assert server.lines[-1].endswith("hybrid.server: stopped")  # the log was flushed
+    assert tasks_in(migrated) == {1: INTERRUPTED}
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"THREADS": "4", "TASK_THREADS": "5"},
+            "Error: invalid configuration: TASK_THREADS: must be at most THREADS=4 (got 5)",
+        ),
+        (
+            {"APP_ENV": "production"},
+            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
+            "run python manage.py db upgrade",
+        ),
+        (
+            {"APP_ENV": "testing"},
+            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
+            "run python manage.py db upgrade",
+        ),
+    ],
+)
+def test_start_up_errors_of_the_example_are_one_line(
+    database_url: str, variables: dict[str, str], expected: str
+) -> None:
+    env = environment(database_url, PORT="0", **variables)
+    result = run("serve", "--no-reload", env=env, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == expected
+
+
+def test_development_serve_creates_the_task_tables_on_first_start(tmp_path: Path) -> None:
+    """Development mode on a fresh SQLite file: the example's branch is migrated too."""
+    database = tmp_path / "fresh" / "dev.db"
+    env = environment(f"sqlite:///{database}", APP_ENV="development", PORT="0", THREADS="2")
+    env["AUTORELOAD"] = "false"
+    process = subprocess.Popen(
+        [sys.executable, MANAGE, "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        assert process.stderr is not None
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+        assert port, "serve did not report its port"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/tasks").json() == {"tasks": []}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
