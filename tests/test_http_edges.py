@@ -3,29 +3,36 @@
 ``HEAD`` (RFC 9110 section 9.3.2), ``OPTIONS`` (section 9.3.7), ``405`` with
 ``Allow`` (section 15.5.6), the bytes of JSON bodies, what an oversized body
 gets, and error pages in development (Flask must not re-raise into the bridge).
+On the skeleton's routes and test-only ones (``/_test/...``, ``/api/_test/...``).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 import webtest
-from flask import Flask
-from tornado.web import url
+from flask import Flask, abort, request
 
-from app.extensions import db
+from app.errors import map_exception
+from app.extensions import csrf, db
 from config import Settings, load_settings
 from server.build import build_hybrid
-from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
+from tests.support.routes import add_native_route, with_views
+from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory, raw_exchange
 from tornado_handlers.base import BaseHandler
 
-NATIVE_GET_ROUTES = ["/healthz", "/api/stats", "/api/me", "/api/preferences", "/api/tasks/1"]
+NATIVE_GET_ROUTES = ["/healthz", "/api/me", "/api/preferences"]
 FLASK_MESSAGE_405 = "The method is not allowed for the requested URL."
+NOT_AN_OBJECT = b'{"error":"the body must be a JSON object"}\n'
+
+
+class ItemNotFound(LookupError):
+    """Test-only domain error, mapped to 404 ``{"error": "no such item"}`` on both sides."""
 
 
 class PostOnlyHandler(BaseHandler):
@@ -36,21 +43,73 @@ class PostOnlyHandler(BaseHandler):
         self.write_json({"posted": True})
 
 
-def add_native_route(server: LiveServer, path: str, handler: type[BaseHandler]) -> None:
-    """Put a native rule for ``path`` first in the running server's route table."""
-    router = server.hybrid.application.wildcard_router
-    shared = {"executor": server.hybrid.executor, "flask_app": server.hybrid.flask_app}
-    router.rules.insert(0, router.process_rule(url(path, handler, shared)))
+class NestedJSONHandler(BaseHandler):
+    """Test-only: ``GET`` writes :data:`NESTED` with ``write_json``."""
+
+    def get(self) -> None:
+        """:data:`NESTED`, as JSON."""
+        self.write_json(NESTED)
 
 
-def raw_exchange(server: LiveServer, request: bytes) -> bytes:
-    """Send ``request`` on a fresh socket; return every byte until the server closes."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
+NESTED = {"b": {"d": 1, "c": [1, 2.5, None]}, "a": "é"}
+"""Keys out of order, nesting, a float, null and a non-ASCII string."""
+
+
+class ItemHandler(BaseHandler):
+    """Test-only: every item is unknown (:class:`ItemNotFound`)."""
+
+    def get(self, item_id: str) -> None:
+        """Raise :class:`ItemNotFound`."""
+        raise ItemNotFound(item_id)
+
+
+class EchoHandler(BaseHandler):
+    """Test-only: ``POST`` answers 201 with the JSON object it was sent (``json_body``)."""
+
+    def post(self) -> None:
+        """The body, back."""
+        self.write_json(self.json_body(), 201)
+
+
+def add_test_views(app: Flask) -> None:
+    """Test-only Flask JSON views under ``/api/_test/`` and the :class:`ItemNotFound` mapping.
+
+    ``GET|POST /api/_test/items``; ``GET /api/_test/items/<int>`` raises
+    :class:`ItemNotFound`; ``POST /api/_test/echo`` answers 201 with the JSON object
+    it was sent (``request.get_json(silent=True)``), else 400.
+    """
+    map_exception(app, ItemNotFound, 404, lambda _error: {"error": "no such item"})
+
+    @app.route("/api/_test/items", methods=["GET", "POST"])
+    @csrf.exempt
+    def items() -> dict[str, Any]:
+        return {"items": []}
+
+    @app.get("/api/_test/items/<int:item_id>")
+    def item(item_id: int) -> dict[str, Any]:
+        raise ItemNotFound(item_id)
+
+    @app.post("/api/_test/echo")
+    @csrf.exempt
+    def echo() -> tuple[dict[str, Any], int]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="the body must be a JSON object")
+        return body, 201
+
+
+def serve_test_routes(live_server: ServerFactory, **overrides: Any) -> LiveServer:
+    """Start the server with :func:`add_test_views` and the test-only native handlers.
+
+    ``/_test/post-only``, ``/_test/json``, ``/api/_test/items/([0-9]+)`` (the
+    native twin of Flask's item view) and ``/api/_test/native-echo``.
+    """
+    server = live_server(create_flask_app=with_views(add_test_views), **overrides)
+    add_native_route(server.hybrid, "/_test/post-only", PostOnlyHandler)
+    add_native_route(server.hybrid, "/_test/json", NestedJSONHandler)
+    add_native_route(server.hybrid, r"/api/_test/items/([0-9]+)", ItemHandler)
+    add_native_route(server.hybrid, "/api/_test/native-echo", EchoHandler)
+    return server
 
 
 @pytest.mark.parametrize("path", NATIVE_GET_ROUTES)
@@ -68,8 +127,7 @@ def test_head_on_native_routes_is_get_without_the_body(
 
 
 def test_head_without_get_is_405_with_allow(live_server: ServerFactory) -> None:
-    server = live_server()
-    add_native_route(server, "/_test/post-only", PostOnlyHandler)
+    server = serve_test_routes(live_server)
     with httpx.Client(base_url=server.url) as client:
         assert client.post("/_test/post-only").json() == {"posted": True}
         head = client.head("/_test/post-only")
@@ -84,16 +142,16 @@ def test_head_without_get_is_405_with_allow(live_server: ServerFactory) -> None:
     ("method", "path", "allow"),
     [
         ("DELETE", "/healthz", "GET, HEAD, OPTIONS"),
-        ("POST", "/api/stats", "GET, HEAD, OPTIONS"),
+        ("POST", "/api/me", "GET, HEAD, OPTIONS"),
         ("PATCH", "/api/preferences", "GET, HEAD, OPTIONS, PUT"),
-        ("DELETE", "/api/v2/tasks/1/notes", "GET, HEAD, OPTIONS, POST"),
+        ("DELETE", "/_test/post-only", "OPTIONS, POST"),
         ("FROB", "/healthz", "GET, HEAD, OPTIONS"),  # not in SUPPORTED_METHODS
     ],
 )
 def test_native_405_carries_allow_and_flasks_message(
     live_server: ServerFactory, method: str, path: str, allow: str
 ) -> None:
-    server = live_server()
+    server = serve_test_routes(live_server)
     response = httpx.request(method, server.url + path)
     assert response.status_code == 405
     assert response.headers["allow"] == allow
@@ -103,9 +161,9 @@ def test_native_405_carries_allow_and_flasks_message(
 
 def test_flask_405_keeps_allow_with_our_bodies(live_server: ServerFactory) -> None:
     """JSON under ``/api/``, the HTML page elsewhere; ``Allow`` on both, sorted."""
-    server = live_server()
+    server = serve_test_routes(live_server)
     with httpx.Client(base_url=server.url) as client:
-        api = client.delete("/api/tasks")
+        api = client.delete("/api/_test/items")
         assert (api.status_code, api.json()) == (405, {"error": FLASK_MESSAGE_405})
         assert api.headers["allow"] == "GET, HEAD, OPTIONS, POST"
         page = client.put("/")
@@ -115,7 +173,7 @@ def test_flask_405_keeps_allow_with_our_bodies(live_server: ServerFactory) -> No
         assert page.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/api/v2/tasks/1/notes", "/api/preferences"])
+@pytest.mark.parametrize("path", ["/healthz", "/api/me", "/api/preferences"])
 def test_options_on_native_routes(live_server: ServerFactory, path: str) -> None:
     server = live_server()
     response = httpx.options(server.url + path)
@@ -126,17 +184,18 @@ def test_options_on_native_routes(live_server: ServerFactory, path: str) -> None
 
 def test_native_json_has_flasks_bytes(live_server: ServerFactory) -> None:
     """Sorted keys, compact separators, a final newline: what ``jsonify`` writes."""
-    server = live_server()
-    stats = httpx.get(server.url + "/api/stats")
-    assert stats.content == (
-        b'{"tasks":{"failed":0,"interrupted":0,"queued":0,"running":0,"succeeded":0},"total":0}\n'
-    )
+    server = serve_test_routes(live_server)
+    native = httpx.get(server.url + "/_test/json")
+    assert native.content == b'{"a":"\\u00e9","b":{"c":[1,2.5,null],"d":1}}\n'
     with server.hybrid.flask_app.app_context():
-        expected = server.hybrid.flask_app.json.response(stats.json()).get_data()
-    assert stats.content == expected
-    unknown = httpx.get(server.url + "/api/tasks/7")
-    flask = webtest.TestApp(server.hybrid.flask_app).get("/api/tasks/7", expect_errors=True)
-    assert unknown.content == flask.body == b'{"error":"no such task"}\n'
+        expected = server.hybrid.flask_app.json.response(NESTED).get_data()
+    assert native.content == expected
+    preferences = httpx.get(server.url + "/api/preferences")
+    assert preferences.content == b'{"theme":"light"}\n'
+    unknown = httpx.get(server.url + "/api/_test/items/7")
+    flask = webtest.TestApp(server.hybrid.flask_app).get("/api/_test/items/7", expect_errors=True)
+    assert unknown.status_code == flask.status_int == 404
+    assert unknown.content == flask.body == b'{"error":"no such item"}\n'
 
 
 def test_oversized_bodies_get_what_the_readme_says(live_server: ServerFactory) -> None:
@@ -147,18 +206,18 @@ def test_oversized_bodies_get_what_the_readme_says(live_server: ServerFactory) -
     the connection closed. The bridge raises that limit for its own requests
     and answers 413 (``text/plain``, even under ``/api/``).
     """
-    server = live_server(max_body_size=1024)
+    server = serve_test_routes(live_server, max_body_size=1024)
     body = b'{"body": "' + b"x" * 2000 + b'"}'
     head = "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     head += f"Content-Length: {len(body)}\r\n\r\n"
-    native = raw_exchange(server, head.format("/api/v2/tasks/1/notes").encode() + body)
+    native = raw_exchange(server, head.format("/api/_test/native-echo").encode() + body)
     assert native == b"HTTP/1.1 400 Bad Request\r\n\r\n"
-    flask = raw_exchange(server, head.format("/api/tasks/1/notes").encode() + body)
+    flask = raw_exchange(server, head.format("/api/_test/echo").encode() + body)
     status_line, _, rest = flask.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
     assert b"content-type: text/plain" in rest.lower()
-    small = httpx.post(server.url + "/api/v2/tasks/1/notes", json={"body": "fits"})
-    assert small.status_code == 404  # under the limit: the handler runs
+    small = httpx.post(server.url + "/api/_test/native-echo", json={"body": "fits"})
+    assert small.status_code == 201  # under the limit: the handler runs
 
 
 @pytest.fixture
@@ -222,37 +281,32 @@ def test_json_body_needs_a_json_content_type_on_both_sides(
 ) -> None:
     """Native ``json_body`` reads like Flask's ``get_json(silent=True)``: a JSON object
     sent without a JSON ``Content-Type`` is no JSON at all (400 on both sides)."""
-    server = live_server()
-    created = httpx.post(f"{server.url}/api/tasks", json={"kind": "sleep", "params": {"delay": 0}})
-    task_id = created.json()["id"]
+    server = serve_test_routes(live_server)
     headers = {"Content-Type": content_type} if content_type else {}
     answers = {
         path: httpx.post(server.url + path, content=b'{"body": "x"}', headers=headers)
-        for path in (f"/api/tasks/{task_id}/notes", f"/api/v2/tasks/{task_id}/notes")
+        for path in ("/api/_test/echo", "/api/_test/native-echo")
     }
-    assert {(r.status_code, r.content) for r in answers.values()} == {
-        (400, b'{"error":"the body must be a JSON object"}\n')
-    }
-    for suffix in ("+json", ""):
-        ok = httpx.post(
-            f"{server.url}/api/v2/tasks/{task_id}/notes",
-            content=b'{"body": "x"}',
-            headers={
-                "Content-Type": f"application/problem{suffix}"
-                if suffix
-                else "application/json; charset=utf-8"
-            },
-        )
-        assert ok.status_code == 201
+    assert {(r.status_code, r.content) for r in answers.values()} == {(400, NOT_AN_OBJECT)}
+    for json_type in ("application/problem+json", "application/json; charset=utf-8"):
+        for path in ("/api/_test/echo", "/api/_test/native-echo"):
+            ok = httpx.post(
+                server.url + path, content=b'{"body": "x"}', headers={"Content-Type": json_type}
+            )
+            assert (ok.status_code, ok.json()) == (201, {"body": "x"}), (path, json_type)
 
 
 def test_native_routes_send_no_etag_like_flask(live_server: ServerFactory) -> None:
     """Tornado would add an ETag and answer If-None-Match with 304; Flask does neither."""
-    server = live_server()
-    created = httpx.post(f"{server.url}/api/tasks", json={"kind": "sleep", "params": {"delay": 0}})
-    task_id = created.json()["id"]
-    for path in (f"/api/tasks/{task_id}", "/api/stats", "/healthz"):
+    server = serve_test_routes(live_server)
+    for path, status in [
+        ("/_test/json", 200),
+        ("/api/preferences", 200),
+        ("/healthz", 200),
+        ("/api/me", 401),
+    ]:
         first = httpx.get(server.url + path)
+        assert first.status_code == status
         assert "etag" not in first.headers
         again = httpx.get(server.url + path, headers={"If-None-Match": "*"})
-        assert again.status_code == 200
+        assert again.status_code == status

@@ -7,6 +7,8 @@ worker thread is busy.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -15,12 +17,13 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 import httpx
 import pytest
 from flask import Flask
-from sqlalchemy.orm import Session
+from tornado.websocket import websocket_connect
 
 from app import create_app
 from app.feature import Feature
 from config import Settings
-from tests.support.server import ServerFactory
+from tests.support.routes import HelloSocket, add_native_route
+from tests.support.server import ServerFactory, close_websocket
 
 BARRIER_TIMEOUT = 10.0
 
@@ -53,6 +56,10 @@ def with_test_views(
         @app.get("/_test/raise")
         def explode() -> str:
             raise RuntimeError("view failed on purpose")
+
+        @app.get("/api/_test/items")
+        def items() -> dict[str, list[object]]:
+            return {"items": []}
 
         return app
 
@@ -124,42 +131,21 @@ def test_an_exception_in_a_view_is_a_500_and_serving_goes_on(
         assert failed.status_code == 500
         assert failed.headers["content-type"].startswith("text/html")
         assert "internal server error" in failed.text
-        again = client.get("/api/tasks")
+        again = client.get("/api/_test/items")
         assert again.status_code == 200
     logged = [r for r in caplog.records if "view failed on purpose" in str(r.exc_info)]
     assert len(logged) == 1
 
 
-def test_native_stats_read_the_same_models(live_server: ServerFactory) -> None:
-    server = live_server()
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        assert client.get("/api/stats").json()["total"] == 0
-        created = client.post(
-            "/api/tasks", json={"kind": "sleep", "params": {"steps": 1, "delay": 0}}
-        )
-        assert created.status_code == 201
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            stats = client.get("/api/stats").json()
-            if stats["tasks"]["succeeded"] == 1:
-                break
-            time.sleep(0.02)
-        assert stats == {
-            "tasks": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "interrupted": 0},
-            "total": 1,
-        }
-        assert "x-request-id" in client.get("/api/stats").headers
-
-
 def test_home_page_and_api_through_the_bridge(live_server: ServerFactory) -> None:
-    server = live_server()
+    server = live_server(with_test_views())
     with httpx.Client(base_url=server.url, timeout=10) as client:
         home = client.get("/")
-        assert home.status_code == 200 and 'href="/tasks"' in home.text
-        tasks = client.get("/tasks")
-        assert tasks.status_code == 200 and "Start a task" in tasks.text
+        assert home.status_code == 200 and 'href="/healthz"' in home.text
+        login = client.get("/auth/login")
+        assert login.status_code == 200 and 'action="/auth/login"' in login.text
         assert client.get("/static/style.css").status_code == 200
-        assert client.get("/api/tasks").json() == {"tasks": []}
+        assert client.get("/api/_test/items").json() == {"items": []}
         assert client.get("/nowhere").status_code == 404
 
 
@@ -181,22 +167,20 @@ def test_graceful_shutdown_lets_in_flight_requests_finish(live_server: ServerFac
     assert (response.status_code, response.text) == (200, "released")
 
 
-def test_tasks_left_unfinished_are_marked_interrupted_at_start(
-    flask_app: Flask, live_server: ServerFactory
-) -> None:
-    from app.database import call_in_session
-    from app.tasks.models import Task
-
-    def insert(session: Session) -> None:
-        for status in ("queued", "running", "succeeded"):
-            session.add(Task(kind="sleep", params={}, status=status))
-
-    call_in_session(flask_app, insert)  # as a process that died would leave them
+def test_graceful_shutdown_closes_websockets_with_1001(live_server: ServerFactory) -> None:
     server = live_server()
-    tasks = httpx.get(f"{server.url}/api/tasks").json()["tasks"]
-    assert {t["id"]: t["status"] for t in tasks} == {
-        1: "interrupted",
-        2: "interrupted",
-        3: "succeeded",
-    }
-    assert tasks[-1]["error"] == "interrupted: the server stopped before the task finished"
+    add_native_route(server.hybrid, "/_test/ws", HelloSocket)
+
+    async def watch() -> tuple[int | None, str | None]:
+        connection = await websocket_connect(f"{server.ws_url}/_test/ws")
+        try:
+            hello = json.loads(await connection.read_message())  # type: ignore[arg-type]
+            assert hello == {"type": "hello", "user": None}
+            assert len(server.hybrid.websockets) == 1
+            server.loop.call_soon_threadsafe(server.stop.set)  # as SIGTERM does
+            assert await asyncio.wait_for(connection.read_message(), BARRIER_TIMEOUT) is None
+            return connection.close_code, connection.close_reason
+        finally:
+            await close_websocket(connection)
+
+    assert asyncio.run(watch()) == (1001, "server shutting down")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,3 +56,16 @@ async def close_websocket(connection: WebSocketClientConnection, timeout: float 
         return  # the socket is closed and the test already read the end (None)
     while await asyncio.wait_for(connection.read_message(), timeout) is not None:
         pass
+
+
+def raw_exchange(server: LiveServer, request: bytes) -> bytes:
+    """Send the raw bytes ``request`` on a fresh socket; return every byte until the server closes.
+
+    For what no client library sends or shows as it is (a status line without headers).
+    """
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
