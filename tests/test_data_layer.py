@@ -1,50 +1,113 @@
 """One data layer for both sides: migrations, sessions, integrity, bad input.
 
+On the skeleton's own table (``users``) and whatever ``Base.metadata`` holds.
+Writes from both sides go through two test-only endpoints that create users:
+a Flask view (``POST /api/_test/users``) and a native handler
+(``POST /api/_test/v2/users``), sharing one input model and one insert.
+
 Runs on SQLite by default and on PostgreSQL when ``TEST_DATABASE_URL`` is set.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any
 
 import flask
 import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from flask import Flask
+from flask import Flask, abort, request
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import func, inspect, select, text, update
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.database import Base, call_in_session
-from app.extensions import db
-from app.tasks.models import MAX_NOTES_PER_TASK, Task, TaskNote
-from tests.support.server import ServerFactory
+from app.auth.models import User
+from app.database import AnySession, Base, call_in_session
+from app.extensions import csrf, db
+from app.validation import parse
+from tests.support.routes import add_native_route, with_views
+from tests.support.server import LiveServer, ServerFactory
+from tornado_handlers.base import BaseHandler
 
-NOTE_PATHS = {"flask": "/api/tasks/{id}/notes", "native": "/api/v2/tasks/{id}/notes"}
+USER_PATHS = {"flask": "/api/_test/users", "native": "/api/_test/v2/users"}
 
 
-def make_task(flask_app: Flask, **values: object) -> int:
-    def insert(session: Session) -> int:
-        task = Task(kind="sleep", params={"steps": 1, "delay": 0}, status="succeeded", **values)
-        session.add(task)
+class NewUsers(BaseModel):
+    """Test-only input of both endpoints: ``{"emails": ["ada@example.com", ...]}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    emails: list[Annotated[str, Field(min_length=1, max_length=254)]] = Field(
+        min_length=1, max_length=10
+    )
+
+
+def insert_users(session: AnySession, emails: list[str]) -> list[int]:
+    """Add one user per email, flushing each, so the first rows exist when a later one fails.
+
+    :returns: the new ids, in order.
+    """
+    ids = []
+    for email in emails:
+        user = User(email=email, password_hash="-")
+        session.add(user)
         session.flush()
-        return task.id
+        ids.append(user.id)
+    return ids
 
-    return call_in_session(flask_app, insert)
+
+def add_users_view(app: Flask) -> None:
+    """The Flask endpoint: ``POST /api/_test/users``, 201 ``{"ids": [...]}``."""
+
+    @app.post(USER_PATHS["flask"])
+    @csrf.exempt
+    def create_users() -> tuple[dict[str, Any], int]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="the body must be a JSON object")
+        ids = insert_users(db.session, parse(NewUsers, body).emails)
+        db.session.commit()
+        return {"ids": ids}, 201
 
 
-def counts(flask_app: Flask, task_id: int) -> tuple[int, int]:
-    """``(rows in task_notes, tasks.note_count)`` for the task."""
+class UsersHandler(BaseHandler):
+    """The native endpoint: ``POST`` as the Flask view; ``GET`` lists ``{"emails": [...]}``."""
 
-    def read(session: Session) -> tuple[int, int]:
-        rows = session.scalar(select(func.count()).where(TaskNote.task_id == task_id))
-        counter = session.scalar(select(Task.note_count).where(Task.id == task_id))
-        return int(rows or 0), int(counter or 0)
+    async def get(self) -> None:
+        """Every user's email, oldest first."""
+        emails = await self.run_in_session(
+            lambda session: list(session.scalars(select(User.email).order_by(User.id)))
+        )
+        self.write_json({"emails": emails})
 
-    return call_in_session(flask_app, read)
+    async def post(self) -> None:
+        """Create the users of the body, in one transaction."""
+        emails = parse(NewUsers, self.json_body()).emails
+        ids = await self.run_in_session(lambda session: insert_users(session, emails))
+        self.write_json({"ids": ids}, 201)
+
+
+def serve_users(live_server: ServerFactory, **overrides: Any) -> LiveServer:
+    """Start the server with both test-only endpoints (:data:`USER_PATHS`)."""
+    server = live_server(create_flask_app=with_views(add_users_view), **overrides)
+    add_native_route(server.hybrid, USER_PATHS["native"], UsersHandler)
+    return server
+
+
+def emails(flask_app: Flask) -> list[str]:
+    """Every user's email in the database, oldest first."""
+    return call_in_session(
+        flask_app, lambda session: list(session.scalars(select(User.email).order_by(User.id)))
+    )
+
+
+def make_user(flask_app: Flask, email: str = "ada@example.com") -> int:
+    """Insert a user; return its id."""
+    return call_in_session(flask_app, lambda session: insert_users(session, [email])[0])
 
 
 def test_models_and_migrations_agree(flask_app: Flask) -> None:
@@ -56,20 +119,41 @@ def test_models_and_migrations_agree(flask_app: Flask) -> None:
 def test_upgrade_downgrade_upgrade(flask_app: Flask) -> None:
     with flask_app.app_context():
         tables = set(inspect(db.engine).get_table_names())
-        assert {"tasks", "task_notes", "alembic_version"} <= tables
+        assert {"users", "alembic_version"} <= tables
+        assert set(Base.metadata.tables) <= tables  # every model's table is migrated
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         upgrade(revision="heads")
         assert set(inspect(db.engine).get_table_names()) == tables
-    assert make_task(flask_app) == 1
+    assert make_user(flask_app) == 1
 
 
 def test_foreign_keys_are_enforced(flask_app: Flask) -> None:
-    def orphan(session: Session) -> None:
-        session.add(TaskNote(task_id=12345, body="nobody's"))
+    """On a test-only table referring to ``users`` (created in this test's database)."""
 
+    def create(session: Session) -> None:
+        session.execute(
+            text(
+                "CREATE TABLE test_notes (id INTEGER PRIMARY KEY, "
+                "user_id INTEGER NOT NULL REFERENCES users (id))"
+            )
+        )
+
+    call_in_session(flask_app, create)
+    make_user(flask_app)
+
+    def note(note_id: int, user_id: int) -> None:
+        call_in_session(
+            flask_app,
+            lambda session: session.execute(
+                text("INSERT INTO test_notes (id, user_id) VALUES (:id, :user_id)"),
+                {"id": note_id, "user_id": user_id},
+            ),
+        )
+
+    note(1, user_id=1)  # the same insert succeeds for a user that exists
     with pytest.raises(IntegrityError):
-        call_in_session(flask_app, orphan)
+        note(2, user_id=12345)
 
 
 def test_sqlite_connections_are_configured_for_threads(flask_app: Flask) -> None:
@@ -84,68 +168,55 @@ def test_sqlite_connections_are_configured_for_threads(flask_app: Flask) -> None
 
 
 def test_call_in_session_rolls_back_and_cleans_up(flask_app: Flask) -> None:
-    task_id = make_task(flask_app)
-
     def half_then_fail(session: Session) -> None:
-        session.add(TaskNote(task_id=task_id, body="first half"))
-        session.flush()
+        insert_users(session, ["first@example.com"])
         raise RuntimeError("second half failed")
 
     with pytest.raises(RuntimeError, match="second half failed"):
         call_in_session(flask_app, half_then_fail)
-    assert counts(flask_app, task_id) == (0, 0)
+    assert emails(flask_app) == []
     assert not flask.has_app_context()  # the pushed context was popped
 
 
 def test_concurrent_writes_from_both_sides_are_exact(
     live_server: ServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = live_server(threads=8)
-    task_id = make_task(server.hybrid.flask_app)
-    requests = [NOTE_PATHS["flask" if i % 2 else "native"].format(id=task_id) for i in range(200)]
+    server = serve_users(live_server, threads=8)
+    requests = [USER_PATHS["flask" if i % 2 else "native"] for i in range(200)]
 
     with httpx.Client(base_url=server.url, timeout=30) as client:
 
         def post(index_path: tuple[int, str]) -> int:
             index, path = index_path
-            return client.post(path, json={"body": f"note {index}"}).status_code
+            return client.post(path, json={"emails": [f"user{index}@example.com"]}).status_code
 
         with ThreadPoolExecutor(32) as pool:
             statuses = list(pool.map(post, enumerate(requests)))
-        listed = client.get(NOTE_PATHS["native"].format(id=task_id)).json()["notes"]
+        listed = client.get(USER_PATHS["native"]).json()["emails"]
 
     assert statuses == [201] * 200
-    rows, counter = counts(server.hybrid.flask_app, task_id)
+    rows = call_in_session(
+        server.hybrid.flask_app, lambda session: session.scalar(select(func.count(User.id)))
+    )
     with capsys.disabled():
         backend = server.hybrid.settings.database_url.split(":")[0]
-        print(
-            f"\n  200 concurrent writes (100 Flask, 100 native) on {backend}: "
-            f"rows={rows} note_count={counter}"
-        )
-    assert (rows, counter) == (200, 200)
-    assert sorted(note["body"] for note in listed) == sorted(f"note {i}" for i in range(200))
+        print(f"\n  200 concurrent writes (100 Flask, 100 native) on {backend}: rows={rows}")
+    assert rows == 200
+    assert sorted(listed) == sorted(f"user{i}@example.com" for i in range(200))
 
 
 @pytest.mark.parametrize("side", ["flask", "native"])
 def test_a_failing_write_leaves_no_partial_data(live_server: ServerFactory, side: str) -> None:
-    server = live_server()
-    flask_app = server.hybrid.flask_app
-    task_id = make_task(flask_app)
-
-    def fill(session: Session) -> None:
-        session.execute(
-            update(Task).where(Task.id == task_id).values(note_count=MAX_NOTES_PER_TASK)
-        )
-
-    call_in_session(flask_app, fill)
-    # The note row is inserted first, then the counter update breaks the CHECK
-    # constraint: the whole transaction must go, the row included.
+    server = serve_users(live_server)
+    make_user(server.hybrid.flask_app, "taken@example.com")
+    # The first user is inserted, then the second breaks the UNIQUE constraint:
+    # the whole transaction must go, the first row included.
     response = httpx.post(
-        server.url + NOTE_PATHS[side].format(id=task_id), json={"body": "one more"}
+        server.url + USER_PATHS[side], json={"emails": ["new@example.com", "taken@example.com"]}
     )
     assert response.status_code == 409
     assert response.json() == {"error": "conflict with existing data"}
-    assert counts(flask_app, task_id) == (0, MAX_NOTES_PER_TASK)
+    assert emails(server.hybrid.flask_app) == ["taken@example.com"]
 
 
 @pytest.mark.parametrize("side", ["flask", "native"])
@@ -154,30 +225,33 @@ def test_a_failing_write_leaves_no_partial_data(live_server: ServerFactory, side
     [
         (b"{oops", 400, {"error": "the body must be a JSON object"}),
         (b"[1]", 400, {"error": "the body must be a JSON object"}),
-        (b"{}", 422, {"error": "validation failed", "fields": {"body": "Field required"}}),
+        (b"{}", 422, {"error": "validation failed", "fields": {"emails": "Field required"}}),
         (
-            b'{"body": 7}',
-            422,
-            {"error": "validation failed", "fields": {"body": "Input should be a valid string"}},
-        ),
-        (
-            b'{"body": "   "}',
+            b'{"emails": [7]}',
             422,
             {
                 "error": "validation failed",
-                "fields": {"body": "String should have at least 1 character"},
+                "fields": {"emails.0": "Input should be a valid string"},
             },
         ),
         (
-            b'{"body": "' + b"x" * 2001 + b'"}',
+            b'{"emails": ["   "]}',
             422,
             {
                 "error": "validation failed",
-                "fields": {"body": "String should have at most 2000 characters"},
+                "fields": {"emails.0": "String should have at least 1 character"},
             },
         ),
         (
-            b'{"body": "hi", "extra": 1}',
+            b'{"emails": ["' + b"x" * 255 + b'"]}',
+            422,
+            {
+                "error": "validation failed",
+                "fields": {"emails.0": "String should have at most 254 characters"},
+            },
+        ),
+        (
+            b'{"emails": ["ada@example.com"], "extra": 1}',
             422,
             {"error": "validation failed", "fields": {"extra": "Extra inputs are not permitted"}},
         ),
@@ -187,56 +261,31 @@ def test_a_failing_write_leaves_no_partial_data(live_server: ServerFactory, side
 def test_bad_input_gets_the_same_answer_from_both_sides(
     live_server: ServerFactory, side: str, body: bytes, status: int, expected: dict[str, object]
 ) -> None:
-    server = live_server()
-    task_id = make_task(server.hybrid.flask_app)
+    server = serve_users(live_server)
     response = httpx.post(
-        server.url + NOTE_PATHS[side].format(id=task_id),
+        server.url + USER_PATHS[side],
         content=body,
         headers={"Content-Type": "application/json"},
     )
     assert (response.status_code, response.json()) == (status, expected)
     assert response.headers["content-type"].startswith("application/json")
-    assert counts(server.hybrid.flask_app, task_id) == (0, 0)
+    assert emails(server.hybrid.flask_app) == []
 
 
-@pytest.mark.parametrize("side", ["flask", "native"])
-def test_unknown_task_is_404_on_both_sides(live_server: ServerFactory, side: str) -> None:
-    server = live_server()
-    url = server.url + NOTE_PATHS[side].format(id=999)
-    assert httpx.get(url).json() == {"error": "no such task"}
-    response = httpx.post(url, json={"body": "hello"})
-    assert (response.status_code, response.json()) == (404, {"error": "no such task"})
-
-
-def test_duplicate_task_name_is_409_and_writes_nothing(live_server: ServerFactory) -> None:
-    server = live_server()
-    new = {"kind": "sleep", "params": {"steps": 1, "delay": 0}, "name": "nightly"}
+def test_a_duplicate_is_409_and_writes_nothing(live_server: ServerFactory) -> None:
+    server = serve_users(live_server)
+    new = {"emails": ["ada@example.com"]}
     with httpx.Client(base_url=server.url) as client:
-        assert client.post("/api/tasks", json=new).status_code == 201
-        duplicate = client.post("/api/tasks", json=new)
-        assert (duplicate.status_code, duplicate.json()) == (
-            409,
-            {"error": "conflict with existing data"},
-        )
-        assert [t["name"] for t in client.get("/api/tasks").json()["tasks"]] == ["nightly"]
-        assert client.get("/api/stats").json()["total"] == 1
+        assert client.post(USER_PATHS["flask"], json=new).status_code == 201
+        for path in USER_PATHS.values():
+            duplicate = client.post(path, json=new)
+            assert (duplicate.status_code, duplicate.json()) == (
+                409,
+                {"error": "conflict with existing data"},
+            )
+        assert client.get(USER_PATHS["native"]).json() == {"emails": ["ada@example.com"]}
 
     def read(session: Session) -> list[str]:
-        return [row[0] for row in session.execute(text("SELECT name FROM tasks"))]
+        return [row[0] for row in session.execute(text("SELECT email FROM users"))]
 
-    assert call_in_session(server.hybrid.flask_app, read) == ["nightly"]
-
-
-@pytest.mark.parametrize("side", ["flask", "native"])
-@pytest.mark.parametrize("task_id", ["2147483648", "99999999999999999999999", "0"])
-def test_ids_no_database_integer_holds_are_404_on_both_sides(
-    live_server: ServerFactory, side: str, task_id: str
-) -> None:
-    """PostgreSQL's ``integer`` and SQLite's driver would fail the query: it is never made."""
-    server = live_server()
-    with httpx.Client(base_url=server.url) as client:
-        url = NOTE_PATHS[side].format(id=task_id)
-        for response in (client.get(url), client.post(url, json={"body": "hello"})):
-            assert (response.status_code, response.json()) == (404, {"error": "no such task"})
-        detail = client.get(f"/api/tasks/{task_id}")
-        assert (detail.status_code, detail.json()) == (404, {"error": "no such task"})
+    assert call_in_session(server.hybrid.flask_app, read) == ["ada@example.com"]
