@@ -51,8 +51,8 @@ from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 def _settings_models() -> list[type[BaseSettings]]:
     """``Settings`` and every settings model defined in the packages of the features in use.
 
-    Imports each feature's modules to find them (``app.tasks.settings.TaskSettings``
-    while the example is there), so their variables are removed too.
+    Imports every module of each feature's packages to find the ``BaseSettings``
+    subclasses they define, so a feature's variables are removed too.
     """
     models: list[type[BaseSettings]] = [Settings]
     for feature in FEATURES:
