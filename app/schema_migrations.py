@@ -9,6 +9,7 @@ branch (``heads``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,52 @@ def head_revisions(flask_app: Flask) -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config(flask_app)).get_heads())
+
+
+def unapplied_revisions(flask_app: Flask, current: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Compare the revisions a database records with those the migration folders hold.
+
+    A database is up to date when the revisions its ``alembic_version`` rows
+    reach (each row, its ancestors and its ``depends_on``) are all those the
+    heads of every branch reach: a branch that depends on another records only
+    its own head, so the rows alone are not the heads.
+
+    :param current: the ``version_num`` values of ``alembic_version``.
+    :returns: ``(missing, unknown)``: revisions still to apply, and recorded
+        revisions no folder provides (a feature deleted before its tables were
+        downgraded).
+    """
+    from alembic.script import Script, ScriptDirectory
+    from alembic.script.revision import RevisionError
+
+    script = ScriptDirectory.from_config(alembic_config(flask_app))
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = {revision for revision in current if revision not in known}
+
+    def reached(revisions: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(revisions)
+        while stack:
+            try:
+                found = script.revision_map.get_revisions(stack.pop())
+            except RevisionError:
+                continue
+            for revision in found:
+                if not isinstance(revision, Script) or revision.revision in seen:
+                    continue
+                seen.add(revision.revision)
+                stack.extend(_ids(revision.down_revision))
+                stack.extend(_ids(revision.dependencies))
+        return seen
+
+    missing = reached(script.get_heads()) - reached(set(current) - unknown)
+    return missing, unknown
+
+
+def _ids(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def upgrade_database(flask_app: Flask) -> None:

@@ -26,14 +26,13 @@ def check_database(flask_app: Flask) -> None:
     must all be applied. Blocking (one connection): call it before the server
     starts.
 
-    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``
-        or ``the database is not migrated (at revision R, head is H): run
-        python manage.py db upgrade``.
+    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``,
+        ``the database is not migrated (at revision R, head is H): run python
+        manage.py db upgrade``, or a revision recorded that no folder provides.
     """
     from app.extensions import db
-    from app.schema_migrations import head_revisions
+    from app.schema_migrations import head_revisions, unapplied_revisions
 
-    heads = head_revisions(flask_app)
     try:
         with flask_app.app_context(), db.engine.connect() as connection:
             current: set[str] = set()
@@ -42,10 +41,18 @@ def check_database(flask_app: Flask) -> None:
                 current = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
     except DBAPIError as error:
         raise StartupError(database_error_message(error)) from None
-    if current != heads:
+    missing, unknown = unapplied_revisions(flask_app, current)
+    if unknown:
+        raise StartupError(
+            f"the database is at revision {_revisions(unknown)}, which no migration folder "
+            "provides (a feature deleted before its tables were downgraded?): restore the "
+            "folder and run python manage.py db downgrade <branch>@base, or drop its tables "
+            "and delete that row of alembic_version"
+        )
+    if missing:
         raise StartupError(
             f"the database is not migrated (at revision {_revisions(current)}, "
-            f"head is {_revisions(heads)}): run python manage.py db upgrade"
+            f"head is {_revisions(head_revisions(flask_app))}): run python manage.py db upgrade"
         )
 
 
