@@ -19,6 +19,7 @@ def text_of(page: webtest.TestResponse, selector: str) -> str | None:
 def register(
     testapp: webtest.TestApp, email: str, password: str = "correct horse"
 ) -> webtest.TestResponse:
+    """Fill in and submit the registration form; the response (errors not raised)."""
     form = testapp.get("/auth/register").forms["register"]
     form["email"] = email
     form["password"] = password
@@ -29,6 +30,7 @@ def register(
 def log_in(
     testapp: webtest.TestApp, email: str, password: str, next_url: str = ""
 ) -> webtest.TestResponse:
+    """Fill in and submit the login form (``?next=next_url`` if given); the response."""
     page = testapp.get("/auth/login" + (f"?next={next_url}" if next_url else ""))
     form = page.forms["login"]
     form["email"] = email

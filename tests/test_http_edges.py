@@ -310,3 +310,14 @@ def test_native_routes_send_no_etag_like_flask(live_server: ServerFactory) -> No
         assert "etag" not in first.headers
         again = httpx.get(server.url + path, headers={"If-None-Match": "*"})
         assert again.status_code == status
+
+
+def test_native_responses_carry_the_request_id(live_server: ServerFactory) -> None:
+    """Every native answer, errors included, says ``X-Request-ID``: the client's if valid."""
+    server = serve_test_routes(live_server)
+    for path in ("/healthz", "/api/me", "/api/preferences", "/_test/json", "/api/_test/items/7"):
+        fresh = httpx.get(server.url + path)
+        assert fresh.headers["x-request-id"], path
+        echoed = httpx.get(server.url + path, headers={"X-Request-ID": "abc-123"})
+        assert echoed.headers["x-request-id"] == "abc-123", path
+    assert httpx.post(server.url + "/api/me").headers["x-request-id"]  # a 405

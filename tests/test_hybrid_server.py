@@ -146,7 +146,11 @@ def test_home_page_and_api_through_the_bridge(live_server: ServerFactory) -> Non
         assert login.status_code == 200 and 'action="/auth/login"' in login.text
         assert client.get("/static/style.css").status_code == 200
         assert client.get("/api/_test/items").json() == {"items": []}
-        assert client.get("/nowhere").status_code == 404
+        page = client.get("/nowhere")
+        assert page.status_code == 404 and "<h1>404</h1>" in page.text
+        api = client.get("/api/nowhere")
+        assert (api.status_code, api.headers["content-type"]) == (404, "application/json")
+        assert set(api.json()) == {"error"}
 
 
 def test_graceful_shutdown_lets_in_flight_requests_finish(live_server: ServerFactory) -> None:

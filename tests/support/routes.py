@@ -90,6 +90,7 @@ class HelloSocket(FlaskSessionMixin, tornado.websocket.WebSocketHandler):
     """
 
     def initialize(self, executor: Executor, flask_app: Flask) -> None:
+        """Take the route table's shared dependencies."""
         self.executor = executor
         self.flask_app = flask_app
 

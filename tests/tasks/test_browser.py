@@ -7,27 +7,12 @@ WebSocket only -- the test never reloads the page.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
-
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.server import ServerFactory
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
-)
+pytestmark = needs_chromium
 
 
 def test_start_a_task_and_watch_it_finish(live_server: ServerFactory, tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
@@ -96,6 +97,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) 
 
 
 def statuses(flask_app: Flask) -> dict[int, str]:
+    """``{id: status}`` of every task, read from the database."""
+
     def read(session: Session) -> dict[int, str]:
         return {task.id: task.status for task in session.scalars(select(Task).order_by(Task.id))}
 
@@ -103,6 +106,8 @@ def statuses(flask_app: Flask) -> dict[int, str]:
 
 
 def task_row(flask_app: Flask, task_id: int) -> dict[str, Any]:
+    """The task's ``to_dict()`` plus its lease: ``runner_id`` and ``heartbeat_at``."""
+
     def read(session: Session) -> dict[str, Any]:
         task = session.get_one(Task, task_id)
         return {**task.to_dict(), "runner_id": task.runner_id, "heartbeat_at": task.heartbeat_at}
@@ -111,6 +116,8 @@ def task_row(flask_app: Flask, task_id: int) -> dict[str, Any]:
 
 
 def insert_tasks(flask_app: Flask, *rows: dict[str, Any]) -> None:
+    """Insert one task per dict of columns (by default a ``sleep`` task without params)."""
+
     def insert(session: Session) -> None:
         for row in rows:
             session.add(Task(**{"kind": "sleep", "params": {}, **row}))

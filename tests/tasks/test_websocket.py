@@ -14,6 +14,8 @@ from tests.support.server import ServerFactory, close_websocket
 
 
 async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:
+    """Open the socket at ``url``, read its hello, call ``create`` (in a thread), then
+    collect the task of every event until one is final; return them in order."""
     connection = await websocket_connect(url)
     try:
         hello = json.loads(await connection.read_message())
