@@ -2,7 +2,7 @@
 
 The worked example of ``docs/migration.md``. Each handler here answers like
 the Flask view it shadows -- same status, ``Content-Type`` and JSON body,
-errors included -- which ``tests/test_parity.py`` checks against the Flask
+errors included -- which ``tests/tasks/test_parity.py`` checks against the Flask
 view still registered behind it.
 """
 
