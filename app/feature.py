@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from flask import Flask
+from pydantic_settings import BaseSettings
 from tornado.routing import Rule
 from tornado.web import Application
 
@@ -82,6 +83,9 @@ class Feature:
 
     :cvar name: a short identifier (``"orders"``); also the Alembic branch label
         of its migrations, if it has tables.
+    :cvar settings: the feature's own settings models (``pydantic_settings.BaseSettings``
+        subclasses read with :func:`config.load_feature_settings`), so the
+        skeleton knows every variable in use (tests clear them all).
     :cvar packages: the dotted names of the packages that make up the feature
         (``("app.orders", "tornado_handlers.orders")``): deleting them and the
         feature's line in ``server/features.py`` removes it. Nothing outside
@@ -90,6 +94,7 @@ class Feature:
 
     name: ClassVar[str] = "feature"
     packages: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[tuple[type[BaseSettings], ...]] = ()
 
     def init_app(self, flask_app: Flask) -> None:
         """Register the feature on the Flask app (blueprints, errors, navigation ...).

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
-import pkgutil
 import socket
 import threading
 import uuid
@@ -47,31 +45,7 @@ from server.serve import serve
 from tests.support.cli import ServerProcess, environment, run
 from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
 
-
-def _settings_models() -> list[type[BaseSettings]]:
-    """``Settings`` and every settings model defined in the packages of the features in use.
-
-    Imports every module of each feature's packages to find the ``BaseSettings``
-    subclasses they define, so a feature's variables are removed too.
-    """
-    models: list[type[BaseSettings]] = [Settings]
-    for feature in FEATURES:
-        for package in feature.packages:
-            root = importlib.import_module(package)
-            for info in pkgutil.walk_packages(root.__path__, package + "."):
-                module = importlib.import_module(info.name)
-                models.extend(
-                    value
-                    for value in vars(module).values()
-                    if isinstance(value, type)
-                    and issubclass(value, BaseSettings)
-                    and value.__module__ == module.__name__
-                    and value not in models
-                )
-    return models
-
-
-SETTINGS_MODELS = _settings_models()
+SETTINGS_MODELS: list[type[BaseSettings]] = [Settings, *(m for f in FEATURES for m in f.settings)]
 """The settings models whose environment variables every test runs without."""
 
 

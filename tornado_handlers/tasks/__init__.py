@@ -21,6 +21,7 @@ from tornado.web import url
 from app import tasks
 from app.feature import Feature, Runtime, Shared
 from app.tasks.runner import TaskRunner, recover_interrupted
+from app.tasks.settings import TaskSettings
 from tornado_handlers.tasks.handlers import TaskNotesHandler, TaskStatsHandler
 from tornado_handlers.tasks.ported import TaskDetailHandler
 from tornado_handlers.tasks.progress import TaskProgressSocket
@@ -45,6 +46,7 @@ class TasksFeature(Feature):
 
     name = "tasks"
     packages = ("app.tasks", "tornado_handlers.tasks")
+    settings = (TaskSettings,)
 
     def __init__(self, task_threads: int | None = None) -> None:
         self.task_threads = task_threads
