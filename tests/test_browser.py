@@ -8,43 +8,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.support.browser import chromium_page, needs_chromium
 from tests.support.server import ServerFactory
 
 pytestmark = needs_chromium
 
 
 def test_register_log_out_and_log_in_again(live_server: ServerFactory, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     server = live_server()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{server.url}/")
-            expect(page.locator("h1")).to_have_text("Hybrid service")
-            page.click("text=Register")
-            page.fill("input[name=email]", "ada@example.com")
-            page.fill("input[name=password]", "correct horse")
-            page.fill("input[name=confirm]", "correct horse")
-            page.click("#register button[type=submit]")
+    with chromium_page() as (page, errors):
+        page.goto(f"{server.url}/")
+        expect(page.locator("h1")).to_have_text("Hybrid service")
+        page.click("text=Register")
+        page.fill("input[name=email]", "ada@example.com")
+        page.fill("input[name=password]", "correct horse")
+        page.fill("input[name=confirm]", "correct horse")
+        page.click("#register button[type=submit]")
 
-            expect(page.locator(".flash")).to_have_text("Welcome, ada@example.com.")
-            expect(page.locator("#current-user")).to_have_text("ada@example.com")
-            page.screenshot(path=str(tmp_path / "registered.png"))
+        expect(page.locator(".flash")).to_have_text("Welcome, ada@example.com.")
+        expect(page.locator("#current-user")).to_have_text("ada@example.com")
+        page.screenshot(path=str(tmp_path / "registered.png"))
 
-            page.click("#logout button[type=submit]")
-            expect(page.locator(".flash")).to_have_text("Logged out.")
-            expect(page.locator("#current-user")).to_have_count(0)
+        page.click("#logout button[type=submit]")
+        expect(page.locator(".flash")).to_have_text("Logged out.")
+        expect(page.locator("#current-user")).to_have_count(0)
 
-            page.click("#login-link")
-            page.fill("input[name=email]", "ada@example.com")
-            page.fill("input[name=password]", "correct horse")
-            page.click("#login button[type=submit]")
-            expect(page.locator(".flash")).to_have_text("Logged in as ada@example.com.")
-            assert errors == []
-        finally:
-            browser.close()
+        page.click("#login-link")
+        page.fill("input[name=email]", "ada@example.com")
+        page.fill("input[name=password]", "correct horse")
+        page.click("#login button[type=submit]")
+        expect(page.locator(".flash")).to_have_text("Logged in as ada@example.com.")
+        assert errors == []

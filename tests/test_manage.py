@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support.cli import MANAGE, environment, run
+from tests.support.cli import ServerProcess, environment, run
 
 
 def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
@@ -79,33 +75,17 @@ def test_serve_answers_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     database = tmp_path / "fresh" / "dev.db"
     env = environment(f"sqlite:///{database}", APP_ENV="development", PORT="0", THREADS="2")
     env["AUTORELOAD"] = "false"
-    process = subprocess.Popen(
-        [sys.executable, MANAGE, "serve"], env=env, stderr=subprocess.PIPE, text=True
-    )
+    server = ServerProcess(env=env)
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        assert process.stderr is not None
-        while port is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-        assert port, "serve did not report its port"
+        base = f"http://127.0.0.1:{server.port()}"
         assert database.exists()
-        base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/").status_code == 200
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-        rest = process.stderr.read()
-        assert "stopped" in rest
+        status, _ = server.stop(timeout=20)
+        assert status == 0
+        assert "stopped" in server.log
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        server.close()
 
 
 def test_db_upgrade_creates_the_sqlite_directory(tmp_path: Path) -> None:

@@ -1,12 +1,9 @@
 """The base class of every native JSON handler: the mixins of :mod:`tornado_handlers.mixins`.
 
 .. warning::
-   The IOLoop thread must never block. Anything that waits on a disk, a
-   socket or a lock -- every database call included -- goes through
-   :meth:`BaseHandler.run_in_executor` or :meth:`BaseHandler.run_in_session`,
-   which run it on the shared executor and ``await`` the result. A blocking
-   call made directly in a handler stalls every request and WebSocket of the
-   process for as long as it takes.
+   The IOLoop thread must never block: every database call and other blocking
+   work goes through ``run_in_executor`` / ``run_in_session``
+   (:mod:`tornado_handlers.mixins.executor` says why).
 """
 
 from __future__ import annotations

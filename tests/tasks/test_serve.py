@@ -8,10 +8,6 @@ module in a temporary directory on ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import PROJECT_ROOT
-from tests.support.cli import MANAGE, ServerProcess, environment, run
+from tests.support.cli import ServerProcess, environment, run
 
 # Registers the kind "stuck", which never calls report(): it cannot be stopped.
 SITECUSTOMIZE = f"""
@@ -147,25 +143,10 @@ def test_development_serve_creates_the_task_tables_on_first_start(tmp_path: Path
     database = tmp_path / "fresh" / "dev.db"
     env = environment(f"sqlite:///{database}", APP_ENV="development", PORT="0", THREADS="2")
     env["AUTORELOAD"] = "false"
-    process = subprocess.Popen(
-        [sys.executable, MANAGE, "serve"], env=env, stderr=subprocess.PIPE, text=True
-    )
+    server = ServerProcess(env=env)
     try:
-        port = None
-        deadline = time.monotonic() + 30
-        assert process.stderr is not None
-        while port is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-        assert port, "serve did not report its port"
-        assert httpx.get(f"http://127.0.0.1:{port}/api/tasks").json() == {"tasks": []}
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
+        tasks = httpx.get(f"http://127.0.0.1:{server.port()}/api/tasks")
+        assert tasks.json() == {"tasks": []}
+        assert server.stop(timeout=20)[0] == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        server.close()
