@@ -99,7 +99,7 @@ def serve_command(
 
     from app.schema_migrations import upgrade_database
     from server.build import build_hybrid
-    from server.checks import StartupError, database_error_message
+    from server.checks import StartupError, check_known_revisions, database_error_message
     from server.serve import configure_logging, serve
 
     overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
@@ -111,6 +111,7 @@ def serve_command(
         raise click.ClickException(f"invalid configuration: {error}") from None
     try:
         if settings.app_env == "development":
+            check_known_revisions(hybrid.flask_app)
             upgrade_database(hybrid.flask_app)
         busy = asyncio.run(serve(settings, hybrid))
     except StartupError as error:

@@ -23,6 +23,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
+from config import ConfigError
+
 T = TypeVar("T")
 
 AnySession = Session | scoped_session[Any]
@@ -121,9 +123,17 @@ def ensure_sqlite_directory(database_url: str) -> None:
     and for in-memory databases.
 
     :param database_url: a SQLAlchemy URL string.
+    :raises config.ConfigError: naming ``DATABASE_URL`` if the folder cannot be created.
     """
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"DATABASE_URL: cannot create the folder of the SQLite file, {folder} "
+                f"({error.strerror or error})"
+            ) from None

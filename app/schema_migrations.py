@@ -125,6 +125,41 @@ def unapplied_revisions(flask_app: Flask, current: Iterable[str]) -> tuple[set[s
     return missing, unknown
 
 
+def branch_problems(flask_app: Flask) -> list[str]:
+    """Find revisions that leave their folder's branch: each folder must be a branch of its own.
+
+    A revision's ``down_revision`` must be in the same folder (or ``None`` for
+    the folder's first revision), so that deleting a feature's folder deletes
+    its whole branch and nothing of the skeleton's. A first revision created
+    without ``--head base`` silently continues the skeleton's branch instead,
+    and the skeleton's next revision then lands in the feature's folder.
+    (``depends_on`` may point anywhere: it orders branches without joining them.)
+
+    :returns: one line per offending revision, e.g. ``"app/x/migrations/x_0001.py:
+        down_revision 0001 is in migrations/versions"``; empty when all is well.
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(flask_app))
+    folder_of = {rev.revision: Path(rev.path).parent for rev in script.walk_revisions()}
+    problems = []
+    for revision in script.walk_revisions():
+        for parent in _ids(revision.down_revision):
+            if folder_of.get(parent) != folder_of[revision.revision]:
+                problems.append(
+                    f"{_relative(revision.path)}: down_revision {parent} is in "
+                    f"{_relative(folder_of.get(parent, Path('?')))}"
+                )
+    return sorted(problems)
+
+
+def _relative(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _ids(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()

@@ -30,8 +30,31 @@ def check_database(flask_app: Flask) -> None:
         ``the database is not migrated (at revision R, head is H): run python
         manage.py db upgrade``, or a revision recorded that no folder provides.
     """
+    from app.schema_migrations import head_revisions
+
+    current, missing = check_known_revisions(flask_app)
+    if missing:
+        where = f"at revision {_revisions(current)}" if current else "no revision yet"
+        raise StartupError(
+            f"the database is not migrated ({where}, head is "
+            f"{_revisions(head_revisions(flask_app))}): run python manage.py db upgrade"
+        )
+
+
+def check_known_revisions(flask_app: Flask) -> tuple[set[str], set[str]]:
+    """Check that every revision the database records has its migration folder.
+
+    Call it before migrating too (``serve`` in development): Alembic itself
+    would only say "Can't locate revision".
+
+    :returns: ``(recorded, missing)``: the ``alembic_version`` rows, and the
+        revisions still to apply.
+    :raises StartupError: if the database cannot be reached, or records a
+        revision that no folder provides (a feature deleted before its tables
+        were downgraded), saying how to recover.
+    """
     from app.extensions import db
-    from app.schema_migrations import head_revisions, unapplied_revisions
+    from app.schema_migrations import unapplied_revisions
 
     try:
         with flask_app.app_context(), db.engine.connect() as connection:
@@ -47,17 +70,13 @@ def check_database(flask_app: Flask) -> None:
             f"the database is at revision {_revisions(unknown)}, which no migration folder "
             "provides (a feature deleted before its tables were downgraded?): restore the "
             "folder and run python manage.py db downgrade <branch>@base, or drop its tables "
-            "and delete that row of alembic_version"
+            "and run python manage.py db stamp --purge heads"
         )
-    if missing:
-        raise StartupError(
-            f"the database is not migrated (at revision {_revisions(current)}, "
-            f"head is {_revisions(head_revisions(flask_app))}): run python manage.py db upgrade"
-        )
+    return current, missing
 
 
 def _revisions(revisions: set[str]) -> str:
-    return ", ".join(sorted(revisions)) if revisions else "None"
+    return ", ".join(sorted(revisions))
 
 
 def database_error_message(error: DBAPIError) -> str:

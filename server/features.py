@@ -1,7 +1,8 @@
 """The features this service runs: the one list the skeleton reads them from.
 
-To remove the example, delete its folders and the two lines marked below
-(docs/features.md).
+Add a feature by importing its ``Feature`` object and listing it; remove one by
+deleting its folders and its lines here (the example's are marked). See
+docs/features.md.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from app.feature import Feature
 from tornado_handlers.tasks import feature as tasks  # the example (delete to remove it)
 
 FEATURES: tuple[Feature, ...] = (
+    # In order: Flask registrations, native rules and start-up hooks follow it.
     tasks,  # the example (delete to remove it)
 )
-"""Features in use, in order: Flask registrations, native rules and start-up follow it."""
+"""Features in use."""

@@ -50,6 +50,9 @@ class Route:
         shadow does not implement. Tornado routes by path alone, so such a
         request never reaches Flask: the native handler answers 405. Port
         those methods too, or the route loses them.
+    :ivar name: the rule's name (``url(..., name=...)``, what ``native_url()``
+        and ``reverse_url`` take) for a native route, the endpoint for a Flask
+        one; ``None`` for an unnamed native rule.
     """
 
     path: str
@@ -60,6 +63,7 @@ class Route:
     shadowed_by: str | None = None
     twins: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the row as JSON-ready data."""
@@ -141,6 +145,7 @@ def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> lis
             methods=handler_methods(target),
             side="native",
             handler=f"{target.__module__}.{target.__qualname__}",
+            name=rule.name,
         )
         natives.append((regex, route))
 
@@ -153,6 +158,7 @@ def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> lis
             side="flask",
             handler=flask_rule.endpoint,
             status="flask",
+            name=flask_rule.endpoint,
         )
         concrete = sample_path(flask_rule, mount)
         for regex, native in natives:

@@ -46,6 +46,7 @@ def test_routes_json_flags_shadowed_flask_routes(database_url: str) -> None:
     assert by_handler["tornado_handlers.account.MeHandler"]["status"] == "native-only"
     assert {route["side"] for route in routes} == {"native", "flask"}
     fields = {"path", "methods", "side", "handler", "status", "shadowed_by", "twins", "unreachable"}
+    fields.add("name")
     for route in routes:
         assert set(route) == fields, route
         if route["status"] == "shadowed":
@@ -94,3 +95,25 @@ def test_db_upgrade_creates_the_sqlite_directory(tmp_path: Path) -> None:
     result = run("db", "upgrade", env=environment(f"sqlite:///{database}"))
     assert result.returncode == 0, result.stderr
     assert database.exists()
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_one_clear_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run("serve", env=environment(f"sqlite:///{blocker}/service.db"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: invalid configuration: DATABASE_URL: cannot create the folder of the "
+        f"SQLite file, {blocker} (File exists)"
+    )
+
+
+def test_routes_json_names_each_rule(database_url: str) -> None:
+    """``name`` is what ``native_url()`` (native rules) and ``url_for`` (Flask) take."""
+    result = run("routes", "--json", env=environment(database_url))
+    assert result.returncode == 0, result.stderr
+    names = {(route["side"], route["path"]): route["name"] for route in json.loads(result.stdout)}
+    assert names["native", "/healthz"] == "healthz"
+    assert names["native", "/api/me"] == "me"
+    assert names["flask", "/"] == "public.index"

@@ -13,9 +13,15 @@ from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
-from app.schema_migrations import add_migrations, head_revisions, upgrade_database
+from app.schema_migrations import (
+    add_migrations,
+    branch_problems,
+    head_revisions,
+    upgrade_database,
+)
 from config import Settings
 from server.checks import StartupError, check_database
+from tests.support.cli import environment, run
 
 # A feature whose table points at users: its branch depends on the skeleton's 0001,
 # so Alembic records only the feature's head in alembic_version.
@@ -99,3 +105,39 @@ def test_the_skeleton_history_is_one_linear_branch(settings: Settings) -> None:
             downgrade(revision="base")
             assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
             db.engine.dispose()
+
+
+def test_each_migration_folder_is_a_branch_of_its_own(flask_app: Flask) -> None:
+    """The service's folders (the skeleton's and every feature's) never chain into each other."""
+    assert branch_problems(flask_app) == []
+
+
+def test_a_first_revision_made_without_head_base_is_named(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``--branch-label x`` without ``--head base`` continues the skeleton's branch: caught."""
+    location = tmp_path / "quotes_migrations"
+    location.mkdir()
+    joined = DEPENDENT_REVISION.replace("down_revision = None", 'down_revision = "0001"')
+    (location / "bookmarks_0001.py").write_text(joined.replace('depends_on = "0001"', ""))
+    with ThreadPoolExecutor(1) as executor:
+        app = create_app(settings, executor)
+        add_migrations(app, location)
+        problems = branch_problems(app)
+    assert len(problems) == 1
+    assert problems[0].endswith("bookmarks_0001.py: down_revision 0001 is in migrations/versions")
+
+
+def test_development_serve_names_a_revision_no_folder_provides(branched_app: Flask) -> None:
+    """In development ``serve`` migrates first: it must not end in Alembic's bare error."""
+    upgrade_database(branched_app)
+    url = branched_app.config["SQLALCHEMY_DATABASE_URI"]
+    result = run("serve", env=environment(url, APP_ENV="development", PORT="0"), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: the database is at revision bookmarks_0001, which no migration folder provides"
+        )
+    ), result.stderr

@@ -169,12 +169,12 @@ def busy_port() -> Iterator[int]:
         ),
         (
             {"APP_ENV": "production"},
-            "Error: the database is not migrated (at revision None, head is {heads}): "
+            "Error: the database is not migrated (no revision yet, head is {heads}): "
             "run python manage.py db upgrade",
         ),
         (
             {"APP_ENV": "testing"},
-            "Error: the database is not migrated (at revision None, head is {heads}): "
+            "Error: the database is not migrated (no revision yet, head is {heads}): "
             "run python manage.py db upgrade",
         ),
     ],

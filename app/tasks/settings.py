@@ -12,7 +12,8 @@ class TaskSettings(BaseSettings):
     """Variables of the tasks feature (``TASK_THREADS``).
 
     :ivar task_threads: background tasks allowed to run at once on the shared
-        executor (threads); default ``max(1, THREADS // 4)``, at most ``THREADS``.
+        executor (threads); default ``max(1, THREADS // 4)``; below ``THREADS``,
+        so that requests always keep at least one thread.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -30,11 +31,15 @@ def task_threads(settings: Settings, override: int | None = None) -> int:
 
     :param settings: the shared settings (``threads``).
     :param override: a value that wins over the environment (tests).
-    :raises config.ConfigError: ``TASK_THREADS`` is invalid or above ``THREADS``.
+    :raises config.ConfigError: ``TASK_THREADS`` is invalid, or not below
+        ``THREADS`` (also when the default would not be: ``THREADS=1``).
     """
     value = override or load_feature_settings(TaskSettings).task_threads
     if value is None:
-        return max(1, settings.threads // 4)
-    if value > settings.threads:
-        raise ConfigError(f"TASK_THREADS: must be at most THREADS={settings.threads} (got {value})")
+        value = max(1, settings.threads // 4)
+    if value >= settings.threads:
+        raise ConfigError(
+            f"TASK_THREADS: must be below THREADS={settings.threads}, so that requests "
+            f"keep a thread (got {value})"
+        )
     return value

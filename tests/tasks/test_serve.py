@@ -113,18 +113,14 @@ def test_a_task_that_never_reports_does_not_keep_the_process_alive(
     ("variables", "expected"),
     [
         (
-            {"THREADS": "4", "TASK_THREADS": "5"},
-            "Error: invalid configuration: TASK_THREADS: must be at most THREADS=4 (got 5)",
+            {"THREADS": "4", "TASK_THREADS": "4"},
+            "Error: invalid configuration: TASK_THREADS: must be below THREADS=4, so that "
+            "requests keep a thread (got 4)",
         ),
         (
-            {"APP_ENV": "production"},
-            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
-            "run python manage.py db upgrade",
-        ),
-        (
-            {"APP_ENV": "testing"},
-            "Error: the database is not migrated (at revision None, head is 0001, tasks_0001): "
-            "run python manage.py db upgrade",
+            {"THREADS": "1"},
+            "Error: invalid configuration: TASK_THREADS: must be below THREADS=1, so that "
+            "requests keep a thread (got 1)",
         ),
     ],
 )
@@ -136,6 +132,16 @@ def test_start_up_errors_of_the_example_are_one_line(
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize("app_env", ["production", "testing"])
+def test_an_unmigrated_database_names_the_examples_branch(database_url: str, app_env: str) -> None:
+    env = environment(database_url, PORT="0", APP_ENV=app_env)
+    result = run("serve", "--no-reload", env=env, timeout=30)
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the database is not migrated (no revision yet, head is "), last
+    assert "tasks_0001" in last and last.endswith("run python manage.py db upgrade"), last
 
 
 def test_development_serve_creates_the_task_tables_on_first_start(tmp_path: Path) -> None:
