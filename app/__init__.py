@@ -79,13 +79,16 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_templates(app: Flask) -> None:
-    """Register the Jinja globals ``nav_links()`` and ``native_url()``.
+    """Register the Jinja globals ``project_name``, ``nav_links()`` and ``native_url()``.
 
-    See :mod:`app.nav` and :mod:`app.native_urls`. Registered before any
-    feature, whose templates may call them.
+    ``project_name`` is ``config.defaults.PROJECT_NAME``; for the other two see
+    :mod:`app.nav` and :mod:`app.native_urls`. Registered before any feature,
+    whose templates may use them.
     """
     from app import native_urls, nav
+    from config.defaults import PROJECT_NAME
 
+    app.jinja_env.globals["project_name"] = PROJECT_NAME
     nav.init_app(app)
     native_urls.init_app(app)
 

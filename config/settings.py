@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout's root directory (where ``manage.py`` lives)."""
 
@@ -36,14 +38,20 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 """The ``SECRET_KEY`` used when none is set outside production. Never secret."""
 
+SESSION_COOKIE_NAME = f"{SERVICE_NAME}_session"
+"""The name of the signed session cookie both sides read (``config.defaults.SERVICE_NAME``)."""
+
 
 def default_database_url(environment: Environment) -> str:
-    """Return the embedded SQLite database URL for ``environment``.
+    """Return the database URL used when ``DATABASE_URL`` is not set.
 
     :param environment: ``development``, ``testing`` or ``production``.
-    :returns: ``sqlite:///<checkout>/instance/<environment>.db`` (absolute path,
+    :returns: ``config.defaults.DEFAULT_DATABASE_URL`` if the project set one,
+        else ``sqlite:///<checkout>/instance/<environment>.db`` (absolute path,
         so the database does not move with the working directory).
     """
+    if DEFAULT_DATABASE_URL is not None:
+        return DEFAULT_DATABASE_URL
     return f"sqlite:///{INSTANCE_PATH / f'{environment}.db'}"
 
 
@@ -71,10 +79,11 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None,
-        description="SQLAlchemy URL; default a SQLite file under instance/.",
+        description="SQLAlchemy URL; default DEFAULT_DATABASE_URL (config/defaults.py), "
+        "else a SQLite file under instance/.",
     )
     host: str = Field("127.0.0.1", description="Interface to listen on.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port (0 picks a free one).")
     threads: int = Field(16, ge=1, le=1024, description="Worker threads of the shared executor.")
     debug: bool | None = Field(
         None, description="Debug mode and autoreload; default on in development only."
@@ -187,6 +196,7 @@ class Settings(BaseSettings):
             "DEBUG": bool(self.debug),
             "TESTING": self.app_env == "testing",
             "MAX_CONTENT_LENGTH": self.max_body_size,
+            "SESSION_COOKIE_NAME": SESSION_COOKIE_NAME,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.app_env == "production",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.defaults import PROJECT_NAME
 from tests.support.browser import chromium_page, needs_chromium
 from tests.support.server import ServerFactory
 
@@ -20,7 +21,7 @@ def test_register_log_out_and_log_in_again(live_server: ServerFactory, tmp_path:
     server = live_server()
     with chromium_page() as (page, errors):
         page.goto(f"{server.url}/")
-        expect(page.locator("h1")).to_have_text("Hybrid service")
+        expect(page.locator("h1")).to_have_text(PROJECT_NAME)
         page.click("text=Register")
         page.fill("input[name=email]", "ada@example.com")
         page.fill("input[name=password]", "correct horse")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_settings
+from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
 from config.settings import DEVELOPMENT_SECRET_KEY, INSTANCE_PATH
 
 
@@ -15,10 +16,11 @@ def test_development_defaults() -> None:
     assert settings.app_env == "development"
     assert settings.debug is True
     assert settings.autoreload is True
-    assert settings.database_url == f"sqlite:///{INSTANCE_PATH / 'development.db'}"
+    embedded = f"sqlite:///{INSTANCE_PATH / 'development.db'}"
+    assert settings.database_url == (DEFAULT_DATABASE_URL or embedded)
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
-    assert (settings.host, settings.port, settings.threads) == ("127.0.0.1", 8000, 16)
+    assert (settings.host, settings.port, settings.threads) == ("127.0.0.1", DEFAULT_PORT, 16)
     assert settings.max_queue is None  # the bridge decides (docs/wsgi-bridge.md)
 
 
@@ -87,3 +89,19 @@ def test_flask_and_tornado_dialects_come_from_one_object(monkeypatch: pytest.Mon
 def test_trusted_proxies_parse_as_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16")
     assert load_settings().trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
+
+
+def test_the_session_cookie_is_named_after_the_service() -> None:
+    # Browsers send a host's cookies to all its ports: two services on one
+    # host must not share a cookie name, or logging in to one logs out the other.
+    assert load_settings().flask_config()["SESSION_COOKIE_NAME"] == f"{SERVICE_NAME}_session"
+
+
+def test_a_generated_database_default_replaces_the_embedded_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql+psycopg://service@db.internal/service"
+    monkeypatch.setattr("config.settings.DEFAULT_DATABASE_URL", url)
+    assert load_settings().database_url == url
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.db")
+    assert load_settings().database_url == "sqlite:///elsewhere.db"  # the environment wins

@@ -23,6 +23,7 @@ from tornado.web import url
 
 from app.auth.models import User
 from app.database import call_in_session
+from config.settings import SESSION_COOKIE_NAME as COOKIE
 from tests.support.login import (
     EMAIL,
     browser,
@@ -62,7 +63,7 @@ def test_a_flask_login_is_recognised_by_native_routes_and_the_websocket(
         assert me.json() == {"user": {"id": 1, "email": EMAIL}, "logout_url": "/auth/logout"}
         assert me.headers["vary"] == "Cookie"
         assert "set-cookie" not in me.headers  # read, not changed: nothing written back
-        assert hello(server, f"session={client.cookies['session']}") == {
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}") == {
             "type": "hello",
             "user": {"id": 1, "email": EMAIL},
         }
@@ -79,10 +80,10 @@ def test_anonymous_visitors_are_anonymous_everywhere(live_server: ServerFactory)
 def test_a_tampered_cookie_is_anonymous_not_an_error(live_server: ServerFactory) -> None:
     server = serve_with_websocket(live_server)
     with closing(register_and_log_in(server)) as client:
-        forged = tamper(client.cookies["session"])
-        cookies = {"session": forged}
+        forged = tamper(client.cookies[COOKIE])
+        cookies = {COOKIE: forged}
         assert httpx.get(f"{server.url}/api/me", cookies=cookies).status_code == 401
-        assert hello(server, f"session={forged}")["user"] is None
+        assert hello(server, f"{COOKIE}={forged}")["user"] is None
         home = httpx.get(f"{server.url}/", cookies=cookies)  # Flask agrees
         assert home.status_code == 200
         assert 'id="login-link"' in home.text
@@ -94,7 +95,7 @@ def test_an_expired_cookie_is_anonymous(live_server: ServerFactory) -> None:
         assert client.get("/api/me").status_code == 200
         server.hybrid.flask_app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=-1)
         assert client.get("/api/me").status_code == 401
-        assert hello(server, f"session={client.cookies['session']}")["user"] is None
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}")["user"] is None
 
 
 def test_a_deleted_account_is_anonymous(live_server: ServerFactory) -> None:
@@ -102,7 +103,7 @@ def test_a_deleted_account_is_anonymous(live_server: ServerFactory) -> None:
     with closing(register_and_log_in(server)) as client:
         call_in_session(server.hybrid.flask_app, lambda session: session.execute(delete(User)))
         assert client.get("/api/me").status_code == 401
-        assert hello(server, f"session={client.cookies['session']}")["user"] is None
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}")["user"] is None
 
 
 def test_a_native_handler_changes_the_session_and_flask_sees_it(
@@ -115,7 +116,7 @@ def test_a_native_handler_changes_the_session_and_flask_sees_it(
         assert changed.status_code == 200
         assert changed.json() == {"theme": "dark"}
         set_cookie = changed.headers["set-cookie"]
-        assert set_cookie.startswith("session=")
+        assert set_cookie.startswith(f"{COOKIE}=")
         assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "Path=/" in set_cookie
         assert "expires" not in set_cookie.lower()  # a browser-session cookie, as Flask writes it
 
@@ -163,7 +164,7 @@ def test_a_cookie_signed_with_flask_serializer_is_accepted(live_server: ServerFa
     register_and_log_in(server).close()
     with server.hybrid.flask_app.app_context():
         cookie = dump_session(server.hybrid.flask_app, {"_user_id": "1"})
-    assert httpx.get(f"{server.url}/api/me", cookies={"session": cookie}).status_code == 200
+    assert httpx.get(f"{server.url}/api/me", cookies={COOKIE: cookie}).status_code == 200
 
 
 class LogOutHandler(BaseHandler):
@@ -198,9 +199,9 @@ def test_a_native_handler_that_empties_the_session_deletes_the_cookie(
 
         response = asyncio.run(log_out())
         set_cookie = response.headers["set-cookie"]
-        assert set_cookie.startswith('session=""; ') or set_cookie.startswith("session=; ")
+        assert set_cookie.startswith((f'{COOKIE}=""; ', f"{COOKIE}=; "))
         assert "expires=" in set_cookie.lower() and "Path=/" in set_cookie
-        client.cookies.delete("session")
+        client.cookies.delete(COOKIE)
         client.cookies.update(response.cookies)
-        assert "session" not in client.cookies or not client.cookies["session"]
+        assert COOKIE not in client.cookies or not client.cookies[COOKIE]
         assert client.get("/api/me").status_code == 401

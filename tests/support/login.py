@@ -11,6 +11,7 @@ import httpx
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from config.settings import SESSION_COOKIE_NAME
 from tests.support.server import LiveServer, close_websocket
 
 EMAIL = "ada@example.com"
@@ -57,7 +58,7 @@ def register_and_log_in(server: LiveServer) -> httpx.Client:
     )
     assert response.status_code == 302, response.text
     assert response.headers["location"] == "/"
-    assert "session" in client.cookies
+    assert SESSION_COOKIE_NAME in client.cookies
     return client
 
 
@@ -76,7 +77,7 @@ def websocket_hello(url: str, cookie: str | None) -> dict[str, Any]:
     message, decoded from JSON. The connection is closed fully before this returns.
 
     :param url: e.g. ``f"{server.ws_url}/_test/ws"``.
-    :param cookie: e.g. ``"session=..."``; ``None`` sends no cookie.
+    :param cookie: e.g. ``f"{SESSION_COOKIE_NAME}=..."``; ``None`` sends no cookie.
     """
 
     async def run() -> dict[str, Any]:

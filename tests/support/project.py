@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import venv
 from pathlib import Path
 
@@ -21,17 +22,22 @@ def copy_checkout(destination: Path) -> Path:
     """Copy the files git tracks, plus untracked ones it does not ignore, to ``destination``.
 
     What a clone of the working tree would hold: no virtualenv, database,
-    cache or build output.
+    cache or build output. A checkout that is not (yet) a git repository, such
+    as a project just generated from the skeleton, is listed as untracked
+    files through an empty repository of its own, ``.gitignore`` still applied.
 
     :returns: ``destination``.
     :raises subprocess.CalledProcessError: if git cannot list the files.
     """
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
+    command = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=PROJECT_ROOT, capture_output=True
     )
+    with tempfile.TemporaryDirectory() as empty:
+        if inside.returncode != 0:
+            subprocess.run(["git", "init", "--quiet", empty], check=True)
+            command[1:1] = [f"--git-dir={empty}/.git", f"--work-tree={PROJECT_ROOT}"]
+        listed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, check=True)
     for name in filter(None, listed.stdout.decode().split("\0")):
         source = PROJECT_ROOT / name
         if not source.is_file():  # deleted in the working tree, not yet in the index

@@ -13,6 +13,7 @@ from sqlalchemy import delete
 
 from app.auth.models import User
 from app.database import call_in_session
+from config.settings import SESSION_COOKIE_NAME as COOKIE
 from tests.support.login import EMAIL, register_and_log_in, tamper, websocket_hello
 from tests.support.server import LiveServer, ServerFactory
 
@@ -25,7 +26,7 @@ def hello(server: LiveServer, cookie: str | None) -> dict[str, Any]:
 def test_a_flask_login_is_recognised_by_the_task_socket(live_server: ServerFactory) -> None:
     server = live_server()
     with closing(register_and_log_in(server)) as client:
-        assert hello(server, f"session={client.cookies['session']}") == {
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}") == {
             "type": "hello",
             "task": None,
             "user": {"id": 1, "email": EMAIL},
@@ -40,19 +41,19 @@ def test_anonymous_visitors_are_anonymous_on_the_task_socket(live_server: Server
 def test_a_tampered_cookie_is_anonymous_on_the_task_socket(live_server: ServerFactory) -> None:
     server = live_server()
     with closing(register_and_log_in(server)) as client:
-        forged = tamper(client.cookies["session"])
-        assert hello(server, f"session={forged}")["user"] is None
+        forged = tamper(client.cookies[COOKIE])
+        assert hello(server, f"{COOKIE}={forged}")["user"] is None
 
 
 def test_an_expired_cookie_is_anonymous_on_the_task_socket(live_server: ServerFactory) -> None:
     server = live_server()
     with closing(register_and_log_in(server)) as client:
         server.hybrid.flask_app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=-1)
-        assert hello(server, f"session={client.cookies['session']}")["user"] is None
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}")["user"] is None
 
 
 def test_a_deleted_account_is_anonymous_on_the_task_socket(live_server: ServerFactory) -> None:
     server = live_server()
     with closing(register_and_log_in(server)) as client:
         call_in_session(server.hybrid.flask_app, lambda session: session.execute(delete(User)))
-        assert hello(server, f"session={client.cookies['session']}")["user"] is None
+        assert hello(server, f"{COOKIE}={client.cookies[COOKIE]}")["user"] is None

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from config.defaults import PROJECT_NAME
 from tests.support.cli import ServerProcess
 from tests.support.project import copy_checkout, install
 
@@ -63,7 +64,7 @@ def test_without_the_example_the_rest_installs_serves_and_passes(tmp_path: Path)
     try:
         base = f"http://127.0.0.1:{server.port()}"
         home = httpx.get(f"{base}/", timeout=10)
-        assert home.status_code == 200 and "Hybrid service" in home.text
+        assert home.status_code == 200 and PROJECT_NAME in home.text
         assert httpx.get(f"{base}/healthz", timeout=10).json()["status"] == "ok"
         assert httpx.get(f"{base}/auth/login", timeout=10).status_code == 200
         assert httpx.get(f"{base}/tasks", timeout=10).status_code == 404
