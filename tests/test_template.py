@@ -26,7 +26,7 @@ import yaml
 
 from config import PROJECT_ROOT
 from tests.support.cli import ServerProcess
-from tests.support.project import copy_checkout
+from tests.support.project import assert_suite_passed, copy_checkout
 
 pytestmark = [
     pytest.mark.skipif(
@@ -407,9 +407,7 @@ def test_a_generated_project_installs_serves_and_passes_its_own_tests(
         text=True,
         timeout=1800,
     )
-    summary = suite.stdout.strip().splitlines()[-1] if suite.stdout.strip() else ""
-    assert suite.returncode == 0, suite.stdout[-5000:] + suite.stderr[-3000:]
-    assert re.search(r"\b\d+ passed\b", summary), summary
+    assert_suite_passed(suite)
 
     # The README's run command, on the embedded default database and .env's secret.
     run = readme_command(readme, "Run the service")

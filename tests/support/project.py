@@ -6,6 +6,7 @@ would give them), a fresh virtualenv, ``pip install``, then real commands.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -78,3 +79,17 @@ def install(project: Path, extras: str = "test") -> Path:
     )
     assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
     return python
+
+
+def assert_suite_passed(result: subprocess.CompletedProcess[str]) -> str:
+    """Check a ``pytest -q`` run's exit status and closing line; return that line.
+
+    :param result: the finished run, output captured as text.
+    :raises AssertionError: on a non-zero status (with the output's tail), or a
+        closing line that counts no passed test, or some failed or in error.
+    """
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert re.search(r"\b\d+ passed\b", summary), summary
+    assert not re.search(r"\b\d+ (failed|errors?)\b", summary), summary
+    return summary

@@ -6,7 +6,6 @@ It lives with the example's tests, so it goes away with them.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from config.defaults import PROJECT_NAME
 from tests.support.cli import ServerProcess
-from tests.support.project import copy_checkout, install
+from tests.support.project import assert_suite_passed, copy_checkout, install
 
 EXAMPLE_FOLDERS = ("app/tasks", "tornado_handlers/tasks", "tests/tasks")
 """What docs/features.md says to delete, with the two marked lines of server/features.py."""
@@ -80,7 +79,4 @@ def test_without_the_example_the_rest_installs_serves_and_passes(tmp_path: Path)
         text=True,
         timeout=900,
     )
-    summary = suite.stdout.strip().splitlines()[-1] if suite.stdout.strip() else ""
-    assert suite.returncode == 0, suite.stdout[-5000:] + suite.stderr[-2000:]
-    assert re.search(r"\b\d+ passed\b", summary), summary
-    assert not re.search(r"\b\d+ (failed|errors?)\b", summary), summary
+    assert_suite_passed(suite)
