@@ -1,6 +1,5 @@
 """Helpers shared by the test modules (tests import these, never each other or a conftest).
 
-* :mod:`.waiting` -- :func:`~tests.support.waiting.wait_for`, the one polling loop;
 * :mod:`.server` -- :class:`~tests.support.server.LiveServer` (what the
   ``live_server`` fixture returns), WebSocket helpers and raw socket exchanges;
 * :mod:`.routes` -- test-only routes: native rules added to a built hybrid, Flask
@@ -10,6 +9,9 @@
 * :mod:`.project` -- a copy of the checkout in its own virtualenv, as a new user has it;
 * :mod:`.parity` -- comparing a ported native route with its Flask view;
 * :mod:`.browser` -- Chromium for Playwright, and the mark that skips without it.
+
+The one polling loop is :func:`wsgi_bridge.testing.wait_for` (shipped with the
+bridge's harness, as ``flask.testing`` ships Flask's).
 
 The skeleton's tests use only the skeleton's routes and these test-only ones, so
 they pass whatever features are in use. Helpers of a feature's tests live with

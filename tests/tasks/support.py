@@ -6,7 +6,7 @@ from flask import Flask
 
 from app.extensions import db
 from app.tasks.models import Task
-from tests.support.waiting import wait_for
+from wsgi_bridge.testing import wait_for
 
 
 def wait_for_final(flask_app: Flask, task_id: int, timeout: float = 10) -> Task:
@@ -27,5 +27,5 @@ def wait_for_final(flask_app: Flask, task_id: int, timeout: float = 10) -> Task:
             found.append(task)
             return True
 
-    wait_for(final, timeout, step=0.02, what=f"task {task_id} is final")
+    assert wait_for(final, timeout, step=0.02), f"task {task_id} did not finish in {timeout} s"
     return found[0]

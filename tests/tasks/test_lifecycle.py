@@ -37,6 +37,7 @@ from config import Settings
 from server.build import build_hybrid
 from tests.support.server import ServerFactory
 from tornado_handlers.tasks import TasksFeature, task_runner
+from wsgi_bridge.testing import wait_for
 
 WAIT = 10.0
 
@@ -90,10 +91,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
     """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
+    assert wait_for(condition, timeout), f"timed out waiting until {what}"
 
 
 def statuses(flask_app: Flask) -> dict[int, str]:
