@@ -23,7 +23,13 @@ from app.extensions import csrf, db
 from config import Settings, load_settings
 from server.build import build_hybrid
 from tests.support.routes import add_native_route, with_views
-from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory, raw_exchange
+from tests.support.server import (
+    TEST_SECRET_KEY,
+    LiveServer,
+    ServerFactory,
+    assert_head_is_get_without_the_body,
+    raw_exchange,
+)
 from tornado_handlers.base import BaseHandler
 
 NATIVE_GET_ROUTES = ["/healthz", "/api/me", "/api/preferences"]
@@ -116,14 +122,7 @@ def serve_test_routes(live_server: ServerFactory, **overrides: Any) -> LiveServe
 def test_head_on_native_routes_is_get_without_the_body(
     live_server: ServerFactory, path: str
 ) -> None:
-    server = live_server()
-    with httpx.Client(base_url=server.url) as client:
-        get = client.get(path)
-        head = client.head(path)
-    assert head.status_code == get.status_code
-    assert head.content == b""
-    assert head.headers["content-type"] == get.headers["content-type"]
-    assert int(head.headers["content-length"]) == len(get.content)
+    assert_head_is_get_without_the_body(live_server().url, path)
 
 
 def test_head_without_get_is_405_with_allow(live_server: ServerFactory) -> None:

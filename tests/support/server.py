@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from tornado.websocket import WebSocketClientConnection
 
 from server.build import Hybrid
@@ -69,3 +70,17 @@ def raw_exchange(server: LiveServer, request: bytes) -> bytes:
         while chunk := sock.recv(65536):
             received += chunk
     return received
+
+
+def assert_head_is_get_without_the_body(base_url: str, path: str) -> None:
+    """``HEAD path`` answers as ``GET path`` without the body (RFC 9110 section 9.3.2).
+
+    Same status and ``Content-Type``; ``Content-Length`` of the body ``GET`` sends.
+    """
+    with httpx.Client(base_url=base_url) as client:
+        get = client.get(path)
+        head = client.head(path)
+    assert head.status_code == get.status_code
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) == len(get.content)

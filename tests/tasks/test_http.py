@@ -15,7 +15,7 @@ import webtest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from tests.support.server import ServerFactory, raw_exchange
+from tests.support.server import ServerFactory, assert_head_is_get_without_the_body, raw_exchange
 
 FLASK_MESSAGE_405 = "The method is not allowed for the requested URL."
 
@@ -24,14 +24,7 @@ FLASK_MESSAGE_405 = "The method is not allowed for the requested URL."
 def test_head_on_native_task_routes_is_get_without_the_body(
     live_server: ServerFactory, path: str
 ) -> None:
-    server = live_server()
-    with httpx.Client(base_url=server.url) as client:
-        get = client.get(path)
-        head = client.head(path)
-    assert head.status_code == get.status_code
-    assert head.content == b""
-    assert head.headers["content-type"] == get.headers["content-type"]
-    assert int(head.headers["content-length"]) == len(get.content)
+    assert_head_is_get_without_the_body(live_server().url, path)
 
 
 @pytest.mark.parametrize(
