@@ -32,6 +32,7 @@ Tornado's private pieces this needs go through :mod:`wsgi_bridge.compat`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import re
 import socket
@@ -203,9 +204,20 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         is_client: bool,
         params: Any = None,
         context: object | None = None,
+        *,
+        head_timeout: float | None = None,
     ) -> None:
-        """Arguments as ``tornado.http1connection.HTTP1Connection``."""
+        """Arguments as ``tornado.http1connection.HTTP1Connection``, plus:
+
+        :param head_timeout: seconds to wait for a request head; default
+            ``params.header_timeout``.  :class:`HTTP1ServerConnection` passes the
+            server's here and ``header_timeout=None`` in ``params``, so the wait is
+            timed once per request (by the size check), not twice.
+        """
         super().__init__(stream, is_client, params, context)
+        self._head_timeout = (
+            head_timeout if head_timeout is not None else self.params.header_timeout
+        )
         self._linger = False
         self._lingering = False
 
@@ -233,12 +245,13 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         """Wait for the head; 0 if it fits, 431 or 414 if not, None after a timeout."""
         limit = self.params.max_header_size
         probe = self.stream.read_until_regex(_header_probe(limit))
-        if self.params.header_timeout is None:
+        timeout = self._head_timeout
+        if timeout is None or (isinstance(probe, Future) and probe.done()):
             data = await probe
         else:
             try:
                 data = await gen.with_timeout(
-                    self.stream.io_loop.time() + self.params.header_timeout,
+                    self.stream.io_loop.time() + timeout,
                     probe,
                     quiet_exceptions=iostream.StreamClosedError,
                 )
@@ -379,9 +392,19 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
 
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         # Tornado's loop, with our HTTP1Connection (Tornado names its class inline).
+        # The head's timeout is applied by our size check, which waits for the head;
+        # Tornado's own read then finds it complete, so it needs no second timer.
+        params = copy.copy(self.params)
+        params.header_timeout = None
         try:
             while True:
-                conn = HTTP1Connection(self.stream, False, self.params, self.context)
+                conn = HTTP1Connection(
+                    self.stream,
+                    False,
+                    params,
+                    self.context,
+                    head_timeout=self.params.header_timeout,
+                )
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     keep_alive = await conn.read_response(request_delegate)
