@@ -319,3 +319,19 @@ def test_server_software_default_and_configured() -> None:
         assert env["SERVER_SOFTWARE"] == f"wsgi_bridge TornadoServer/{tornado.version}"
     with BridgeServer(echo_path, server_software="svc/1.2") as server:
         assert environ_of(server.request("GET", "/x")[2])["SERVER_SOFTWARE"] == "svc/1.2"
+
+
+# ------------------------------------------------------ the head size check keeps the idle timeout
+def test_idle_keep_alive_connection_still_times_out() -> None:
+    """The size check waits for each request head, so it carries Tornado's
+    ``idle_connection_timeout`` (a guard: the check must not wait forever)."""
+    with (
+        BridgeServer(apps.hello, server_kwargs={"idle_connection_timeout": 0.5}) as server,
+        server.raw() as sock,
+    ):
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, _ = read_response_head(sock)
+        assert status_of(head) == 200
+        start = time.monotonic()
+        _, closed = read_until_close(sock, 10)  # generous; the subject is "it closes"
+        assert closed and time.monotonic() - start < 9
