@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from tornado import httputil
@@ -48,6 +49,40 @@ SIMPLE_BODIES = {
     500: b"Internal Server Error\n",
     503: b"Service Unavailable\n",
 }
+
+
+#: Largest write the pump builds by joining small chunks, in bytes (see :func:`coalesce`).
+WRITE_WINDOW = 64 * 1024
+
+
+def coalesce(chunks: list[bytes], window: int) -> list[bytes]:
+    """Group ``chunks`` into writes: small neighbours joined up to ``window`` bytes.
+
+    A chunk of ``window`` bytes or more is passed on as it is (never copied); smaller
+    ones are joined with their neighbours while the sum stays within ``window``.
+
+    :param chunks: non-empty body chunks, in order.
+    :param window: the most bytes one join may produce.
+    :returns: the writes, in order; their concatenation equals ``chunks``'.
+    """
+    if len(chunks) <= 1:
+        return list(chunks)
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if batch and size + n > window:
+            out.append(batch[0] if len(batch) == 1 else b"".join(batch))
+            batch, size = [], 0
+        if n >= window:
+            out.append(chunk)
+        else:
+            batch.append(chunk)
+            size += n
+    if batch:
+        out.append(batch[0] if len(batch) == 1 else b"".join(batch))
+    return out
 
 
 class ResponsePump:
@@ -135,11 +170,10 @@ class ResponsePump:
                 return False
             self._queue.append(chunk)
             self._unflushed += len(chunk)
-            wake = not self._pump_scheduled
-            self._pump_scheduled = True
-        if wake:
-            self.loop.add_callback(self._pump)
-        with self._cond:
+            if not self._pump_scheduled:
+                # Thread-safe and never calls back into us: fine under the lock.
+                self._pump_scheduled = True
+                self.loop.add_callback(self._pump)
             while self._unflushed > self._high_water and not self._closed:
                 self._cond.wait()
             return not self._closed
@@ -335,23 +369,27 @@ class ResponsePump:
         if abort:
             self.abort_connection()
             return
-        data = queue[0] if len(queue) == 1 else b"".join(queue)
-        n = len(data)
-        future: Future[None] | None = None
+        pieces = coalesce(queue, WRITE_WINDOW)
+        n = 0
+        flushed: Future[None] | None = None
         try:
             if plan is not None:
-                future = self._write_head(plan, data)
-            elif data:
-                future = self.connection.write(data)
+                data = pieces.pop(0) if pieces else b""
+                self._write_head(plan, data)
+                n = len(data)
+            for piece in pieces:
+                self.connection.write(piece)
+                n += len(piece)
             self.bytes_sent += n
             if finish:
                 self.connection.finish()
+            flushed = self._flush_future()
         except Exception as exc:
-            future = None
+            flushed = None
             self._write_failed(exc)
-        if future is not None and not self._closed:
+        if flushed is not None and not self._closed:
             self._writing = True
-            future.add_done_callback(lambda _f: self._on_written(n))
+            flushed.add_done_callback(partial(self._on_written, n))
         elif n:
             with self._cond:
                 self._unflushed = max(0, self._unflushed - n)
@@ -364,7 +402,23 @@ class ResponsePump:
             else:
                 self._complete()
 
-    def _on_written(self, n: int) -> None:
+    def _flush_future(self) -> Future[None] | None:
+        """What to wait for before the bytes just written count as flushed.
+
+        ``IOStream.write`` sends at once as much as the socket takes.  When the
+        stream's buffer is empty afterwards (the usual case), everything went to the
+        kernel and there is nothing to wait for: None, no callback, no extra IOLoop
+        iteration.  Otherwise a zero-byte ``stream.write`` gives the future of
+        "everything so far is flushed" (the futures of ``HTTP1Connection.write`` do
+        not: the first completed write resolves the latest one).
+        """
+        stream = self.connection.stream
+        if stream.closed() or not stream.writing():
+            return None
+        future: Future[None] = stream.write(b"")
+        return future
+
+    def _on_written(self, n: int, _flushed: Future[None] | None = None) -> None:
         with self._cond:
             self._unflushed -= n
             self._cond.notify_all()
