@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
+from tornado.log import app_log
 
 from .compat import close_after_response
 from .errors import ClientDisconnected
@@ -85,6 +87,57 @@ def coalesce(chunks: list[bytes], window: int) -> list[bytes]:
     return out
 
 
+class LoopPoster:
+    """Run callables on one IOLoop, posted from any thread, with one wake-up per batch.
+
+    ``IOLoop.add_callback`` from another thread writes to the loop's self-pipe on
+    every call: a system call that releases the GIL, which the posting worker then
+    has to win back from the busy IOLoop thread.  Under load many workers finish
+    while the loop is busy, so :meth:`post` only appends to a list and wakes the loop
+    when the list was empty; the one :meth:`_drain` callback then runs everything
+    posted so far, in posting order.  Invariant: a drain is scheduled exactly when
+    the list is non-empty.
+
+    :param loop: the IOLoop the callables run on.
+    """
+
+    __slots__ = ("_items", "_lock", "_loop", "__weakref__")
+
+    def __init__(self, loop: IOLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` on the IOLoop soon (thread-safe, never blocks)."""
+        with self._lock:
+            self._items.append((callback, args))
+            if len(self._items) > 1:
+                return  # the drain already scheduled will run it
+        self._loop.add_callback(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for callback, args in items:
+            try:
+                callback(*args)
+            except Exception:
+                # As IOLoop.add_callback would: log it and go on with the others.
+                app_log.exception("Exception in callback %r", callback)
+
+
+_posters: weakref.WeakKeyDictionary[IOLoop, LoopPoster] = weakref.WeakKeyDictionary()
+
+
+def poster_for(loop: IOLoop) -> LoopPoster:
+    """The :class:`LoopPoster` of ``loop`` (created on first use; IOLoop thread)."""
+    poster = _posters.get(loop)
+    if poster is None:
+        poster = _posters[loop] = LoopPoster(loop)
+    return poster
+
+
 class ResponsePump:
     """The response of one request, from the worker's ``send`` to the connection.
 
@@ -111,11 +164,14 @@ class ResponsePump:
         self.connection: Any = request.connection
         self.request_id = request_id
         self.loop = IOLoop.current()
+        self._post = poster_for(self.loop).post
         self._high_water = response_buffer_size
         self._on_complete = on_complete
         self._draining = draining
-        self._cond = threading.Condition(threading.Lock())
-        # Shared between threads; guarded by _cond.
+        self._lock = threading.Lock()
+        #: Made on the first wait (see :meth:`_wait`): most responses never need it.
+        self._waiters: threading.Condition | None = None
+        # Shared between threads; guarded by _lock.
         self._closed = False
         self._committed: Literal["", "worker", "loop"] = ""
         self._head: ResponsePlan | None = None
@@ -138,8 +194,16 @@ class ResponsePump:
         self.bytes_sent = 0
         #: True when the response was cut short (client gone, error after the head).
         self.aborted = False
-        #: Resolved once the exchange completed.
-        self.done: Future[None] = Future()
+        self._done: Future[None] | None = None
+
+    @property
+    def done(self) -> Future[None]:
+        """Resolved once the exchange completed (IOLoop thread; made on first use)."""
+        if self._done is None:
+            self._done = Future()
+            if self.completed:
+                self._done.set_result(None)
+        return self._done
 
     @property
     def closed(self) -> bool:
@@ -153,7 +217,7 @@ class ResponsePump:
         :returns: False when the client is gone or the IOLoop already answered
             (413, 503); the worker must then stop producing.
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed:
                 return False
             self._committed = "worker"
@@ -165,7 +229,7 @@ class ResponsePump:
 
         :returns: False when the client went away (stop iterating).
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             self._queue.append(chunk)
@@ -173,14 +237,14 @@ class ResponsePump:
             if not self._pump_scheduled:
                 # Thread-safe and never calls back into us: fine under the lock.
                 self._pump_scheduled = True
-                self.loop.add_callback(self._pump)
+                self._post(self._pump)
             while self._unflushed > self._high_water and not self._closed:
-                self._cond.wait()
+                self._wait()
             return not self._closed
 
     def request_finish(self) -> None:
         """End the worker's response after what was queued (worker thread)."""
-        with self._cond:
+        with self._lock:
             if not self._closed and self._committed == "worker":
                 self._finish_requested = True
 
@@ -190,12 +254,12 @@ class ResponsePump:
         The callback writes headers, ``body`` and finish, then completes; the worker
         job must not touch the response afterwards (it counts as finished).
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed:
                 return
             self._committed = "worker"
             self._worker_done = True
-        self.loop.add_callback(self._write_whole, plan, body)
+        self._post(self._write_whole, plan, body)
 
     def fail(self, error_plan: ResponsePlan, body: bytes) -> bool:
         """The application failed (worker thread): answer ``error_plan`` or abort.
@@ -206,7 +270,7 @@ class ResponsePump:
             the worker's (the connection is then closed after the bytes queued so far,
             so a truncated body never looks complete) or is not the worker's to answer.
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed == "loop":
                 return False
             if self._committed == "worker":
@@ -215,7 +279,7 @@ class ResponsePump:
                 wake = not self._pump_scheduled
                 self._pump_scheduled = True
                 if wake:
-                    self.loop.add_callback(self._pump)
+                    self._post(self._pump)
                 return False
             self._committed = "worker"
             self._head = error_plan
@@ -226,14 +290,14 @@ class ResponsePump:
 
     def worker_finished(self) -> None:
         """The worker job returned (worker thread); the IOLoop completes when written."""
-        with self._cond:
+        with self._lock:
             if self._worker_done:
                 return
             self._worker_done = True
             wake = not self._pump_scheduled
             self._pump_scheduled = True
         if wake:
-            self.loop.add_callback(self._pump)
+            self._post(self._pump)
 
     # ------------------------------------------------------------ IOLoop side
     def respond_simple(
@@ -247,7 +311,7 @@ class ResponsePump:
         :param close: close the connection after the response.
         :returns: False if the worker had already started the response (nothing sent).
         """
-        with self._cond:
+        with self._lock:
             if self._committed or self._closed:
                 return False
             self._committed = "loop"
@@ -274,11 +338,11 @@ class ResponsePump:
 
     def on_close(self) -> None:
         """The client connection closed (IOLoop thread); wakes a blocked worker."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+            self._wake()
         if not self.completed:
             self.aborted = True
         if self.upload is not None:
@@ -296,7 +360,11 @@ class ResponsePump:
     def _write_head(self, plan: ResponsePlan, data: bytes) -> Future[None]:
         headers = httputil.HTTPHeaders()
         for name, value in plan.headers:
-            headers.add(name, value)
+            # Validated already (headers.py); item assignment skips add()'s regexes.
+            if name in headers:
+                headers.add(name, value)
+            else:
+                headers[name] = value
         if plan.close_connection or self._draining():
             close_after_response(self.connection)
         self.status_code = plan.code
@@ -319,9 +387,9 @@ class ResponsePump:
         stream = getattr(self.connection, "stream", None)
         if stream is not None and not stream.closed():
             self.connection.close()
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._wake()
 
     def _write_whole(self, plan: ResponsePlan, body: bytes) -> None:
         if not self._closed:
@@ -338,7 +406,7 @@ class ResponsePump:
         """Move queued output to the connection; one write outstanding at most."""
         if self.completed:
             return
-        with self._cond:
+        with self._lock:
             self._pump_scheduled = False
             closed = self._closed
             done = self._worker_done
@@ -347,7 +415,7 @@ class ResponsePump:
                 self._unflushed = 0
                 self._head = None
                 self._finish_requested = self._abort_requested = False
-                self._cond.notify_all()
+                self._wake()
             elif self._writing:
                 return
             else:
@@ -391,9 +459,9 @@ class ResponsePump:
             self._writing = True
             flushed.add_done_callback(partial(self._on_written, n))
         elif n:
-            with self._cond:
+            with self._lock:
                 self._unflushed = max(0, self._unflushed - n)
-                self._cond.notify_all()
+                self._wake()
         if self._closed:
             self._pump()
         elif not self._writing and (done or self._abort_requested):
@@ -401,6 +469,17 @@ class ResponsePump:
                 self._pump()
             else:
                 self._complete()
+
+    def _wait(self) -> None:
+        """Wait for :meth:`_wake` (``_lock`` held; worker thread)."""
+        if self._waiters is None:
+            self._waiters = threading.Condition(self._lock)
+        self._waiters.wait()
+
+    def _wake(self) -> None:
+        """Wake a worker blocked in :meth:`_wait` (``_lock`` held; any thread)."""
+        if self._waiters is not None:
+            self._waiters.notify_all()
 
     def _flush_future(self) -> Future[None] | None:
         """What to wait for before the bytes just written count as flushed.
@@ -419,9 +498,9 @@ class ResponsePump:
         return future
 
     def _on_written(self, n: int, _flushed: Future[None] | None = None) -> None:
-        with self._cond:
+        with self._lock:
             self._unflushed -= n
-            self._cond.notify_all()
+            self._wake()
         self._writing = False
         self._pump()
 
@@ -437,5 +516,5 @@ class ResponsePump:
         try:
             self._on_complete()
         finally:
-            if not self.done.done():
-                self.done.set_result(None)
+            if self._done is not None and not self._done.done():
+                self._done.set_result(None)
