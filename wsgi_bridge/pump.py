@@ -101,12 +101,19 @@ class LoopPoster:
     :param loop: the IOLoop the callables run on.
     """
 
-    __slots__ = ("_items", "_lock", "_loop", "__weakref__")
+    __slots__ = ("__weakref__", "_items", "_lock", "_loop", "wakeups")
 
     def __init__(self, loop: IOLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
         self._items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        #: How many times :meth:`post` woke the IOLoop (``add_callback`` calls).
+        self.wakeups = 0
+
+    @property
+    def pending(self) -> int:
+        """Callables posted and not yet run (any thread)."""
+        return len(self._items)
 
     def post(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback(*args)`` on the IOLoop soon (thread-safe, never blocks)."""
@@ -114,6 +121,7 @@ class LoopPoster:
             self._items.append((callback, args))
             if len(self._items) > 1:
                 return  # the drain already scheduled will run it
+            self.wakeups += 1
         self._loop.add_callback(self._drain)
 
     def _drain(self) -> None:

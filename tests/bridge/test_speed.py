@@ -1,0 +1,144 @@
+"""The hot-path mechanisms of the response side (docs/wsgi-bridge.md, "Output").
+
+Over real sockets: the one-wake-up-per-batch ``LoopPoster`` and the chunk writes of
+``ResponsePump``; as units: :func:`wsgi_bridge.pump.coalesce`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from wsgi_bridge.pump import WRITE_WINDOW, coalesce, poster_for
+from wsgi_bridge.testing import BridgeServer, read_response_head, wait_for
+from wsgi_bridge.types import Environ
+
+# ------------------------------------------------------------------ coalesce (units)
+
+
+def test_coalesce_passes_large_chunks_on_without_copying() -> None:
+    big = b"a" * WRITE_WINDOW
+    bigger = b"b" * (3 * WRITE_WINDOW)
+    out = coalesce([big, bigger], WRITE_WINDOW)
+    assert len(out) == 2
+    assert out[0] is big and out[1] is bigger
+
+
+def test_coalesce_joins_small_neighbours_up_to_the_window() -> None:
+    small = [bytes([65 + i]) * 1000 for i in range(10)]
+    big = b"z" * WRITE_WINDOW
+    chunks = [*small, big, *small]
+    out = coalesce(chunks, 4000)
+    assert b"".join(out) == b"".join(chunks)
+    assert big in out and any(piece is big for piece in out)
+    assert [len(p) for p in out] == [4000, 4000, 2000, len(big), 4000, 4000, 2000]
+    assert coalesce([], 4000) == []
+    assert coalesce([b"x"], 4000) == [b"x"]
+
+
+# ------------------------------------------------- chunk writes (real sockets)
+
+
+def mixed_chunks() -> list[bytes]:
+    """Small and large chunks interleaved, each recognisable."""
+    out: list[bytes] = []
+    for i in range(40):
+        out.append(b"%03d;" % i)
+        if i % 7 == 0:
+            out.append(bytes([97 + i % 26]) * (WRITE_WINDOW + 17 * i))
+    return out
+
+
+def mixed_stream(environ: Environ, start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return iter(mixed_chunks())
+
+
+def decode_chunked(sock: socket.socket, rest: bytes) -> bytes:
+    """Read one chunked body from ``sock`` (``rest``: bytes already read after the head),
+    checking every chunk's framing; returns the body."""
+    buf = bytearray(rest)
+    body = bytearray()
+
+    def need(n: int) -> None:
+        while len(buf) < n:
+            data = sock.recv(1 << 20)
+            assert data, "connection closed inside the chunked body"
+            buf.extend(data)
+
+    while True:
+        while b"\r\n" not in buf:
+            need(len(buf) + 1)
+        line = bytes(buf).partition(b"\r\n")[0]
+        size = int(line, 16)
+        del buf[: len(line) + 2]
+        need(size + 2)
+        assert bytes(buf[size : size + 2]) == b"\r\n", "chunk not followed by CRLF"
+        body += buf[:size]
+        del buf[: size + 2]
+        if size == 0:
+            assert not buf, "bytes after the last chunk"
+            return bytes(body)
+
+
+def test_mixed_chunks_arrive_exact_and_keep_alive_holds() -> None:
+    expected = b"".join(mixed_chunks())
+    server = BridgeServer(mixed_stream, response_buffer_size=64 * 1024)
+    with server, server.raw() as sock:
+        for _ in range(2):  # the same connection twice: the framing ended exactly
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            head, rest = read_response_head(sock)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"Transfer-Encoding: chunked" in head
+            assert decode_chunked(sock, rest) == expected
+
+
+# ---------------------------------------------- LoopPoster: one wake-up per batch
+
+
+def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
+    workers = 4
+    apps_running = threading.Barrier(workers + 1)
+    go = threading.Event()
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        apps_running.wait(10)
+        assert go.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    loop_blocked = threading.Event()
+    unblock_loop = threading.Event()
+
+    def block_loop() -> None:
+        loop_blocked.set()
+        assert unblock_loop.wait(10)
+
+    with BridgeServer(app, workers=workers) as server:
+        socks = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(workers)
+        ]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            apps_running.wait(10)  # every request is inside the app, on its own thread
+            assert server.loop is not None
+            poster = server.call(lambda: poster_for(server.loop))
+            server.loop.add_callback(block_loop)
+            assert loop_blocked.wait(10)
+            before = poster.wakeups
+            go.set()
+            # All four responses are posted while the IOLoop cannot run anything.
+            assert wait_for(lambda: poster.pending == workers, timeout=10)
+            assert poster.wakeups == before + 1
+            unblock_loop.set()
+            for sock in socks:
+                head = read_response_head(sock)[0]
+                assert head.startswith(b"HTTP/1.1 200")
+        finally:
+            unblock_loop.set()
+            go.set()
+            for sock in socks:
+                sock.close()
