@@ -191,6 +191,7 @@ class ResponsePump:
         self._pump_scheduled = False
         # IOLoop thread only.
         self._writing = False
+        self._chunked = False
         self.completed = False
         #: True once a worker job owns the end of the response (set at dispatch).
         self.dispatched = False
@@ -380,7 +381,26 @@ class ResponsePump:
         future: Future[None] = self.connection.write_headers(
             start_line, headers, chunk=data or None
         )
+        # write_headers adds the header exactly when it chunks the body (public data).
+        self._chunked = headers.get("Transfer-Encoding") == "chunked"
         return future
+
+    def _write_body(self, pieces: list[bytes]) -> None:
+        """Write body ``pieces`` after the head (IOLoop thread).
+
+        A chunked body is framed here, one ``b"".join`` per piece (one copy), and
+        goes to the connection's ``IOStream`` directly: ``HTTP1Connection.write``
+        would frame it with two concatenations (two copies).  Tornado still writes the
+        last chunk in ``finish()``, after these bytes (one ordered stream buffer).
+        Other bodies go through ``HTTP1Connection.write``, which does not copy them.
+        """
+        if self._chunked:
+            stream = self.connection.stream
+            for piece in pieces:
+                stream.write(b"".join((b"%x\r\n" % len(piece), piece, b"\r\n")))
+        else:
+            for piece in pieces:
+                self.connection.write(piece)
 
     def _write_failed(self, exc: BaseException) -> None:
         if not isinstance(exc, StreamClosedError):
@@ -453,9 +473,9 @@ class ResponsePump:
                 data = pieces.pop(0) if pieces else b""
                 self._write_head(plan, data)
                 n = len(data)
-            for piece in pieces:
-                self.connection.write(piece)
-                n += len(piece)
+            if pieces:
+                self._write_body(pieces)
+                n += sum(map(len, pieces))
             self.bytes_sent += n
             if finish:
                 self.connection.finish()
