@@ -5,17 +5,20 @@ A :class:`ResponsePump` is shared by exactly two threads:
 * the **worker thread** commits a response head (:meth:`~ResponsePump.commit`),
   queues body chunks (:meth:`~ResponsePump.send`), asks for the finish or an abort,
   and says when its job returned (:meth:`~ResponsePump.worker_finished`).  These
-  methods are thread-safe; they wake the IOLoop with ``IOLoop.add_callback``;
+  methods are thread-safe; they wake the IOLoop through its :class:`LoopPoster`
+  (one ``IOLoop.add_callback`` per batch of posts, from all responses);
 * the **IOLoop thread** writes to the connection (``write_headers``, ``write``,
   ``finish``), answers small responses itself (:meth:`~ResponsePump.respond_simple`),
   learns about disconnects (:meth:`~ResponsePump.on_close`) and completes the
   exchange exactly once.
 
-Only one ``connection.write`` is ever outstanding (Tornado's ``HTTP1Connection``
-tracks a single write future); chunks queued meanwhile are coalesced into the next
-write.  When more than ``response_buffer_size`` bytes are unflushed, :meth:`send`
-blocks the worker on a ``threading.Condition`` until the socket drains or the
-client goes away (backpressure).
+One IOLoop callback writes everything queued since the previous one: large chunks as
+they are, small neighbours joined up to :data:`WRITE_WINDOW` (:func:`coalesce`); a
+chunked body is framed here with one copy (:meth:`ResponsePump._write_body`).  A
+write the socket took at once counts as flushed at once; otherwise nothing more is
+written until the stream's buffer drained.  When more than ``response_buffer_size``
+bytes are unflushed, :meth:`send` blocks the worker on a ``threading.Condition``
+until the socket drains or the client goes away (backpressure).
 
 A whole body (:meth:`~ResponsePump.send_whole`) takes the fast path: the worker posts
 ONE callback that writes headers, body and finish, then completes.
@@ -431,7 +434,12 @@ class ResponsePump:
         self._complete()
 
     def _pump(self) -> None:
-        """Move queued output to the connection; one write outstanding at most."""
+        """Move queued output to the connection (IOLoop thread, via the poster).
+
+        Writes everything queued (see :func:`coalesce` and :meth:`_write_body`), then,
+        if the socket did not take it all, waits for the stream to drain before the
+        next write (:meth:`_flush_future`): at most one flush is awaited at a time.
+        """
         if self.completed:
             return
         with self._lock:
