@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from wsgi_bridge.pump import WRITE_WINDOW, coalesce, poster_for
-from wsgi_bridge.testing import BridgeServer, read_response_head, wait_for
+from wsgi_bridge.testing import BridgeServer, generated_download, read_response_head, wait_for
 from wsgi_bridge.types import Environ
 
 # ------------------------------------------------------------------ coalesce (units)
@@ -142,3 +142,60 @@ def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
             go.set()
             for sock in socks:
                 sock.close()
+
+
+# ------------------------------------- a reader slower than the writer (full socket)
+
+BIG = 16 * 1024 * 1024
+
+
+def declared_length_stream(environ: Environ, start_response: Any) -> Iterator[bytes]:
+    """``BIG`` bytes with ``Content-Length``, in 64 KiB chunks (not chunked framing)."""
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(BIG))]
+    )
+    block = b"q" * 65536
+    return iter([block] * (BIG // 65536))
+
+
+def small_window_client(port: int) -> socket.socket:
+    """A connection whose receive buffer is small, so the server's socket fills up and
+    the pump has to wait for the stream to drain between writes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_chunked_body_through_a_full_socket_is_exact() -> None:
+    app = generated_download(BIG)
+    with BridgeServer(app, response_buffer_size=64 * 1024) as server:
+        sock = small_window_client(server.port)
+        try:
+            for _ in range(2):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, rest = read_response_head(sock, 30)
+                assert b"Transfer-Encoding: chunked" in head
+                body = decode_chunked(sock, rest)
+                assert len(body) == BIG and body.count(0) == BIG
+        finally:
+            sock.close()
+
+
+def test_declared_length_body_through_a_full_socket_is_exact() -> None:
+    with BridgeServer(declared_length_stream, response_buffer_size=64 * 1024) as server:
+        sock = small_window_client(server.port)
+        try:
+            for _ in range(2):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, rest = read_response_head(sock, 30)
+                assert f"Content-Length: {BIG}".encode() in head
+                body = bytearray(rest)
+                while len(body) < BIG:
+                    data = sock.recv(4096)
+                    assert data, "connection closed inside the body"
+                    body += data
+                assert len(body) == BIG and body.count(b"q") == BIG
+        finally:
+            sock.close()
