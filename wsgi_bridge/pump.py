@@ -13,8 +13,8 @@ A :class:`ResponsePump` is shared by exactly two threads:
   exchange exactly once.
 
 One IOLoop callback writes everything queued since the previous one: large chunks as
-they are, small neighbours joined up to :data:`WRITE_WINDOW` (:func:`coalesce`); a
-chunked body is framed here with one copy (:meth:`ResponsePump._write_body`).  A
+they are, small neighbours grouped up to :data:`WRITE_WINDOW` (:func:`group_writes`);
+a chunked body is framed here with one copy (:meth:`ResponsePump._write_body`).  A
 write the socket took at once counts as flushed at once; otherwise nothing more is
 written until the stream's buffer drained.  When more than ``response_buffer_size``
 bytes are unflushed, :meth:`send` blocks the worker on a ``threading.Condition``
@@ -56,38 +56,38 @@ SIMPLE_BODIES = {
 }
 
 
-#: Largest write the pump builds by joining small chunks, in bytes (see :func:`coalesce`).
-WRITE_WINDOW = 64 * 1024
+#: Most bytes one write of the pump joins from several chunks (see :func:`group_writes`).
+#: Above the default ``response_buffer_size`` (256 KiB), so everything a streaming
+#: worker queued before it blocked goes out in one send; the queue itself is bounded
+#: by ``response_buffer_size`` + one chunk, so is the join.
+WRITE_WINDOW = 1024 * 1024
 
 
-def coalesce(chunks: list[bytes], window: int) -> list[bytes]:
-    """Group ``chunks`` into writes: small neighbours joined up to ``window`` bytes.
+def group_writes(chunks: list[bytes], window: int) -> list[list[bytes]]:
+    """Group queued ``chunks`` into writes, in order.
 
-    A chunk of ``window`` bytes or more is passed on as it is (never copied); smaller
-    ones are joined with their neighbours while the sum stays within ``window``.
+    A chunk of ``window`` bytes or more is a write of its own; smaller neighbours
+    share a write while their sum stays within ``window``.  So a join never builds
+    more than ``window`` bytes out of several chunks, and one send carries many
+    small chunks.
 
     :param chunks: non-empty body chunks, in order.
-    :param window: the most bytes one join may produce.
-    :returns: the writes, in order; their concatenation equals ``chunks``'.
+    :param window: bytes, the most one group of several chunks may hold.
+    :returns: the groups; their concatenation is ``chunks``.
     """
-    if len(chunks) <= 1:
-        return list(chunks)
-    out: list[bytes] = []
-    batch: list[bytes] = []
+    groups: list[list[bytes]] = []
+    group: list[bytes] = []
     size = 0
     for chunk in chunks:
         n = len(chunk)
-        if batch and size + n > window:
-            out.append(batch[0] if len(batch) == 1 else b"".join(batch))
-            batch, size = [], 0
-        if n >= window:
-            out.append(chunk)
-        else:
-            batch.append(chunk)
-            size += n
-    if batch:
-        out.append(batch[0] if len(batch) == 1 else b"".join(batch))
-    return out
+        if group and (size + n > window or n >= window):
+            groups.append(group)
+            group, size = [], 0
+        group.append(chunk)
+        size += n
+    if group:
+        groups.append(group)
+    return groups
 
 
 class LoopPoster:
@@ -388,22 +388,27 @@ class ResponsePump:
         self._chunked = headers.get("Transfer-Encoding") == "chunked"
         return future
 
-    def _write_body(self, pieces: list[bytes]) -> None:
-        """Write body ``pieces`` after the head (IOLoop thread).
+    def _write_body(self, groups: list[list[bytes]]) -> None:
+        """Write body chunks after the head, one write per group (IOLoop thread).
 
-        A chunked body is framed here, one ``b"".join`` per piece (one copy), and
-        goes to the connection's ``IOStream`` directly: ``HTTP1Connection.write``
-        would frame it with two concatenations (two copies).  Tornado still writes the
-        last chunk in ``finish()``, after these bytes (one ordered stream buffer).
-        Other bodies go through ``HTTP1Connection.write``, which does not copy them.
+        A chunked body is framed here, each chunk with its own size line, in ONE
+        ``b"".join`` per group (one copy), handed to the connection's ``IOStream``
+        directly: ``HTTP1Connection.write`` frames with two concatenations (two copies)
+        and one send per chunk.  Tornado still writes the last chunk in ``finish()``,
+        after these bytes (one ordered stream buffer).  Other bodies go through
+        ``HTTP1Connection.write``, which does not copy them; a group of several small
+        chunks is joined first.
         """
         if self._chunked:
             stream = self.connection.stream
-            for piece in pieces:
-                stream.write(b"".join((b"%x\r\n" % len(piece), piece, b"\r\n")))
+            for group in groups:
+                parts: list[bytes] = []
+                for chunk in group:
+                    parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                stream.write(b"".join(parts))
         else:
-            for piece in pieces:
-                self.connection.write(piece)
+            for group in groups:
+                self.connection.write(group[0] if len(group) == 1 else b"".join(group))
 
     def _write_failed(self, exc: BaseException) -> None:
         if not isinstance(exc, StreamClosedError):
@@ -436,7 +441,7 @@ class ResponsePump:
     def _pump(self) -> None:
         """Move queued output to the connection (IOLoop thread, via the poster).
 
-        Writes everything queued (see :func:`coalesce` and :meth:`_write_body`), then,
+        Writes everything queued (see :func:`group_writes` and :meth:`_write_body`), then,
         if the socket did not take it all, waits for the stream to drain before the
         next write (:meth:`_flush_future`): at most one flush is awaited at a time.
         """
@@ -473,17 +478,18 @@ class ResponsePump:
         if abort:
             self.abort_connection()
             return
-        pieces = coalesce(queue, WRITE_WINDOW)
+        groups = group_writes(queue, WRITE_WINDOW)
         n = 0
         flushed: Future[None] | None = None
         try:
             if plan is not None:
-                data = pieces.pop(0) if pieces else b""
+                first = groups.pop(0) if groups else []
+                data = first[0] if len(first) == 1 else b"".join(first)
                 self._write_head(plan, data)
                 n = len(data)
-            if pieces:
-                self._write_body(pieces)
-                n += sum(map(len, pieces))
+            if groups:
+                self._write_body(groups)
+                n += sum(len(chunk) for group in groups for chunk in group)
             self.bytes_sent += n
             if finish:
                 self.connection.finish()

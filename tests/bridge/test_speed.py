@@ -1,7 +1,7 @@
 """The hot-path mechanisms of the response side (docs/wsgi-bridge.md, "Output").
 
 Over real sockets: the one-wake-up-per-batch ``LoopPoster`` and the chunk writes of
-``ResponsePump``; as units: :func:`wsgi_bridge.pump.coalesce`.
+``ResponsePump``; as units: :func:`wsgi_bridge.pump.group_writes`.
 """
 
 from __future__ import annotations
@@ -11,31 +11,30 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from wsgi_bridge.pump import WRITE_WINDOW, coalesce, poster_for
+from wsgi_bridge.pump import WRITE_WINDOW, group_writes, poster_for
 from wsgi_bridge.testing import BridgeServer, generated_download, read_response_head, wait_for
 from wsgi_bridge.types import Environ
 
-# ------------------------------------------------------------------ coalesce (units)
+# ---------------------------------------------------------------- group_writes (units)
 
 
-def test_coalesce_passes_large_chunks_on_without_copying() -> None:
+def test_group_writes_gives_large_chunks_a_write_of_their_own() -> None:
     big = b"a" * WRITE_WINDOW
     bigger = b"b" * (3 * WRITE_WINDOW)
-    out = coalesce([big, bigger], WRITE_WINDOW)
-    assert len(out) == 2
-    assert out[0] is big and out[1] is bigger
+    groups = group_writes([b"x", big, bigger, b"y"], WRITE_WINDOW)
+    assert groups == [[b"x"], [big], [bigger], [b"y"]]
+    assert groups[1][0] is big and groups[2][0] is bigger  # never copied
 
 
-def test_coalesce_joins_small_neighbours_up_to_the_window() -> None:
+def test_group_writes_groups_small_neighbours_up_to_the_window() -> None:
     small = [bytes([65 + i]) * 1000 for i in range(10)]
-    big = b"z" * WRITE_WINDOW
+    big = b"z" * 5000
     chunks = [*small, big, *small]
-    out = coalesce(chunks, 4000)
-    assert b"".join(out) == b"".join(chunks)
-    assert big in out and any(piece is big for piece in out)
-    assert [len(p) for p in out] == [4000, 4000, 2000, len(big), 4000, 4000, 2000]
-    assert coalesce([], 4000) == []
-    assert coalesce([b"x"], 4000) == [b"x"]
+    groups = group_writes(chunks, 4000)
+    assert [c for g in groups for c in g] == chunks
+    assert [sum(map(len, g)) for g in groups] == [4000, 4000, 2000, 5000, 4000, 4000, 2000]
+    assert group_writes([], 4000) == []
+    assert group_writes([b"x"], 4000) == [[b"x"]]
 
 
 # ------------------------------------------------- chunk writes (real sockets)
