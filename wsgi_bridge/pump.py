@@ -5,17 +5,20 @@ A :class:`ResponsePump` is shared by exactly two threads:
 * the **worker thread** commits a response head (:meth:`~ResponsePump.commit`),
   queues body chunks (:meth:`~ResponsePump.send`), asks for the finish or an abort,
   and says when its job returned (:meth:`~ResponsePump.worker_finished`).  These
-  methods are thread-safe; they wake the IOLoop with ``IOLoop.add_callback``;
+  methods are thread-safe; they wake the IOLoop through its :class:`LoopPoster`
+  (one ``IOLoop.add_callback`` per batch of posts, from all responses);
 * the **IOLoop thread** writes to the connection (``write_headers``, ``write``,
   ``finish``), answers small responses itself (:meth:`~ResponsePump.respond_simple`),
   learns about disconnects (:meth:`~ResponsePump.on_close`) and completes the
   exchange exactly once.
 
-Only one ``connection.write`` is ever outstanding (Tornado's ``HTTP1Connection``
-tracks a single write future); chunks queued meanwhile are coalesced into the next
-write.  When more than ``response_buffer_size`` bytes are unflushed, :meth:`send`
-blocks the worker on a ``threading.Condition`` until the socket drains or the
-client goes away (backpressure).
+One IOLoop callback writes everything queued since the previous one: large chunks as
+they are, small neighbours grouped up to :data:`WRITE_WINDOW` (:func:`group_writes`);
+a chunked body is framed here with one copy (:meth:`ResponsePump._write_body`).  A
+write the socket took at once counts as flushed at once; otherwise nothing more is
+written until the stream's buffer drained.  When more than ``response_buffer_size``
+bytes are unflushed, :meth:`send` blocks the worker on a ``threading.Condition``
+until the socket drains or the client goes away (backpressure).
 
 A whole body (:meth:`~ResponsePump.send_whole`) takes the fast path: the worker posts
 ONE callback that writes headers, body and finish, then completes.
@@ -25,13 +28,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from tornado import httputil
 from tornado.concurrent import Future
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
+from tornado.log import app_log
 
 from .compat import close_after_response
 from .errors import ClientDisconnected
@@ -48,6 +54,99 @@ SIMPLE_BODIES = {
     500: b"Internal Server Error\n",
     503: b"Service Unavailable\n",
 }
+
+
+#: Most bytes one write of the pump joins from several chunks (see :func:`group_writes`).
+#: Above the default ``response_buffer_size`` (256 KiB), so everything a streaming
+#: worker queued before it blocked goes out in one send; the queue itself is bounded
+#: by ``response_buffer_size`` + one chunk, so is the join.
+WRITE_WINDOW = 1024 * 1024
+
+
+def group_writes(chunks: list[bytes], window: int) -> list[list[bytes]]:
+    """Group queued ``chunks`` into writes, in order.
+
+    A chunk of ``window`` bytes or more is a write of its own; smaller neighbours
+    share a write while their sum stays within ``window``.  So a join never builds
+    more than ``window`` bytes out of several chunks, and one send carries many
+    small chunks.
+
+    :param chunks: non-empty body chunks, in order.
+    :param window: bytes, the most one group of several chunks may hold.
+    :returns: the groups; their concatenation is ``chunks``.
+    """
+    groups: list[list[bytes]] = []
+    group: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        n = len(chunk)
+        if group and (size + n > window or n >= window):
+            groups.append(group)
+            group, size = [], 0
+        group.append(chunk)
+        size += n
+    if group:
+        groups.append(group)
+    return groups
+
+
+class LoopPoster:
+    """Run callables on one IOLoop, posted from any thread, with one wake-up per batch.
+
+    ``IOLoop.add_callback`` from another thread writes to the loop's self-pipe on
+    every call: a system call that releases the GIL, which the posting worker then
+    has to win back from the busy IOLoop thread.  Under load many workers finish
+    while the loop is busy, so :meth:`post` only appends to a list and wakes the loop
+    when the list was empty; the one :meth:`_drain` callback then runs everything
+    posted so far, in posting order.  Invariant: a drain is scheduled exactly when
+    the list is non-empty.
+
+    :param loop: the IOLoop the callables run on.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_lock", "_loop", "wakeups")
+
+    def __init__(self, loop: IOLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        #: How many times :meth:`post` woke the IOLoop (``add_callback`` calls).
+        self.wakeups = 0
+
+    @property
+    def pending(self) -> int:
+        """Callables posted and not yet run (any thread)."""
+        return len(self._items)
+
+    def post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` on the IOLoop soon (thread-safe, never blocks)."""
+        with self._lock:
+            self._items.append((callback, args))
+            if len(self._items) > 1:
+                return  # the drain already scheduled will run it
+            self.wakeups += 1
+        self._loop.add_callback(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for callback, args in items:
+            try:
+                callback(*args)
+            except Exception:
+                # As IOLoop.add_callback would: log it and go on with the others.
+                app_log.exception("Exception in callback %r", callback)
+
+
+_posters: weakref.WeakKeyDictionary[IOLoop, LoopPoster] = weakref.WeakKeyDictionary()
+
+
+def poster_for(loop: IOLoop) -> LoopPoster:
+    """The :class:`LoopPoster` of ``loop`` (created on first use; IOLoop thread)."""
+    poster = _posters.get(loop)
+    if poster is None:
+        poster = _posters[loop] = LoopPoster(loop)
+    return poster
 
 
 class ResponsePump:
@@ -76,11 +175,14 @@ class ResponsePump:
         self.connection: Any = request.connection
         self.request_id = request_id
         self.loop = IOLoop.current()
+        self._post = poster_for(self.loop).post
         self._high_water = response_buffer_size
         self._on_complete = on_complete
         self._draining = draining
-        self._cond = threading.Condition(threading.Lock())
-        # Shared between threads; guarded by _cond.
+        self._lock = threading.Lock()
+        #: Made on the first wait (see :meth:`_wait`): most responses never need it.
+        self._waiters: threading.Condition | None = None
+        # Shared between threads; guarded by _lock.
         self._closed = False
         self._committed: Literal["", "worker", "loop"] = ""
         self._head: ResponsePlan | None = None
@@ -92,6 +194,7 @@ class ResponsePump:
         self._pump_scheduled = False
         # IOLoop thread only.
         self._writing = False
+        self._chunked = False
         self.completed = False
         #: True once a worker job owns the end of the response (set at dispatch).
         self.dispatched = False
@@ -103,11 +206,19 @@ class ResponsePump:
         self.bytes_sent = 0
         #: True when the response was cut short (client gone, error after the head).
         self.aborted = False
-        #: Resolved once the exchange completed.
-        self.done: Future[None] = Future()
         #: Headers the mounting handler sets by default (``set_default_headers``); sent
         #: unless the response has a header of the same name.
         self.default_headers: HeaderList | None = None
+        self._done: Future[None] | None = None
+
+    @property
+    def done(self) -> Future[None]:
+        """Resolved once the exchange completed (IOLoop thread; made on first use)."""
+        if self._done is None:
+            self._done = Future()
+            if self.completed:
+                self._done.set_result(None)
+        return self._done
 
     @property
     def closed(self) -> bool:
@@ -121,7 +232,7 @@ class ResponsePump:
         :returns: False when the client is gone or the IOLoop already answered
             (413, 503); the worker must then stop producing.
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed:
                 return False
             self._committed = "worker"
@@ -133,23 +244,22 @@ class ResponsePump:
 
         :returns: False when the client went away (stop iterating).
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return False
             self._queue.append(chunk)
             self._unflushed += len(chunk)
-            wake = not self._pump_scheduled
-            self._pump_scheduled = True
-        if wake:
-            self.loop.add_callback(self._pump)
-        with self._cond:
+            if not self._pump_scheduled:
+                # Thread-safe and never calls back into us: fine under the lock.
+                self._pump_scheduled = True
+                self._post(self._pump)
             while self._unflushed > self._high_water and not self._closed:
-                self._cond.wait()
+                self._wait()
             return not self._closed
 
     def request_finish(self) -> None:
         """End the worker's response after what was queued (worker thread)."""
-        with self._cond:
+        with self._lock:
             if not self._closed and self._committed == "worker":
                 self._finish_requested = True
 
@@ -159,12 +269,12 @@ class ResponsePump:
         The callback writes headers, ``body`` and finish, then completes; the worker
         job must not touch the response afterwards (it counts as finished).
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed:
                 return
             self._committed = "worker"
             self._worker_done = True
-        self.loop.add_callback(self._write_whole, plan, body)
+        self._post(self._write_whole, plan, body)
 
     def fail(self, error_plan: ResponsePlan, body: bytes) -> bool:
         """The application failed (worker thread): answer ``error_plan`` or abort.
@@ -175,7 +285,7 @@ class ResponsePump:
             the worker's (the connection is then closed after the bytes queued so far,
             so a truncated body never looks complete) or is not the worker's to answer.
         """
-        with self._cond:
+        with self._lock:
             if self._closed or self._committed == "loop":
                 return False
             if self._committed == "worker":
@@ -184,7 +294,7 @@ class ResponsePump:
                 wake = not self._pump_scheduled
                 self._pump_scheduled = True
                 if wake:
-                    self.loop.add_callback(self._pump)
+                    self._post(self._pump)
                 return False
             self._committed = "worker"
             self._head = error_plan
@@ -195,14 +305,14 @@ class ResponsePump:
 
     def worker_finished(self) -> None:
         """The worker job returned (worker thread); the IOLoop completes when written."""
-        with self._cond:
+        with self._lock:
             if self._worker_done:
                 return
             self._worker_done = True
             wake = not self._pump_scheduled
             self._pump_scheduled = True
         if wake:
-            self.loop.add_callback(self._pump)
+            self._post(self._pump)
 
     # ------------------------------------------------------------ IOLoop side
     def respond_simple(
@@ -216,7 +326,7 @@ class ResponsePump:
         :param close: close the connection after the response.
         :returns: False if the worker had already started the response (nothing sent).
         """
-        with self._cond:
+        with self._lock:
             if self._committed or self._closed:
                 return False
             self._committed = "loop"
@@ -243,11 +353,11 @@ class ResponsePump:
 
     def on_close(self) -> None:
         """The client connection closed (IOLoop thread); wakes a blocked worker."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+            self._wake()
         if not self.completed:
             self.aborted = True
         if self.upload is not None:
@@ -270,7 +380,11 @@ class ResponsePump:
                 if name.lower() not in own:
                     headers.add(name, value)
         for name, value in plan.headers:
-            headers.add(name, value)
+            # Validated already (headers.py); item assignment skips add()'s regexes.
+            if name in headers:
+                headers.add(name, value)
+            else:
+                headers[name] = value
         if plan.close_connection or self._draining():
             close_after_response(self.connection)
         self.status_code = plan.code
@@ -278,7 +392,31 @@ class ResponsePump:
         future: Future[None] = self.connection.write_headers(
             start_line, headers, chunk=data or None
         )
+        # write_headers adds the header exactly when it chunks the body (public data).
+        self._chunked = headers.get("Transfer-Encoding") == "chunked"
         return future
+
+    def _write_body(self, groups: list[list[bytes]]) -> None:
+        """Write body chunks after the head, one write per group (IOLoop thread).
+
+        A chunked body is framed here, each chunk with its own size line, in ONE
+        ``b"".join`` per group (one copy), handed to the connection's ``IOStream``
+        directly: ``HTTP1Connection.write`` frames with two concatenations (two copies)
+        and one send per chunk.  Tornado still writes the last chunk in ``finish()``,
+        after these bytes (one ordered stream buffer).  Other bodies go through
+        ``HTTP1Connection.write``, which does not copy them; a group of several small
+        chunks is joined first.
+        """
+        if self._chunked:
+            stream = self.connection.stream
+            for group in groups:
+                parts: list[bytes] = []
+                for chunk in group:
+                    parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                stream.write(b"".join(parts))
+        else:
+            for group in groups:
+                self.connection.write(group[0] if len(group) == 1 else b"".join(group))
 
     def _write_failed(self, exc: BaseException) -> None:
         if not isinstance(exc, StreamClosedError):
@@ -293,9 +431,9 @@ class ResponsePump:
         stream = getattr(self.connection, "stream", None)
         if stream is not None and not stream.closed():
             self.connection.close()
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._wake()
 
     def _write_whole(self, plan: ResponsePlan, body: bytes) -> None:
         if not self._closed:
@@ -309,10 +447,15 @@ class ResponsePump:
         self._complete()
 
     def _pump(self) -> None:
-        """Move queued output to the connection; one write outstanding at most."""
+        """Move queued output to the connection (IOLoop thread, via the poster).
+
+        Writes everything queued (see :func:`group_writes` and :meth:`_write_body`), then,
+        if the socket did not take it all, waits for the stream to drain before the
+        next write (:meth:`_flush_future`): at most one flush is awaited at a time.
+        """
         if self.completed:
             return
-        with self._cond:
+        with self._lock:
             self._pump_scheduled = False
             closed = self._closed
             done = self._worker_done
@@ -321,7 +464,7 @@ class ResponsePump:
                 self._unflushed = 0
                 self._head = None
                 self._finish_requested = self._abort_requested = False
-                self._cond.notify_all()
+                self._wake()
             elif self._writing:
                 return
             else:
@@ -343,27 +486,32 @@ class ResponsePump:
         if abort:
             self.abort_connection()
             return
-        data = queue[0] if len(queue) == 1 else b"".join(queue)
-        n = len(data)
-        future: Future[None] | None = None
+        groups = group_writes(queue, WRITE_WINDOW)
+        n = 0
+        flushed: Future[None] | None = None
         try:
             if plan is not None:
-                future = self._write_head(plan, data)
-            elif data:
-                future = self.connection.write(data)
+                first = groups.pop(0) if groups else []
+                data = first[0] if len(first) == 1 else b"".join(first)
+                self._write_head(plan, data)
+                n = len(data)
+            if groups:
+                self._write_body(groups)
+                n += sum(len(chunk) for group in groups for chunk in group)
             self.bytes_sent += n
             if finish:
                 self.connection.finish()
+            flushed = self._flush_future()
         except Exception as exc:
-            future = None
+            flushed = None
             self._write_failed(exc)
-        if future is not None and not self._closed:
+        if flushed is not None and not self._closed:
             self._writing = True
-            future.add_done_callback(lambda _f: self._on_written(n))
+            flushed.add_done_callback(partial(self._on_written, n))
         elif n:
-            with self._cond:
+            with self._lock:
                 self._unflushed = max(0, self._unflushed - n)
-                self._cond.notify_all()
+                self._wake()
         if self._closed:
             self._pump()
         elif not self._writing and (done or self._abort_requested):
@@ -372,10 +520,37 @@ class ResponsePump:
             else:
                 self._complete()
 
-    def _on_written(self, n: int) -> None:
-        with self._cond:
+    def _wait(self) -> None:
+        """Wait for :meth:`_wake` (``_lock`` held; worker thread)."""
+        if self._waiters is None:
+            self._waiters = threading.Condition(self._lock)
+        self._waiters.wait()
+
+    def _wake(self) -> None:
+        """Wake a worker blocked in :meth:`_wait` (``_lock`` held; any thread)."""
+        if self._waiters is not None:
+            self._waiters.notify_all()
+
+    def _flush_future(self) -> Future[None] | None:
+        """What to wait for before the bytes just written count as flushed.
+
+        ``IOStream.write`` sends at once as much as the socket takes.  When the
+        stream's buffer is empty afterwards (the usual case), everything went to the
+        kernel and there is nothing to wait for: None, no callback, no extra IOLoop
+        iteration.  Otherwise a zero-byte ``stream.write`` gives the future of
+        "everything so far is flushed" (the futures of ``HTTP1Connection.write`` do
+        not: the first completed write resolves the latest one).
+        """
+        stream = self.connection.stream
+        if stream.closed() or not stream.writing():
+            return None
+        future: Future[None] = stream.write(b"")
+        return future
+
+    def _on_written(self, n: int, _flushed: Future[None] | None = None) -> None:
+        with self._lock:
             self._unflushed -= n
-            self._cond.notify_all()
+            self._wake()
         self._writing = False
         self._pump()
 
@@ -391,5 +566,5 @@ class ResponsePump:
         try:
             self._on_complete()
         finally:
-            if not self.done.done():
-                self.done.set_result(None)
+            if self._done is not None and not self._done.done():
+                self._done.set_result(None)

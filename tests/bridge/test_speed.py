@@ -1,0 +1,200 @@
+"""The hot-path mechanisms of the response side (docs/wsgi-bridge.md, "Output").
+
+Over real sockets: the one-wake-up-per-batch ``LoopPoster`` and the chunk writes of
+``ResponsePump``; as units: :func:`wsgi_bridge.pump.group_writes`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from wsgi_bridge.pump import WRITE_WINDOW, group_writes, poster_for
+from wsgi_bridge.testing import BridgeServer, generated_download, read_response_head, wait_for
+from wsgi_bridge.types import Environ
+
+# ---------------------------------------------------------------- group_writes (units)
+
+
+def test_group_writes_gives_large_chunks_a_write_of_their_own() -> None:
+    big = b"a" * WRITE_WINDOW
+    bigger = b"b" * (3 * WRITE_WINDOW)
+    groups = group_writes([b"x", big, bigger, b"y"], WRITE_WINDOW)
+    assert groups == [[b"x"], [big], [bigger], [b"y"]]
+    assert groups[1][0] is big and groups[2][0] is bigger  # never copied
+
+
+def test_group_writes_groups_small_neighbours_up_to_the_window() -> None:
+    small = [bytes([65 + i]) * 1000 for i in range(10)]
+    big = b"z" * 5000
+    chunks = [*small, big, *small]
+    groups = group_writes(chunks, 4000)
+    assert [c for g in groups for c in g] == chunks
+    assert [sum(map(len, g)) for g in groups] == [4000, 4000, 2000, 5000, 4000, 4000, 2000]
+    assert group_writes([], 4000) == []
+    assert group_writes([b"x"], 4000) == [[b"x"]]
+
+
+# ------------------------------------------------- chunk writes (real sockets)
+
+
+def mixed_chunks() -> list[bytes]:
+    """Small and large chunks interleaved, each recognisable."""
+    out: list[bytes] = []
+    for i in range(40):
+        out.append(b"%03d;" % i)
+        if i % 7 == 0:
+            out.append(bytes([97 + i % 26]) * (WRITE_WINDOW + 17 * i))
+    return out
+
+
+def mixed_stream(environ: Environ, start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return iter(mixed_chunks())
+
+
+def decode_chunked(sock: socket.socket, rest: bytes) -> bytes:
+    """Read one chunked body from ``sock`` (``rest``: bytes already read after the head),
+    checking every chunk's framing; returns the body."""
+    buf = bytearray(rest)
+    body = bytearray()
+
+    def need(n: int) -> None:
+        while len(buf) < n:
+            data = sock.recv(1 << 20)
+            assert data, "connection closed inside the chunked body"
+            buf.extend(data)
+
+    while True:
+        while b"\r\n" not in buf:
+            need(len(buf) + 1)
+        line = bytes(buf).partition(b"\r\n")[0]
+        size = int(line, 16)
+        del buf[: len(line) + 2]
+        need(size + 2)
+        assert bytes(buf[size : size + 2]) == b"\r\n", "chunk not followed by CRLF"
+        body += buf[:size]
+        del buf[: size + 2]
+        if size == 0:
+            assert not buf, "bytes after the last chunk"
+            return bytes(body)
+
+
+def test_mixed_chunks_arrive_exact_and_keep_alive_holds() -> None:
+    expected = b"".join(mixed_chunks())
+    server = BridgeServer(mixed_stream, response_buffer_size=64 * 1024)
+    with server, server.raw() as sock:
+        for _ in range(2):  # the same connection twice: the framing ended exactly
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            head, rest = read_response_head(sock)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"Transfer-Encoding: chunked" in head
+            assert decode_chunked(sock, rest) == expected
+
+
+# ---------------------------------------------- LoopPoster: one wake-up per batch
+
+
+def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
+    workers = 4
+    apps_running = threading.Barrier(workers + 1)
+    go = threading.Event()
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        apps_running.wait(10)
+        assert go.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    loop_blocked = threading.Event()
+    unblock_loop = threading.Event()
+
+    def block_loop() -> None:
+        loop_blocked.set()
+        assert unblock_loop.wait(10)
+
+    with BridgeServer(app, workers=workers) as server:
+        socks = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(workers)
+        ]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            apps_running.wait(10)  # every request is inside the app, on its own thread
+            assert server.loop is not None
+            poster = server.call(lambda: poster_for(server.loop))
+            server.loop.add_callback(block_loop)
+            assert loop_blocked.wait(10)
+            before = poster.wakeups
+            go.set()
+            # All four responses are posted while the IOLoop cannot run anything.
+            assert wait_for(lambda: poster.pending == workers, timeout=10)
+            assert poster.wakeups == before + 1
+            unblock_loop.set()
+            for sock in socks:
+                head = read_response_head(sock)[0]
+                assert head.startswith(b"HTTP/1.1 200")
+        finally:
+            unblock_loop.set()
+            go.set()
+            for sock in socks:
+                sock.close()
+
+
+# ------------------------------------- a reader slower than the writer (full socket)
+
+BIG = 16 * 1024 * 1024
+
+
+def declared_length_stream(environ: Environ, start_response: Any) -> Iterator[bytes]:
+    """``BIG`` bytes with ``Content-Length``, in 64 KiB chunks (not chunked framing)."""
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(BIG))]
+    )
+    block = b"q" * 65536
+    return iter([block] * (BIG // 65536))
+
+
+def small_window_client(port: int) -> socket.socket:
+    """A connection whose receive buffer is small, so the server's socket fills up and
+    the pump has to wait for the stream to drain between writes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def test_chunked_body_through_a_full_socket_is_exact() -> None:
+    app = generated_download(BIG)
+    with BridgeServer(app, response_buffer_size=64 * 1024) as server:
+        sock = small_window_client(server.port)
+        try:
+            for _ in range(2):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, rest = read_response_head(sock, 30)
+                assert b"Transfer-Encoding: chunked" in head
+                body = decode_chunked(sock, rest)
+                assert len(body) == BIG and body.count(0) == BIG
+        finally:
+            sock.close()
+
+
+def test_declared_length_body_through_a_full_socket_is_exact() -> None:
+    with BridgeServer(declared_length_stream, response_buffer_size=64 * 1024) as server:
+        sock = small_window_client(server.port)
+        try:
+            for _ in range(2):
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, rest = read_response_head(sock, 30)
+                assert f"Content-Length: {BIG}".encode() in head
+                body = bytearray(rest)
+                while len(body) < BIG:
+                    data = sock.recv(4096)
+                    assert data, "connection closed inside the body"
+                    body += data
+                assert len(body) == BIG and body.count(b"q") == BIG
+        finally:
+            sock.close()
