@@ -24,14 +24,18 @@ See ``docs/wsgi-bridge.md``.
 
 from .access_log import access_log_function
 from .container import WSGIContainer
+from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline
 from .errors import BridgeError, ClientDisconnected, RequestBodyTooLarge, WSGIAppError
 from .file_wrapper import FileWrapper
 from .handler import WSGIFallbackHandler
 from .request_id import ensure_request_id
 
 __all__ = [
+    "CLIENT_DISCONNECTED_KEY",
+    "DEADLINE_KEY",
     "BridgeError",
     "ClientDisconnected",
+    "Deadline",
     "FileWrapper",
     "RequestBodyTooLarge",
     "WSGIAppError",
