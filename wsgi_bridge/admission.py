@@ -18,6 +18,13 @@ does for packet queues and Facebook's RPC servers do for request queues (Maurer,
   wave, so the pool never runs dry);
 * shedding stops as soon as a request starts after less than ``target``, or the
   queue is found empty;
+* a request admitted while the delay was already above target (not yet for an
+  interval: CoDel's grace) is *on probation*: if it reaches a thread after waiting
+  ``target + interval`` or more while the controller is shedding, it gets 503 then
+  instead of running (:meth:`QueueDelayController.late`).  That is how the backlog
+  admitted during the interval is cleared quickly under a sustained overload, as
+  CoDel drops at dequeue, while a burst that arrived into a good queue is served
+  whole however long its last wave waits;
 * independently, a hard cap (``limit`` requests in flight) bounds memory.
 
 The delay is observed in two ways, both at no cost to the worker threads: the delay
@@ -86,6 +93,23 @@ class QueueDelayController:
         elif self._above_since is None:
             # Its delay has been at or above target since it had waited target.
             self._above_since = now - delay + self.target
+
+    @property
+    def above_target(self) -> bool:
+        """True while the queueing delay is known to be at or above target."""
+        return self._above_since is not None
+
+    def late(self, delay: float, now: float) -> bool:
+        """For a request admitted on probation, at its start: True to refuse it (503).
+
+        May be called from a worker thread: it only reads the state.
+
+        :param delay: its queueing delay in seconds.
+        :param now: ``time.monotonic()`` seconds.
+        :returns: True when it waited ``target + interval`` or more and the controller
+            is shedding.
+        """
+        return delay >= self.target + self.interval and self.shedding(now)
 
     def shedding(self, now: float) -> bool:
         """True when the delay has been at or above target for ``interval`` seconds."""

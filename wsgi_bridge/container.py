@@ -186,6 +186,7 @@ class WSGIContainer:
             draining=self.is_draining,
             refusal_headers=self._retry_after_headers,
             queued=self._waiting.append,
+            late=self.admission.late,
         )
 
     # ----------------------------------------------------------------- public API
@@ -320,6 +321,7 @@ class WSGIContainer:
             return False
         self._admitted += 1
         exchange.admitted = True
+        exchange.probation = self.admission.above_target
         timeout = self.request_timeout
         if timeout is not None:
             deadline = Deadline(now + timeout)

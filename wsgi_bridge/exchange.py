@@ -48,6 +48,9 @@ class ExchangeConfig:
     :ivar queued: called on the IOLoop thread with the exchange right after its job
         was handed to the pool (the container measures queueing delay from
         ``dispatched_at`` to ``started_at``); None to skip.
+    :ivar late: called on the worker thread as ``late(delay, now)`` (seconds) when
+        an exchange admitted on probation starts; True answers ``503`` +
+        ``refusal_headers`` instead of running the application.  None to skip.
     """
 
     application: WSGIApp
@@ -58,6 +61,7 @@ class ExchangeConfig:
     draining: Callable[[], bool]
     refusal_headers: HeaderList
     queued: Callable[[Exchange], None] | None = None
+    late: Callable[[float, float], bool] | None = None
 
 
 class Exchange:
@@ -81,6 +85,7 @@ class Exchange:
         "dispatched_at",
         "environ",
         "intake",
+        "probation",
         "pump",
         "request",
         "started_at",
@@ -113,6 +118,8 @@ class Exchange:
         self.timer: object | None = None
         #: True once the deadline answered 504 while the worker still ran the app.
         self.abandoned = False
+        #: True when admitted into a queue already above its delay target.
+        self.probation = False
 
     # ------------------------------------------------------------ what it did
     @property
@@ -195,13 +202,35 @@ class Exchange:
     # ------------------------------------------------------------ worker side
     def run(self) -> None:
         """The worker job: run the application for this request (never raises)."""
-        self.started_at = time.monotonic()
+        self.started_at = now = time.monotonic()
         pump = self.pump
+        config = self.config
+        application = config.application
+        if (
+            self.probation
+            and config.late is not None
+            and config.late(now - self.dispatched_at, now)
+        ):
+            application = _Refusal(config.refusal_headers)
         run_application(
-            self.config.application,
+            application,
             self.environ,
             StartResponse(pump, self.request, pump.request_id),
         )
 
     def _completed(self) -> None:
         self._on_complete(self)
+
+
+class _Refusal:
+    """A WSGI application answering ``503`` (+ ``Retry-After``): a request shed late."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, extra: HeaderList) -> None:
+        self.headers = [("Content-Type", "text/plain; charset=utf-8"), *extra]
+
+    def __call__(self, environ: Environ, start_response: Callable[..., object]) -> list[bytes]:
+        """Answer ``503 Service Unavailable`` with the container's refusal headers."""
+        start_response("503 Service Unavailable", self.headers)
+        return [b"Service Unavailable\n"]

@@ -108,6 +108,16 @@ def test_controller_forgets_when_the_queue_is_empty() -> None:
     assert not c.shedding(10.0)
 
 
+def test_controller_refuses_late_only_a_request_that_outwaited_the_grace() -> None:
+    c = controller()
+    assert not c.above_target
+    c.started(delay=0.2, now=1.0)  # above target since 0.9: admissions now are on probation
+    assert c.above_target
+    assert not c.late(delay=0.7, now=1.3)  # not shedding yet
+    assert not c.late(delay=0.55, now=1.5)  # shedding, but waited < target + interval
+    assert c.late(delay=0.65, now=1.5)
+
+
 def test_controller_validates_its_settings() -> None:
     with pytest.raises(ValueError, match="queue_target"):
         controller(target=0)
@@ -187,6 +197,48 @@ def test_standing_queue_sheds_with_503_retry_after_and_recovers(caplog: Any) -> 
             gate.set()
             first.close()
             second.close()
+
+
+def test_backlog_admitted_during_the_interval_is_refused_when_it_reaches_a_thread() -> None:
+    """Under sustained overload the requests admitted while the delay was already above
+    target (CoDel's grace interval) get 503 when a thread reaches them, without running
+    the app; the request that arrived into a good queue is served however long it
+    waited."""
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/running":
+            gate.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    # target 0.2 s, interval 2 s: "/probation" must arrive while "/good" has waited
+    # between 0.2 and 2.2 s (a wide window), and start after it outwaited 2.2 s.
+    with BridgeServer(
+        app, workers=1, queue_target=0.2, queue_interval=2.0, retry_after=5
+    ) as server:
+        conns = [server.http(timeout=30) for _ in range(3)]
+        try:
+            conns[0].request("GET", "/running")
+            assert wait_for(lambda: paths == ["/running"])
+            conns[1].request("GET", "/good")  # into an empty queue: a good queue
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 1)
+            time.sleep(0.6)
+            conns[2].request("GET", "/probation")  # the delay is above target by now
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 2)
+            assert server.call(lambda: server.container.admission.above_target)
+            time.sleep(2.6)  # "/probation" outwaits target + interval; shedding holds
+            gate.set()
+            responses = [conn.getresponse() for conn in conns]
+            got = [(r.status, r.getheader("Retry-After"), r.read()) for r in responses]
+        finally:
+            gate.set()
+            for conn in conns:
+                conn.close()
+    assert got == [(200, None, b"ok"), (200, None, b"ok"), (503, "5", b"Service Unavailable\n")]
+    assert paths == ["/running", "/good"]  # the app never ran for the late one
 
 
 # ------------------------------------------------------------ deadline (REQUEST_TIMEOUT)
