@@ -16,8 +16,11 @@ does for packet queues and Facebook's RPC servers do for request queues (Maurer,
   queue is a *standing* (bad) one: the controller is *shedding*, and an arriving
   request is refused (503) unless fewer than ``max_workers`` requests wait (one
   wave, so the pool never runs dry);
-* shedding stops as soon as a request starts after less than ``target``, or the
-  queue is found empty;
+* the queue stops standing as soon as a request starts after less than ``target``,
+  or the queue is found empty; shedding goes on for one more ``interval`` after the
+  queue last stood (CoDel likewise resumes dropping at once when the delay comes
+  back soon), so a sustained overload is held at one wave instead of letting a new
+  backlog build every time a request happens to find a free thread;
 * a request admitted while the delay was already above target (not yet for an
   interval: CoDel's grace) is *on probation*: if it reaches a thread after waiting
   ``target + interval`` or more while the controller is shedding, it gets 503 then
@@ -63,7 +66,15 @@ class QueueDelayController:
     Not thread-safe: call it from one thread (the container's IOLoop).
     """
 
-    __slots__ = ("_above_since", "interval", "limit", "shed_count", "target", "workers")
+    __slots__ = (
+        "_above_since",
+        "_last_standing",
+        "interval",
+        "limit",
+        "shed_count",
+        "target",
+        "workers",
+    )
 
     def __init__(self, target: float, interval: float, workers: int, limit: int) -> None:
         if not target > 0:
@@ -81,6 +92,8 @@ class QueueDelayController:
         # Since when (monotonic seconds) the queueing delay has been >= target without
         # a break; None while the queue is good.
         self._above_since: float | None = None
+        # The last arrival (monotonic seconds) that found the queue standing.
+        self._last_standing = float("-inf")
 
     def started(self, delay: float, now: float) -> None:
         """A request started on a worker thread after waiting ``delay`` seconds.
@@ -111,10 +124,15 @@ class QueueDelayController:
         """
         return delay >= self.target + self.interval and self.shedding(now)
 
-    def shedding(self, now: float) -> bool:
+    def standing(self, now: float) -> bool:
         """True when the delay has been at or above target for ``interval`` seconds."""
         since = self._above_since
         return since is not None and now - since >= self.interval
+
+    def shedding(self, now: float) -> bool:
+        """True while the queue stands, and for ``interval`` seconds after an arrival
+        last found it standing."""
+        return self.standing(now) or now - self._last_standing < self.interval
 
     def admit(self, now: float, in_flight: int, waiting: int, oldest_wait: float | None) -> bool:
         """Decide for one arriving request: True to admit it, False to refuse (503).
@@ -130,6 +148,8 @@ class QueueDelayController:
             self._above_since = None  # an empty queue is a good queue
         elif oldest_wait >= self.target and self._above_since is None:
             self._above_since = now - oldest_wait + self.target
+        if self.standing(now):
+            self._last_standing = now
         if in_flight >= self.limit or (waiting >= self.workers and self.shedding(now)):
             self.shed_count += 1
             return False

@@ -83,13 +83,18 @@ def test_controller_sheds_once_delay_stayed_above_target_for_an_interval() -> No
     assert c.admit(1.5, in_flight=7, waiting=3, oldest_wait=0.45)
 
 
-def test_controller_stops_shedding_when_a_request_starts_below_target() -> None:
+def test_controller_stops_shedding_an_interval_after_the_queue_stood() -> None:
     c = controller()
     c.started(delay=0.3, now=1.0)
-    assert c.shedding(2.0)
-    c.started(delay=0.05, now=2.0)  # the queue drained: a good queue again
-    assert not c.shedding(2.0)
-    assert c.admit(2.0, in_flight=50, waiting=40, oldest_wait=0.01)
+    assert not c.admit(2.0, in_flight=50, waiting=40, oldest_wait=0.3)  # standing
+    c.started(delay=0.05, now=2.0)  # the queue drained: a good queue again...
+    assert not c.standing(2.0)
+    # ...but for one interval the controller still holds the queue to one wave,
+    assert not c.admit(2.2, in_flight=50, waiting=40, oldest_wait=0.01)
+    assert c.admit(2.2, in_flight=10, waiting=3, oldest_wait=0.01)
+    # then admits bursts again.
+    assert not c.shedding(2.6)
+    assert c.admit(2.6, in_flight=50, waiting=40, oldest_wait=0.01)
 
 
 def test_controller_sees_a_standing_queue_from_the_oldest_waiting_request() -> None:
