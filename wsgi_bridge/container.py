@@ -21,7 +21,6 @@ from .admission import DEFAULT_QUEUE_INTERVAL, DEFAULT_QUEUE_TARGET, QueueDelayC
 from .compat import executor_max_workers
 from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, NO_DEADLINE, Deadline
 from .environ import NotMounted, build_environ
-from .errors import ClientDisconnected
 from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
 from .input import BufferedInput
@@ -347,8 +346,6 @@ class WSGIContainer:
         if pump.dispatched and not pump.completed:
             exchange.abandoned = True
             self._abandoned += 1
-            if pump.upload is not None:
-                pump.upload.feed_error(ClientDisconnected("request timed out (504)"))
             log.warning(
                 "WSGI request %s %s timed out after %.3gs (id=%s): 504 sent, worker abandoned",
                 exchange.request.method,

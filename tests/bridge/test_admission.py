@@ -309,6 +309,29 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
     assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
 
 
+def test_deadline_frees_a_worker_blocked_on_a_stalled_upload() -> None:
+    """The client stops sending its body: at the deadline it gets 504 and the app's
+    pending ``wsgi.input`` read fails, so the thread comes back."""
+    errors: list[BaseException] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except OSError as exc:
+            errors.append(exc)
+        start_response("200 OK", [])
+        return [b"never sent"]
+
+    with BridgeServer(app, request_timeout=0.5) as server, server.raw() as sock:
+        sock.sendall(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+        sock.sendall(b"x" * 200_000)  # more than request_buffer_size: the app starts
+        status, _, body = read_response(sock)
+        assert (status, body) == (504, b"Gateway Timeout\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0, 10)
+        assert server.call(lambda: server.container.abandoned) == 0
+    assert len(errors) == 1
+
+
 def test_deadline_does_not_touch_a_response_that_started() -> None:
     seen: list[bool] = []
 
