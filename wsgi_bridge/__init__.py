@@ -24,7 +24,7 @@ See ``docs/wsgi-bridge.md``.
 
 from .access_log import access_log_function
 from .container import WSGIContainer
-from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline
+from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline, DisconnectEvent
 from .errors import BridgeError, ClientDisconnected, RequestBodyTooLarge, WSGIAppError
 from .file_wrapper import FileWrapper
 from .handler import WSGIFallbackHandler
@@ -36,6 +36,7 @@ __all__ = [
     "BridgeError",
     "ClientDisconnected",
     "Deadline",
+    "DisconnectEvent",
     "FileWrapper",
     "RequestBodyTooLarge",
     "WSGIAppError",

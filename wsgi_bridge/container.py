@@ -7,7 +7,6 @@ import concurrent.futures
 import contextvars
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,7 +18,13 @@ from tornado.ioloop import IOLoop
 from .access_log import STATUS_CLIENT_CLOSED, log_access
 from .admission import DEFAULT_QUEUE_INTERVAL, DEFAULT_QUEUE_TARGET, QueueDelayController
 from .compat import executor_max_workers
-from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, NO_DEADLINE, Deadline
+from .deadline import (
+    CLIENT_DISCONNECTED_KEY,
+    DEADLINE_KEY,
+    NO_DEADLINE,
+    Deadline,
+    DisconnectEvent,
+)
 from .environ import NotMounted, build_environ
 from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
@@ -292,7 +297,7 @@ class WSGIContainer:
             exchange = Exchange(request, {}, request_id, self.exchange_config, on_complete)
             exchange.respond_simple(404, "Not Found")
             return None
-        environ[CLIENT_DISCONNECTED_KEY] = threading.Event()
+        environ[CLIENT_DISCONNECTED_KEY] = DisconnectEvent()
         environ[DEADLINE_KEY] = NO_DEADLINE
         return Exchange(request, environ, request_id, self.exchange_config, on_complete)
 

@@ -7,9 +7,10 @@ The container puts two objects in every environ (names are module constants):
   if the application has not started its response by then the client gets ``504``
   and the worker thread is abandoned (its later output is discarded).  Without a
   timeout it never expires.
-* ``environ["wsgi_bridge.client_disconnected"]``: a ``threading.Event`` set (from
-  the IOLoop thread) when the client connection closes while the application still
-  works on the request.  waitress offers the same news as a callable,
+* ``environ["wsgi_bridge.client_disconnected"]``: a :class:`DisconnectEvent` (the
+  ``is_set()`` / ``wait()`` / ``set()`` of ``threading.Event``) set from the IOLoop
+  thread when the client connection closes while the application still works on
+  the request.  waitress offers the same news as a callable,
   ``environ["waitress.client_disconnected"]()``; here it is ``.is_set()``, and
   ``.wait(timeout)`` can sleep until it happens.
 """
@@ -21,7 +22,7 @@ import time
 
 #: environ key of the request's :class:`Deadline`.
 DEADLINE_KEY = "wsgi_bridge.deadline"
-#: environ key of the ``threading.Event`` set when the client disconnected.
+#: environ key of the :class:`DisconnectEvent` set when the client disconnected.
 CLIENT_DISCONNECTED_KEY = "wsgi_bridge.client_disconnected"
 
 
@@ -69,6 +70,53 @@ class Deadline:
     def __repr__(self) -> str:
         return f"<Deadline remaining={self.remaining()} expired={self.expired()}>"
 
+
+class DisconnectEvent:
+    """``threading.Event``'s ``is_set``/``set``/``wait``, built lazily (thread-safe).
+
+    One is created for every request, and almost none is ever waited on: the
+    ``threading.Event`` (a ``Condition`` and a lock, ~2 microseconds) is only made
+    when :meth:`wait` is first called.  Every method may be called from any thread.
+    """
+
+    __slots__ = ("_event", "_flag")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        """True once the client disconnected."""
+        return self._flag
+
+    def set(self) -> None:
+        """Mark the client as gone and wake every :meth:`wait` (the container's)."""
+        with _LAZY_LOCK:
+            self._flag = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block up to ``timeout`` seconds (None: no limit) or until the client is gone.
+
+        :returns: True if the client disconnected, False if ``timeout`` ran out first.
+        """
+        with _LAZY_LOCK:
+            if self._flag:
+                return True
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+        # A set() from now on finds the event and wakes it.
+        return event.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<DisconnectEvent is_set={self._flag}>"
+
+
+# Guards the lazy creation in DisconnectEvent against a concurrent set().
+_LAZY_LOCK = threading.Lock()
 
 #: The shared deadline of requests without ``request_timeout``: it never expires.
 NO_DEADLINE = Deadline(None)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask, request
 
-from wsgi_bridge import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline
+from wsgi_bridge import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline, DisconnectEvent
 from wsgi_bridge.admission import (
     DEFAULT_QUEUE_INTERVAL,
     DEFAULT_QUEUE_TARGET,
@@ -399,6 +399,29 @@ def test_request_timeout_is_validated() -> None:
 
 
 # ------------------------------------------------------------ client gone
+def test_disconnect_event_behaves_like_threading_event() -> None:
+    event = DisconnectEvent()
+    assert not event.is_set()
+    assert event.wait(0.01) is False
+    waiting = threading.Event()
+    woken: list[bool] = []
+
+    def waiter() -> None:
+        waiting.set()
+        woken.append(event.wait(30))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert waiting.wait(10)
+    event.set()  # wakes the waiter whether or not it already blocks
+    thread.join(30)
+    assert woken == [True]
+    assert event.is_set() and event.wait(0) is True
+    late = DisconnectEvent()
+    late.set()  # set before anyone waited: no threading.Event needed, wait() sees it
+    assert late.wait(0) is True
+
+
 @BOTH
 def test_client_disconnected_event_lets_a_long_view_stop(kind: str) -> None:
     started = threading.Event()
@@ -434,7 +457,7 @@ def test_client_disconnected_event_lets_a_long_view_stop(kind: str) -> None:
 
 
 def test_client_disconnected_stays_clear_for_a_completed_response() -> None:
-    events: list[threading.Event] = []
+    events: list[DisconnectEvent] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         events.append(environ[CLIENT_DISCONNECTED_KEY])
@@ -449,3 +472,4 @@ def test_client_disconnected_stays_clear_for_a_completed_response() -> None:
         assert data.count(b"200 OK") == 2
     assert len(events) == 2 and events[0] is not events[1]
     assert not any(event.is_set() for event in events)
+    assert all(isinstance(event, DisconnectEvent) for event in events)
