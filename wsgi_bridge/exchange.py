@@ -204,6 +204,9 @@ class Exchange:
         """The worker job: run the application for this request (never raises)."""
         self.started_at = now = time.monotonic()
         pump = self.pump
+        if self.abandoned:  # got its 504 while it waited for a thread: never run the app
+            pump.worker_finished()
+            return
         config = self.config
         application = config.application
         if (

@@ -309,6 +309,30 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
     assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
 
 
+def test_deadline_passed_while_waiting_for_a_thread_never_runs_the_app() -> None:
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        gate.wait(30)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    with BridgeServer(app, workers=1, request_timeout=0.5) as server:
+        with server.raw() as running, server.raw() as queued:
+            raw_get(running, "/running")
+            assert wait_for(lambda: paths == ["/running"])
+            raw_get(queued, "/queued")
+            assert read_response(running)[0] == 504
+            assert read_response(queued)[0] == 504
+            assert server.call(lambda: server.container.abandoned) == 2
+            gate.set()
+            assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0, 10)
+        assert server.call(lambda: server.container.abandoned) == 0
+    assert paths == ["/running"]
+
+
 def test_deadline_frees_a_worker_blocked_on_a_stalled_upload() -> None:
     """The client stops sending its body: at the deadline it gets 504 and the app's
     pending ``wsgi.input`` read fails, so the thread comes back."""
