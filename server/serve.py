@@ -39,6 +39,7 @@ import tornado.websocket
 from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
+from wsgi_bridge import HTTPServer
 from wsgi_bridge.compat import live_threads
 
 __all__ = ["StartupError", "configure_logging", "serve", "shutdown"]
@@ -91,7 +92,7 @@ async def serve(
     runtime = hybrid.runtime
     for feature in hybrid.features:
         await feature.start(runtime)
-    server = tornado.httpserver.HTTPServer(
+    server = HTTPServer(
         hybrid.application,
         max_body_size=settings.max_body_size,
         idle_connection_timeout=75,

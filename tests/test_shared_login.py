@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from sqlalchemy import delete
@@ -36,6 +35,7 @@ from tests.support.routes import HelloSocket, add_native_route
 from tests.support.server import LiveServer, ServerFactory
 from tornado_handlers.base import BaseHandler
 from tornado_handlers.flask_session import dump_session
+from wsgi_bridge import HTTPServer
 
 WEBSOCKET = "/_test/ws"
 """Where the test-only :class:`~tests.support.routes.HelloSocket` is added."""
@@ -187,7 +187,7 @@ def test_a_native_handler_that_empties_the_session_deletes_the_cookie(
 
         async def log_out() -> httpx.Response:
             sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-            http_server = tornado.httpserver.HTTPServer(application)
+            http_server = HTTPServer(application)
             http_server.add_sockets(sockets)
             try:
                 port = sockets[0].getsockname()[1]

@@ -3,7 +3,7 @@
 Public API::
 
     from wsgi_bridge import (
-        WSGIContainer, WSGIFallbackHandler, access_log_function, ensure_request_id,
+        HTTPServer, WSGIContainer, WSGIFallbackHandler, access_log_function, ensure_request_id,
     )
 
     container = WSGIContainer(flask_app, executor, max_workers=threads, script_name="/legacy")
@@ -11,6 +11,7 @@ Public API::
         [..., (r".*", WSGIFallbackHandler, {"fallback": container})],
         log_function=access_log_function,
     )
+    HTTPServer(app).listen(8000)   # Tornado's HTTPServer + the HTTP/1.1 edges it leaves open
 
 Two more public modules, imported by name:
 
@@ -28,6 +29,7 @@ from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline, Disconnec
 from .errors import BridgeError, ClientDisconnected, RequestBodyTooLarge, WSGIAppError
 from .file_wrapper import FileWrapper
 from .handler import WSGIFallbackHandler
+from .http1 import HTTPServer
 from .request_id import ensure_request_id
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "Deadline",
     "DisconnectEvent",
     "FileWrapper",
+    "HTTPServer",
     "RequestBodyTooLarge",
     "WSGIAppError",
     "WSGIContainer",

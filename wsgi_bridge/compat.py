@@ -23,24 +23,40 @@ of reaching into Tornado themselves.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from tornado import httputil
-from tornado.concurrent import Future
+from tornado import httpserver, httputil, iostream
+from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.web import RequestHandler
 
 __all__ = [
+    "HTTP1_OVERRIDES",
     "body_future",
     "close_after_response",
+    "connection_max_body_size",
+    "deliver_body",
     "executor_max_workers",
     "headers_written",
     "live_threads",
     "mark_handler_finished",
     "pending_output",
+    "release_connection",
+    "request_context",
+    "request_read_finished",
     "reset_handler_response",
     "response_headers",
+    "server_connections",
 ]
+
+#: Private methods of Tornado's HTTP/1 layer that ``wsgi_bridge.http1`` overrides
+#: (``(class path, method, the caller that must still call it)``); the canary test
+#: checks each is still there and still called by name.
+HTTP1_OVERRIDES = (
+    ("tornado.http1connection.HTTP1Connection", "_read_chunked_body", "_read_body"),
+    ("tornado.http1connection.HTTP1ServerConnection", "_server_request_loop", "start_serving"),
+)
 
 
 # ------------------------------------------------------------ tornado.http1connection
@@ -60,6 +76,72 @@ def close_after_response(connection: object) -> bool:
         return False
     connection._disconnect_on_finish = True
     return True
+
+
+def request_read_finished(connection: object) -> bool:
+    """True once the server ``connection`` has read the whole request body.
+
+    Reads ``HTTP1Connection._read_finished``; Tornado itself closes the connection
+    after a response that ends before it (``HTTP1Connection.finish``).
+    """
+    return bool(getattr(connection, "_read_finished", True))
+
+
+def release_connection(connection: object) -> None:
+    """Do what ``HTTP1Connection.close()`` does, except closing the stream.
+
+    Drops the callbacks (``_clear_callbacks()``) and resolves ``_finish_future``, which
+    Tornado's read loop awaits after the response.  For a lingering close, which
+    closes the stream itself later.
+    """
+    conn: Any = connection
+    conn._clear_callbacks()
+    if not conn._finish_future.done():
+        future_set_result_unless_cancelled(conn._finish_future, None)
+
+
+def connection_max_body_size(connection: object) -> int:
+    """The body size limit, bytes, of this request (``HTTP1Connection._max_body_size``).
+
+    ``set_max_body_size`` writes it; there is no getter.
+    """
+    size: int = getattr(connection, "_max_body_size")  # noqa: B009 (private, on purpose)
+    return size
+
+
+def deliver_body(
+    connection: object, delegate: httputil.HTTPMessageDelegate, data: bytes
+) -> Awaitable[None]:
+    """Hand ``data`` to ``delegate`` as Tornado does (``HTTP1Connection._deliver_body``).
+
+    Skips the delegate once the response is finished, logs its exceptions, and awaits
+    its flow-control Future.
+    """
+    deliver: Any = getattr(connection, "_deliver_body")  # noqa: B009 (private, on purpose)
+    result: Awaitable[None] = deliver(delegate, data)
+    return result
+
+
+# ------------------------------------------------------------------ tornado.httpserver
+def request_context(
+    stream: iostream.IOStream,
+    address: Any,
+    protocol: str | None,
+    trusted_downstream: list[str] | None,
+) -> Any:
+    """The per-connection context ``HTTPServer.handle_stream`` builds (``_HTTPRequestContext``).
+
+    It provides ``remote_ip``, ``protocol``, ``address`` and the ``xheaders`` rewriting
+    that ``HTTPServerRequest`` and ``HTTPServer(xheaders=True)`` rely on.
+    """
+    return httpserver._HTTPRequestContext(stream, address, protocol, trusted_downstream)
+
+
+def server_connections(server: httpserver.HTTPServer) -> set[Any]:
+    """The live connections of ``server`` (``HTTPServer._connections``), which
+    ``close_all_connections()`` closes and ``on_close`` removes from."""
+    connections: set[Any] = server._connections
+    return connections
 
 
 # ------------------------------------------------------------------ tornado.httputil

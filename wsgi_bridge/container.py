@@ -25,7 +25,7 @@ from .deadline import (
     Deadline,
     DisconnectEvent,
 )
-from .environ import NotMounted, build_environ
+from .environ import DEFAULT_SERVER_SOFTWARE, NotMounted, build_environ
 from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
 from .input import BufferedInput
@@ -113,6 +113,9 @@ class WSGIContainer:
     :param trusted_proxies: IP addresses or CIDRs (``["10.0.0.0/8"]`` or the string
         ``"10.0.0.0/8, 127.0.0.1"``) whose ``X-Forwarded-For/-Proto/-Host`` are
         honoured (default: none).
+    :param server_software: the environ's ``SERVER_SOFTWARE`` (PEP 3333, RFC 3875
+        §4.1.17); default :data:`~wsgi_bridge.environ.DEFAULT_SERVER_SOFTWARE`,
+        ``"wsgi_bridge TornadoServer/<tornado.version>"``.
     :raises ValueError: for a negative size, ``max_workers < 1``, ``queue_target``
         or ``request_timeout`` not > 0, a negative ``queue_interval``, or a
         ``script_name`` not starting with ``/``.
@@ -134,6 +137,7 @@ class WSGIContainer:
         request_buffer_size: int = DEFAULT_REQUEST_BUFFER_SIZE,
         script_name: str = "",
         trusted_proxies: Iterable[str] | str = (),
+        server_software: str = DEFAULT_SERVER_SOFTWARE,
     ) -> None:
         self.application = wsgi_application
         self._owns_executor = executor is None
@@ -168,6 +172,7 @@ class WSGIContainer:
         self.request_buffer_size = max(1, int(request_buffer_size))
         self.script_name = script_name
         self.trusted_proxies = TrustedProxies(trusted_proxies)
+        self.server_software = server_software
         if request_timeout is not None and not request_timeout > 0:
             raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout}")
         self.request_timeout = None if request_timeout is None else float(request_timeout)
@@ -292,6 +297,7 @@ class WSGIContainer:
                 script_name=self.script_name,
                 trusted_proxies=self.trusted_proxies,
                 file_wrapper=FileWrapper,
+                server_software=self.server_software,
             )
         except NotMounted:
             exchange = Exchange(request, {}, request_id, self.exchange_config, on_complete)

@@ -13,10 +13,15 @@ from collections.abc import Callable
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+import tornado
 from tornado.httputil import HTTPServerRequest
 
 from .proxy import TrustedProxies, resolve_forwarded
 from .types import Environ
+
+#: ``SERVER_SOFTWARE`` when the container is given none (RFC 3875 §4.1.17 form:
+#: product tokens, the bridge first, then the server under it).
+DEFAULT_SERVER_SOFTWARE = f"wsgi_bridge TornadoServer/{tornado.version}"
 
 
 class NotMounted(Exception):
@@ -56,6 +61,29 @@ def split_host(host: str, default_port: str) -> tuple[str, str]:
     return host, default_port
 
 
+def local_address(request: HTTPServerRequest, default_port: str) -> tuple[str, str]:
+    """The ``(host, port)`` strings of the local end of ``request``'s connection.
+
+    Read from the socket (``getsockname()``) of the connection's stream.
+
+    :param default_port: the port to give when there is no socket (a closed stream, a
+        request built without a connection): ``"80"`` or ``"443"``.
+    :returns: e.g. ``("127.0.0.1", "8080")``; ``(request.host, default_port)`` when the
+        socket is unknown.
+    """
+    stream = getattr(request.connection, "stream", None)
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        try:
+            name = sock.getsockname()
+        except OSError:
+            name = None
+        if isinstance(name, tuple) and len(name) >= 2:
+            host = str(name[0])
+            return (f"[{host}]" if ":" in host else host), str(name[1])
+    return request.host, default_port
+
+
 def build_environ(
     request: HTTPServerRequest,
     *,
@@ -65,6 +93,7 @@ def build_environ(
     trusted_proxies: TrustedProxies | None = None,
     file_wrapper: Callable[..., Any] | None = None,
     errors: IO[str] | None = None,
+    server_software: str = DEFAULT_SERVER_SOFTWARE,
 ) -> Environ:
     """Return the WSGI environ for ``request``.
 
@@ -76,6 +105,7 @@ def build_environ(
     :param trusted_proxies: peers whose ``X-Forwarded-For/-Proto/-Host`` are honoured.
     :param file_wrapper: the ``wsgi.file_wrapper`` callable.
     :param errors: ``wsgi.errors`` stream (default ``sys.stderr``).
+    :param server_software: ``SERVER_SOFTWARE`` (RFC 3875 §4.1.17).
     :returns: a new dict; CGI values are native ``str`` (latin-1 "bytes-as-str" for the
         path, PEP 3333 "Unicode Issues"), ``SERVER_PORT`` a ``str``.
     :raises NotMounted: when the path is outside ``script_name``.
@@ -87,15 +117,22 @@ def build_environ(
     containing ``_`` are dropped, because ``X_Forwarded_For`` would otherwise map to
     the same key as ``X-Forwarded-For`` (gunicorn and nginx do the same).
     """
-    path = request.path
-    decoded = unquote_to_bytes(path).decode("latin-1")
+    # Tornado decoded the request-target as latin-1: encode it back to the bytes the
+    # client sent before percent-decoding, so raw bytes 0x80-0xFF reach PATH_INFO
+    # byte for byte (PEP 3333 "Unicode Issues"), not re-encoded as UTF-8.
+    decoded = unquote_to_bytes(request.path.encode("latin-1")).decode("latin-1")
     script, path_info = split_script_name(decoded, script_name)
     context = getattr(request.connection, "context", None)
     address = getattr(context, "address", None)
     scheme = request.protocol
     default_port = "443" if scheme == "https" else "80"
     host_header = request.headers.get("Host")
-    server_name, server_port = split_host(host_header or request.host, default_port)
+    if host_header:
+        server_name, server_port = split_host(host_header, default_port)
+    else:
+        # No Host (HTTP/1.0): the address and port the connection arrived on, so URL
+        # reconstruction (PEP 3333) points back at this server (RFC 3875 §4.1.14-15).
+        server_name, server_port = local_address(request, default_port)
 
     environ: Environ = {
         "REQUEST_METHOD": request.method,
@@ -107,6 +144,7 @@ def build_environ(
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
         "SERVER_PROTOCOL": request.version,
+        "SERVER_SOFTWARE": server_software,
         "REMOTE_ADDR": request.remote_ip,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,

@@ -7,7 +7,12 @@ from typing import Any
 from tornado import web
 from tornado.concurrent import Future
 
-from .compat import body_future, mark_handler_finished, reset_handler_response
+from .compat import (
+    body_future,
+    mark_handler_finished,
+    reset_handler_response,
+    response_headers,
+)
 from .container import WSGIContainer
 from .exchange import Exchange
 
@@ -35,12 +40,25 @@ class WSGIFallbackHandler(web.FallbackHandler):
       status; ``bytes_sent``, ``response_aborted`` and ``access_log_side = "wsgi"`` are
       set for :func:`~wsgi_bridge.access_log.access_log_function`.
     * Tornado's XSRF check is skipped; the WSGI application does its own.
+    * Tornado's own defaults (``Server``, ``Content-Type``, ``Date``) are not added, but
+      a subclass's ``set_default_headers()`` is honoured, as Tornado documents it: the
+      headers it sets go out on every WSGI response (the bridge's own 404/413/503
+      included), and a header the application sets replaces a default of the same
+      name (names compared case-insensitively).
 
     .. warning:: ``fallback`` must be a :class:`WSGIContainer` from this package.
     """
 
     SUPPORTED_METHODS = _AnyMethod(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
     access_log_side = "wsgi"
+    #: True when this class overrides ``set_default_headers`` (set once per class).
+    _has_default_headers = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._has_default_headers = (
+            cls.set_default_headers is not web.RequestHandler.set_default_headers
+        )
 
     def initialize(self, fallback: WSGIContainer) -> None:  # type: ignore[override]
         """:param fallback: the container (from the route's kwargs dict)."""
@@ -53,13 +71,17 @@ class WSGIFallbackHandler(web.FallbackHandler):
         self._exchange: Exchange | None = None
 
     def clear(self) -> None:
-        """Reset without ``RequestHandler``'s default headers.
+        """Reset without ``RequestHandler``'s default headers, then ``set_default_headers()``.
 
         The exchange writes every byte of the response itself, so the ``Server``,
         ``Content-Type`` and formatted ``Date`` headers that ``RequestHandler.clear``
-        prepares for each request would be work thrown away on the hot path.
+        prepares for each request would be work thrown away on the hot path.  The
+        ``set_default_headers`` hook runs only when a subclass overrides it (decided
+        once per class, in ``__init_subclass__``).
         """
         reset_handler_response(self)
+        if self._has_default_headers:
+            self.set_default_headers()
 
     def check_xsrf_cookie(self) -> None:
         """No-op: XSRF is the WSGI application's business."""
@@ -94,6 +116,8 @@ class WSGIFallbackHandler(web.FallbackHandler):
         exchange = container.start(self.request, self.exchange_complete)
         if exchange is None:
             return
+        if self._has_default_headers:
+            exchange.pump.default_headers = list(response_headers(self).get_all())
         if self._length > container.max_body_size:
             exchange.respond_simple(413, "Request Entity Too Large", close=True)
             return

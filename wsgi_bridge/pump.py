@@ -106,6 +106,9 @@ class ResponsePump:
         self.aborted = False
         #: Resolved once the exchange completed.
         self.done: Future[None] = Future()
+        #: Headers the mounting handler sets by default (``set_default_headers``); sent
+        #: unless the response has a header of the same name.
+        self.default_headers: HeaderList | None = None
 
     @property
     def closed(self) -> bool:
@@ -262,6 +265,11 @@ class ResponsePump:
 
     def _write_head(self, plan: ResponsePlan, data: bytes) -> Future[None]:
         headers = httputil.HTTPHeaders()
+        if self.default_headers:
+            own = {name.lower() for name, _ in plan.headers}
+            for name, value in self.default_headers:
+                if name.lower() not in own:
+                    headers.add(name, value)
         for name, value in plan.headers:
             headers.add(name, value)
         if plan.close_connection or self._draining():

@@ -36,13 +36,13 @@ from typing import Any
 
 import tornado.web
 import tornado.wsgi
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from .access_log import access_log_function
 from .container import WSGIContainer
 from .handler import WSGIFallbackHandler
+from .http1 import HTTPServer
 from .request_id import ensure_request_id
 from .types import Environ, StartResponse, WSGIApp
 
@@ -107,6 +107,13 @@ class BridgeServer:
     :param kind: one of :data:`KINDS`.
     :param workers: executor threads (also passed as ``max_workers``).
     :param server_kwargs: extra ``HTTPServer`` arguments (e.g. ``max_body_size``).
+    :param handler: the fallback handler class for ``kind="bridge"`` (a
+        :class:`~wsgi_bridge.WSGIFallbackHandler` subclass, e.g. one with
+        ``set_default_headers``).
+
+    The server is :class:`wsgi_bridge.HTTPServer` (the HTTP/1.1 edges of
+    :mod:`wsgi_bridge.http1`) for every kind, Tornado's container included, so a
+    comparison shows the containers, not the servers.
     :param drain_timeout: seconds :meth:`stop` lets ``container.drain()`` wait for the
         requests still in flight before it calls the slot leaked.
     :param options: :class:`~wsgi_bridge.WSGIContainer` keyword options (ignored for
@@ -124,6 +131,7 @@ class BridgeServer:
         workers: int = 4,
         server_kwargs: dict[str, Any] | None = None,
         drain_timeout: float = 10,
+        handler: type[WSGIFallbackHandler] = WSGIFallbackHandler,
         **options: Any,
     ) -> None:
         if kind not in KINDS:
@@ -134,6 +142,7 @@ class BridgeServer:
         self.server_kwargs = server_kwargs or {}
         self.options = options
         self.drain_timeout = drain_timeout
+        self.handler = handler
         self.port = 0
         self.container: Any = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -182,7 +191,7 @@ class BridgeServer:
         else:
             self.options.setdefault("max_workers", self.workers)
             self.container = WSGIContainer(self.wsgi_app, executor, **self.options)
-            handler = WSGIFallbackHandler if self.kind == "bridge" else tornado.web.FallbackHandler
+            handler = self.handler if self.kind == "bridge" else tornado.web.FallbackHandler
             fallback = (r".*", handler, {"fallback": self.container})
         app: Any = tornado.web.Application(
             [(r"/native", NativeHandler), fallback], log_function=access_log_function

@@ -60,11 +60,20 @@ class NativeHelloHandler(tornado.web.RequestHandler):
         self.write(HELLO_BODY)
 
 
-def serve_tornado(app: tornado.web.Application, host: str, port: int) -> None:
-    """Serve ``app`` on ``host:port`` until the process is terminated."""
+def serve_tornado(
+    app: tornado.web.Application,
+    host: str,
+    port: int,
+    server_class: type[tornado.httpserver.HTTPServer] = tornado.httpserver.HTTPServer,
+) -> None:
+    """Serve ``app`` on ``host:port`` until the process is terminated.
+
+    :param server_class: Tornado's ``HTTPServer`` or a subclass (the hybrid server
+        passes ``wsgi_bridge.HTTPServer``).
+    """
 
     async def _main() -> None:
-        server = tornado.httpserver.HTTPServer(app, max_body_size=TORNADO_MAX_BODY_SIZE)
+        server = server_class(app, max_body_size=TORNADO_MAX_BODY_SIZE)
         server.listen(port, address=host)
         await asyncio.Event().wait()
 

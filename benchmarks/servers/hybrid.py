@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logging()
     app = make_app(args.threads, **parse_bridge_options(args.bridge_option))
-    serve_tornado(app, args.host, args.port)
+    import wsgi_bridge  # after make_app, which raised ImportError if it is missing
+
+    serve_tornado(app, args.host, args.port, server_class=wsgi_bridge.HTTPServer)
 
 
 if __name__ == "__main__":

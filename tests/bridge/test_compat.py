@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
+import inspect
 import socket
 import threading
 from typing import Any, ClassVar
@@ -108,6 +110,97 @@ def test_close_after_response_closes_a_keep_alive_connection() -> None:
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"bye"), _moved(
         "HTTP1Connection", "_disconnect_on_finish", "close_after_response"
     )
+
+
+def test_http1_overrides_are_still_called_by_name() -> None:
+    """``wsgi_bridge.http1`` overrides these private methods; each must still exist and
+    be called, by that name, from the same public or private caller."""
+    for class_path, method, caller in compat.HTTP1_OVERRIDES:
+        module_name, _, class_name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        message = _moved(class_name, method, f"HTTP1_OVERRIDES ({method})")
+        assert inspect.iscoroutinefunction(getattr(cls, method, None)), message
+        assert f"self.{method}(" in inspect.getsource(getattr(cls, caller)), message
+
+
+class _ConnectionProbe(tornado.web.RequestHandler):
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def post(self) -> None:
+        connection = self.request.connection
+        self.seen["read_finished"] = compat.request_read_finished(connection)
+        self.seen["max_body_size"] = compat.connection_max_body_size(connection)
+        self.write(b"ok")
+
+
+def test_http1connection_read_state_and_body_limit() -> None:
+    status, _, body = _serve_once(_ConnectionProbe, "POST", b"x" * 10)
+    assert (status, body) == (200, b"ok")
+    seen = _ConnectionProbe.seen
+    assert seen["read_finished"] is True, _moved(
+        "HTTP1Connection", "_read_finished", "request_read_finished"
+    )
+    assert seen["max_body_size"] == 100 * 1024 * 1024, _moved(
+        "HTTP1Connection", "_max_body_size", "connection_max_body_size"
+    )
+
+
+def test_release_connection_and_deliver_body_on_a_live_connection() -> None:
+    class Delegate(httputil.HTTPMessageDelegate):
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+
+        def data_received(self, chunk: bytes) -> None:
+            self.chunks.append(chunk)
+
+    async def main() -> None:
+        left, right = socket.socketpair()
+        stream = IOStream(left)
+        try:
+            connection = HTTP1Connection(stream, is_client=False)
+            assert compat.request_read_finished(connection) is False, _moved(
+                "HTTP1Connection", "_read_finished", "request_read_finished"
+            )
+            delegate = Delegate()
+            await compat.deliver_body(connection, delegate, b"abc")
+            assert delegate.chunks == [b"abc"], _moved(
+                "HTTP1Connection", "_deliver_body", "deliver_body"
+            )
+            finish = getattr(connection, "_finish_future", None)
+            assert isinstance(finish, Future) and not finish.done(), _moved(
+                "HTTP1Connection", "_finish_future", "release_connection"
+            )
+            compat.release_connection(connection)
+            assert finish.done() and not stream.closed(), _moved(
+                "HTTP1Connection", "_finish_future/_clear_callbacks", "release_connection"
+            )
+        finally:
+            stream.close()
+            right.close()
+
+    asyncio.run(main())
+
+
+def test_request_context_and_server_connections() -> None:
+    async def main() -> None:
+        left, right = socket.socketpair()
+        stream = IOStream(left)
+        try:
+            context = compat.request_context(stream, ("10.0.0.1", 1234), None, None)
+            assert (context.remote_ip, context.protocol) == ("0.0.0.0", "http"), _moved(
+                "httpserver", "_HTTPRequestContext", "request_context"
+            )
+            server = HTTPServer(tornado.web.Application([]))
+            connections = compat.server_connections(server)
+            assert isinstance(connections, set) and not connections, _moved(
+                "HTTPServer", "_connections", "server_connections"
+            )
+            assert "self._connections" in inspect.getsource(HTTPServer.handle_stream)
+        finally:
+            stream.close()
+            right.close()
+
+    asyncio.run(main())
 
 
 # ------------------------------------------------------------ HTTPServerRequest

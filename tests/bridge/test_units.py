@@ -14,11 +14,18 @@ import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from wsgi_bridge import access_log_function, ensure_request_id
-from wsgi_bridge.environ import NotMounted, build_environ, split_host, split_script_name
+from wsgi_bridge.environ import (
+    DEFAULT_SERVER_SOFTWARE,
+    NotMounted,
+    build_environ,
+    split_host,
+    split_script_name,
+)
 from wsgi_bridge.errors import ClientDisconnected, WSGIAppError
 from wsgi_bridge.file_wrapper import FileWrapper
 from wsgi_bridge.framing import plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
+from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
 from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
@@ -429,3 +436,40 @@ def test_file_wrapper_blocks_and_close() -> None:
     assert [len(b) for b in wrapper] == [4, 4, 2]
     wrapper.close()
     assert f.closed
+
+
+# --------------------------------------------------------------------------- HTTP/1.1 edges
+def test_environ_raw_target_bytes_are_kept_as_latin1() -> None:
+    # Tornado hands over the request-target decoded as latin-1.
+    req = make_request(b"/caf\xe9-\xe2\x82\xac%41".decode("latin-1"))
+    assert environ_for(req)["PATH_INFO"] == "/caf\xe9-\xe2\x82\xacA"
+
+
+def test_environ_server_software_default_and_given() -> None:
+    assert environ_for(make_request())["SERVER_SOFTWARE"] == DEFAULT_SERVER_SOFTWARE
+    assert DEFAULT_SERVER_SOFTWARE.startswith("wsgi_bridge TornadoServer/")
+    assert environ_for(make_request(), server_software="svc/2")["SERVER_SOFTWARE"] == "svc/2"
+
+
+def test_environ_without_host_and_without_socket_falls_back() -> None:
+    env = environ_for(make_request(headers=[("Accept", "*/*")], version="HTTP/1.0"))
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("http://h.example:81/path?q=1", ("h.example:81", "/path?q=1")),
+        ("HTTPS://h.example/", ("h.example", "/")),
+        ("http://h.example", ("h.example", "/")),
+        ("http://h.example?q", ("h.example", "/?q")),
+        ("http://user:pw@h.example/x", ("h.example", "/x")),
+        ("http://[::1]:8080/x", ("[::1]:8080", "/x")),
+        ("/path?q=http://x/", None),
+        ("*", None),
+        ("h.example:443", None),
+        ("ftp://h.example/x", None),
+    ],
+)
+def test_split_absolute_form(target: str, expected: tuple[str, str] | None) -> None:
+    assert split_absolute_form(target) == expected

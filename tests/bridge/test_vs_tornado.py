@@ -282,3 +282,41 @@ def test_access_log_has_real_status(kind: str) -> None:
         time.sleep(0.1)
     lines = [m for m in logs.messages() if "/made" in m and "side=" in m]
     assert len(lines) == 1 and " 201 " in lines[0]
+
+
+# HTTP/1.1 edges of the environ (docs/wsgi-bridge.md, "HTTP/1.1 edges") ----------------
+def _cgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    keys = ("PATH_INFO", "SERVER_PORT", "SERVER_SOFTWARE")
+    body = "\n".join(f"{key}={environ.get(key, '<missing>')}" for key in keys)
+    start_response("200 OK", [("Content-Type", "text/plain; charset=latin-1")])
+    return [body.encode("latin-1")]
+
+
+def _cgi_over_raw_socket(server: BridgeServer, request: bytes) -> dict[str, str]:
+    with server.raw() as sock:
+        sock.sendall(request)
+        data, _ = read_until_close(sock, 5)
+    body = data.partition(b"\r\n\r\n")[2].decode("latin-1")
+    return dict(line.split("=", 1) for line in body.splitlines())
+
+
+@kinds("re-encodes raw 0x80-0xFF target bytes as UTF-8 before PEP 3333's latin-1")
+def test_raw_target_bytes_reach_path_info(kind: str) -> None:
+    with BridgeServer(_cgi, kind=kind) as server:
+        request = b"GET /caf\xe9-\xe2\x82\xac HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        env = _cgi_over_raw_socket(server, request)
+    assert env["PATH_INFO"] == "/caf\xe9-\xe2\x82\xac"
+
+
+@kinds("SERVER_PORT is 80 for an HTTP/1.0 request without Host, not the server's port")
+def test_http10_without_host_gets_the_local_port(kind: str) -> None:
+    with BridgeServer(_cgi, kind=kind) as server:
+        env = _cgi_over_raw_socket(server, b"GET /x HTTP/1.0\r\n\r\n")
+        assert env["SERVER_PORT"] == str(server.port)
+
+
+@kinds("no SERVER_SOFTWARE in the environ")
+def test_server_software_is_set(kind: str) -> None:
+    with BridgeServer(_cgi, kind=kind) as server:
+        env = _cgi_over_raw_socket(server, b"GET /x HTTP/1.0\r\n\r\n")
+    assert env["SERVER_SOFTWARE"] != "<missing>"

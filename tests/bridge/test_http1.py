@@ -1,0 +1,337 @@
+"""The HTTP/1.1 edges (``wsgi_bridge.http1`` and the environ), over real sockets.
+
+Numbers refer to the table "HTTP/1.1 edges" in docs/wsgi-bridge.md.  Raw sockets
+where the framing is the subject.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import tornado
+
+from tests.bridge import apps
+from wsgi_bridge import WSGIFallbackHandler
+from wsgi_bridge.http1 import LINGER_SECONDS
+from wsgi_bridge.testing import (
+    BridgeServer,
+    header_value,
+    read_response_head,
+    read_until_close,
+    status_of,
+)
+
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+
+
+def environ_of(body: bytes) -> dict[str, str]:
+    """Parse :func:`echo_path` output: one ``KEY=value`` per line, latin-1."""
+    pairs = (line.split("=", 1) for line in body.decode("latin-1").splitlines())
+    return {key: value for key, value in pairs}
+
+
+def echo_path(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """The CGI variables the edges are about, as latin-1 bytes (byte for byte)."""
+    keys = (
+        "PATH_INFO",
+        "QUERY_STRING",
+        "HTTP_HOST",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_SOFTWARE",
+        "REQUEST_URI",
+    )
+    body = "\n".join(f"{key}={environ.get(key, '<missing>')}" for key in keys)
+    start_response("200 OK", [("Content-Type", "text/plain; charset=latin-1")])
+    return [body.encode("latin-1")]
+
+
+def exchange(server: BridgeServer, request: bytes, limit: float = 5) -> tuple[bytes, bool]:
+    """Send raw ``request`` bytes on a new connection; read until the server closes.
+
+    Unlike :func:`read_until_close`, a TCP reset is not swallowed: it raises
+    ``ConnectionResetError``, which is what the lingering close must prevent.
+    """
+    with server.raw() as sock:
+        sock.sendall(request)
+        sock.settimeout(limit)
+        data = bytearray()
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return bytes(data), True
+            data += chunk
+
+
+def split_response(data: bytes) -> tuple[bytes, bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+# ------------------------------------------------------ 1. raw bytes in the target
+@BOTH
+def test_raw_target_bytes_reach_path_info_byte_for_byte(kind: str) -> None:
+    with BridgeServer(echo_path, kind=kind) as server:
+        data, _ = exchange(
+            server,
+            b"GET /unicode/caf\xe9-\xe2\x82\xac?x=\xff HTTP/1.1\r\nHost: t\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        env = environ_of(split_response(data)[1])
+        assert env["PATH_INFO"] == "/unicode/caf\xe9-\xe2\x82\xac"  # the bytes, as latin-1
+        assert env["QUERY_STRING"] == "x=\xff"
+        # Percent-encoded targets decode as before: UTF-8 bytes, as latin-1 characters.
+        data, _ = exchange(
+            server, b"GET /caf%C3%A9%20x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert environ_of(split_response(data)[1])["PATH_INFO"] == "/caf\xc3\xa9 x"
+
+
+# ------------------------------------------------------ 2. HTTP/1.0 without Host
+@BOTH
+def test_http10_without_host_gets_the_local_port(kind: str) -> None:
+    with BridgeServer(echo_path, kind=kind) as server:
+        data, _ = exchange(server, b"GET /x HTTP/1.0\r\n\r\n")
+        env = environ_of(split_response(data)[1])
+        assert env["SERVER_PORT"] == str(server.port)
+        assert env["SERVER_NAME"] == "127.0.0.1"
+        assert env["HTTP_HOST"] == "<missing>"
+        # With a Host, the Host still wins (PEP 3333 URL reconstruction).
+        data, _ = exchange(server, b"GET /x HTTP/1.0\r\nHost: example.com:8080\r\n\r\n")
+        env = environ_of(split_response(data)[1])
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.com", "8080")
+
+
+# ------------------------------------------------------ 3. absolute-form target
+@BOTH
+def test_absolute_form_target_is_routed_by_its_path(kind: str) -> None:
+    with BridgeServer(echo_path, kind=kind) as server:
+        data, _ = exchange(
+            server,
+            b"GET http://h.example:81/native?q=1 HTTP/1.1\r\nHost: other\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        head, body = split_response(data)
+        assert status_of(head) == 200 and body == b"native"  # the native rule matched
+        data, _ = exchange(
+            server,
+            b"GET http://h.example:81/path?q=1 HTTP/1.1\r\nHost: other\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        env = environ_of(split_response(data)[1])
+        assert env["PATH_INFO"] == "/path"
+        assert env["QUERY_STRING"] == "q=1"
+        assert env["REQUEST_URI"] == "/path?q=1"
+        # RFC 9112 §3.2.2: the target's authority replaces the Host header.
+        assert env["HTTP_HOST"] == "h.example:81"
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("h.example", "81")
+
+
+def test_absolute_form_target_reaches_a_flask_route() -> None:
+    with BridgeServer(apps.make_flask_app()) as server:
+        data, _ = exchange(
+            server,
+            b"GET http://h.example:81/where HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        head, body = split_response(data)
+        assert status_of(head) == 200
+        assert b'"path":"/where"' in body.replace(b" ", b"")
+        assert b"http://h.example:81/where" in body
+
+
+# ------------------------------------------------------ 4, 5. chunk extensions, trailers
+CHUNKED_HEAD = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'5;name=value\r\nhello\r\n6 ; a=1;b="two"\r\n world\r\n0;last\r\n\r\n',
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n",
+        b"5;ext\r\nhello\r\n6\r\n world\r\n0;ext\r\nX-Checksum: abc\r\n\r\n",
+    ],
+    ids=["extensions", "trailers", "both"],
+)
+def test_chunk_extensions_and_trailers_deliver_the_body(kind: str, body: bytes) -> None:
+    with BridgeServer(apps.read_body, kind=kind) as server, server.raw() as sock:
+        for _ in range(2):  # the connection stays usable after the trailer section
+            sock.sendall(CHUNKED_HEAD + body)
+            head, rest = read_response_head(sock)
+            assert status_of(head) == 200, head
+            length = int(header_value(head, "Content-Length") or 0)
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            assert rest.endswith(b"\nhello world")
+            assert rest.startswith(b"11 ")
+
+
+def test_trailer_section_is_bounded_like_the_header_section() -> None:
+    limit = 4096
+    with BridgeServer(apps.read_body, server_kwargs={"max_header_size": limit}) as server:
+        big = b"X-Pad: " + b"a" * (2 * limit) + b"\r\n"
+        with server.raw() as sock:
+            sock.sendall(CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n" + big + b"\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert closed
+        assert b"hello" not in data  # the application never got the request
+
+
+# ------------------------------------------------------ 6. 431 / 414
+@pytest.mark.parametrize("path", ["/native", "/x"])
+def test_header_section_over_the_limit_gets_431_then_close(path: str) -> None:
+    with BridgeServer(apps.hello) as server:
+        request = f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Big: ".encode() + b"a" * 70_000
+        data, closed = exchange(server, request + b"\r\n\r\n")
+        head, body = split_response(data)
+        assert closed
+        assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        assert header_value(head, "Connection") == "close"
+        assert body == b"431 Request Header Fields Too Large\n"
+        # Just under the limit is served as usual.
+        ok = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: ".encode()
+        data, _ = exchange(server, ok + b"a" * 60_000 + b"\r\n\r\n")
+        assert status_of(data) == 200
+
+
+def test_header_limit_follows_max_header_size() -> None:
+    with BridgeServer(apps.hello, server_kwargs={"max_header_size": 1024}) as server:
+        data, _ = exchange(
+            server, b"GET /x HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 2000 + b"\r\n\r\n"
+        )
+        assert status_of(data) == 431
+
+
+def test_request_line_over_the_limit_gets_414_then_close() -> None:
+    with BridgeServer(apps.hello) as server:
+        data, closed = exchange(server, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, _ = split_response(data)
+        assert closed
+        assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+        assert header_value(head, "Connection") == "close"
+
+
+def test_header_section_arriving_in_pieces_is_measured_whole() -> None:
+    with BridgeServer(apps.hello) as server, server.raw() as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n")
+        for _ in range(9):
+            sock.sendall(b"X-Pad: " + b"a" * 8000 + b"\r\n")
+            time.sleep(0.01)  # separate reads on the server; not a timing assertion
+        sock.sendall(b"\r\n")
+        data, closed = read_until_close(sock, 5)
+        assert closed and status_of(data) == 431
+
+
+# ------------------------------------------------------ 7. set_default_headers
+class BrandedHandler(WSGIFallbackHandler):
+    """A fallback subclass that brands every response through Tornado's hook."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Server", "mysrv")
+        self.set_header("X-Frame-Options", "DENY")
+
+
+def own_frame_options(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("x-frame-options", "SAMEORIGIN")])
+    return [b"ok"]
+
+
+def test_set_default_headers_reaches_wsgi_responses_app_headers_win() -> None:
+    assert BrandedHandler._has_default_headers  # decided once, for the class
+    assert not WSGIFallbackHandler._has_default_headers
+    with BridgeServer(own_frame_options, handler=BrandedHandler) as server:
+        status, headers, body = server.request("GET", "/x")
+        assert (status, body) == (200, b"ok")
+        assert headers.get_all("Server") == ["mysrv"]
+        assert headers.get_all("X-Frame-Options") == ["SAMEORIGIN"]  # the app's wins
+    with BridgeServer(apps.hello, handler=BrandedHandler, max_body_size=10) as server:
+        # The bridge's own answers (here 413) carry the defaults too.
+        status, headers, _ = server.request("POST", "/x", body=b"x" * 100)
+        assert status == 413
+        assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+
+
+def test_plain_handler_adds_no_default_headers() -> None:
+    with BridgeServer(apps.hello) as server:
+        _, headers, _ = server.request("GET", "/x")
+        assert "Server" not in headers
+
+
+# ------------------------------------------------------ 8. answer before the body
+def test_early_answer_to_a_large_upload_closes_gently() -> None:
+    body = b"x" * 200_000  # more than request_buffer_size (64 KiB)
+    request = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+    second = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+    with BridgeServer(apps.hello) as server:
+        # Raises ConnectionResetError if the server resets instead of lingering.
+        data, closed = exchange(server, request + body + second)
+        head, rest = split_response(data)
+        assert closed
+        assert status_of(head) == 200
+        assert header_value(head, "Connection") == "close"
+        assert rest == b"hello"  # the whole response, and nothing for the second request
+        assert server.request("GET", "/native")[0] == 200
+
+
+def test_lingering_close_is_bounded_in_time() -> None:
+    def answer_early(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with BridgeServer(answer_early) as server, server.raw() as sock:
+        # Announce 10 MB, send 100 KB: the response comes, then the write side closes.
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+        sock.sendall(b"x" * 100_000)
+        data, eof = read_until_close(sock, 5)
+        assert eof and data.endswith(b"\r\n\r\nok")
+        assert header_value(data.partition(b"\r\n\r\n")[0], "Connection") == "close"
+        # The server still reads (and drops) what the client sends, for a bounded time:
+        # once it closed the socket, sending fails with a reset or a broken pipe.
+        start = time.monotonic()
+        closed_after = None
+        while time.monotonic() - start < LINGER_SECONDS + 8:
+            try:
+                sock.send(b"y" * 1000)
+            except OSError:
+                closed_after = time.monotonic() - start
+                break
+            time.sleep(0.02)
+        assert closed_after is not None, "the lingering close never ended"
+        assert closed_after < LINGER_SECONDS + 5  # generous: bounded, not a speed check
+
+
+def test_small_unread_body_keeps_the_connection() -> None:
+    with BridgeServer(apps.hello) as server, server.raw() as sock:
+        for _ in range(2):
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+            head, rest = read_response_head(sock)
+            assert status_of(head) == 200 and header_value(head, "Connection") is None
+            while len(rest) < 5:
+                rest += sock.recv(100)
+
+
+# ------------------------------------------------------ 9. SERVER_SOFTWARE
+def test_server_software_default_and_configured() -> None:
+    with BridgeServer(echo_path) as server:
+        env = environ_of(server.request("GET", "/x")[2])
+        assert env["SERVER_SOFTWARE"] == f"wsgi_bridge TornadoServer/{tornado.version}"
+    with BridgeServer(echo_path, server_software="svc/1.2") as server:
+        assert environ_of(server.request("GET", "/x")[2])["SERVER_SOFTWARE"] == "svc/1.2"
+
+
+# ------------------------------------------------------ the head size check keeps the idle timeout
+def test_idle_keep_alive_connection_still_times_out() -> None:
+    """The size check waits for each request head, so it carries Tornado's
+    ``idle_connection_timeout`` (a guard: the check must not wait forever)."""
+    with (
+        BridgeServer(apps.hello, server_kwargs={"idle_connection_timeout": 0.5}) as server,
+        server.raw() as sock,
+    ):
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, _ = read_response_head(sock)
+        assert status_of(head) == 200
+        start = time.monotonic()
+        _, closed = read_until_close(sock, 10)  # generous; the subject is "it closes"
+        assert closed and time.monotonic() - start < 9

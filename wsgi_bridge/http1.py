@@ -1,0 +1,444 @@
+"""The HTTP/1.1 edges Tornado's HTTP/1 layer leaves open, closed for the whole server.
+
+:class:`HTTPServer` is ``tornado.httpserver.HTTPServer`` with its connections served by
+:class:`HTTP1ServerConnection` / :class:`HTTP1Connection` from this module.  Use it
+wherever the service builds a server (``server/serve.py``, the test harness, the
+benchmarks); native routes and the WSGI fallback both get these rules, because they
+apply before routing:
+
+* **absolute-form request-target** (``GET http://host:port/path?q=1``, RFC 9112
+  §3.2.2): rewritten to origin form (``/path?q=1``) before the request is built, and
+  ``Host`` replaced by the target's authority, so routing, ``PATH_INFO`` and
+  ``QUERY_STRING`` see the path as for any other request;
+* **chunk extensions** (``5;name=value``, RFC 9112 §7.1.1) are ignored (chunk-size
+  line up to :data:`CHUNK_LINE_LIMIT` bytes);
+* **trailer sections** (RFC 9112 §7.1.2) are read and **dropped**, bounded by
+  ``max_header_size`` like the header section (over it: the connection is closed);
+* **oversized header sections** get ``431 Request Header Fields Too Large`` (RFC 6585
+  §5), and a request line that alone exceeds ``max_header_size`` gets ``414 URI Too
+  Long`` (RFC 9110 §15.5.15), then a lingering close; Tornado resets the connection
+  with no response;
+* **answering before the request body was read**: the response says ``Connection:
+  close`` (RFC 9112 §9.6) and the connection closes gently (lingering close, as
+  Apache and nginx do): the write side is shut down after the response, then what the
+  client still sends is read and discarded for up to :data:`LINGER_SECONDS` seconds or
+  :data:`LINGER_MAX_BYTES` bytes, then the socket is closed.  Without it the client's
+  unread bytes make the kernel send a TCP reset, which can destroy the response
+  before the client read it.
+
+Tornado's private pieces this needs go through :mod:`wsgi_bridge.compat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tornado import gen, httputil, iostream
+from tornado.concurrent import Future
+from tornado.http1connection import _CHUNK_YIELD_COST, _YIELD_THRESHOLD, parse_hex_int
+from tornado.http1connection import HTTP1Connection as _TornadoHTTP1Connection
+from tornado.http1connection import HTTP1ServerConnection as _TornadoHTTP1ServerConnection
+from tornado.httpserver import HTTPServer as _TornadoHTTPServer
+from tornado.log import gen_log
+
+from . import compat
+
+__all__ = [
+    "CHUNK_LINE_LIMIT",
+    "LINGER_MAX_BYTES",
+    "LINGER_SECONDS",
+    "HTTP1Connection",
+    "HTTP1ServerConnection",
+    "HTTPServer",
+    "linger_close",
+    "split_absolute_form",
+]
+
+#: Seconds a lingering close keeps reading (and discarding) before closing the socket.
+LINGER_SECONDS = 2.0
+#: Bytes a lingering close discards at most before closing the socket.
+LINGER_MAX_BYTES = 4 * 1024 * 1024
+#: Bytes allowed for one chunk-size line, extensions and CRLF included.
+CHUNK_LINE_LIMIT = 4096
+
+#: Reason phrases of the answers to an oversized head (RFC 9110 §15.5.15, RFC 6585 §5).
+_REFUSAL_REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+_ABSOLUTE_FORM = re.compile(r"([hH][tT][tT][pP][sS]?)://([^/?#]*)([^#]*)")
+
+
+def split_absolute_form(target: str) -> tuple[str, str] | None:
+    """Split an absolute-form request-target into ``(authority, origin_form)``.
+
+    RFC 9112 §3.2.2: ``http://example.com:8080/path?q=1`` gives
+    ``("example.com:8080", "/path?q=1")``; an empty path becomes ``/``
+    (``http://h?q`` gives ``("h", "/?q")``).  Userinfo (``user@``) is dropped from the
+    authority, as RFC 9110 §4.2.4 forbids it in ``http`` URIs.
+
+    :param target: the request-target as received (latin-1 ``str``).
+    :returns: None when ``target`` is not an ``http``/``https`` absolute-form target
+        (origin form ``/...``, asterisk form ``*``, authority form of ``CONNECT``).
+    """
+    if target.startswith("/"):
+        return None
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        return None
+    authority = match.group(2).rpartition("@")[2]
+    rest = match.group(3)
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    return authority, rest
+
+
+class _OriginForm(httputil.HTTPMessageDelegate):
+    """Delegate wrapper: absolute-form targets reach the application in origin form."""
+
+    __slots__ = ("delegate",)
+
+    def __init__(self, delegate: httputil.HTTPMessageDelegate) -> None:
+        self.delegate = delegate
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        if isinstance(start_line, httputil.RequestStartLine):
+            split = split_absolute_form(start_line.path)
+            if split is not None:
+                authority, origin = split
+                start_line = start_line._replace(path=origin)
+                headers["Host"] = authority  # RFC 9112 §3.2.2: the target's host wins
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        self.delegate.on_connection_close()
+
+
+@functools.lru_cache(maxsize=8)
+def _header_probe(limit: int) -> bytes:
+    """The regex that waits for a header section or for more than ``limit`` bytes.
+
+    The first alternative is a pure lookahead: when the blank line ending the header
+    section is within ``limit`` bytes it matches the empty string, so reading it
+    consumes nothing and Tornado then reads the head as usual.  Otherwise the second
+    alternative consumes ``limit + 1`` bytes, which are lost: the request is refused.
+    """
+    return rb"\A(?:(?=[\s\S]{0,%d}?\r?\n\r?\n)|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
+
+
+async def _discard_until_closed(stream: iostream.IOStream, max_bytes: int) -> None:
+    """Read and drop what the peer sends until EOF, ``max_bytes``, or the stream closes."""
+    discarded = 0
+    try:
+        while discarded < max_bytes and not stream.closed():
+            discarded += len(await stream.read_bytes(65536, partial=True))
+    except iostream.StreamClosedError:
+        pass
+    finally:
+        stream.close()
+
+
+def _shut_down_writes(stream: iostream.IOStream, seconds: float) -> bool:
+    """Half-close ``stream`` (send FIN after the written bytes) and arm its deadline.
+
+    :returns: False if the socket is already gone (then ``stream`` is closed).
+    """
+    sock = stream.socket
+    if sock is None or stream.closed():
+        stream.close()
+        return False
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        stream.close()
+        return False
+    stream.io_loop.call_later(seconds, stream.close)
+    return True
+
+
+async def linger_close(
+    stream: iostream.IOStream,
+    seconds: float = LINGER_SECONDS,
+    max_bytes: int = LINGER_MAX_BYTES,
+) -> None:
+    """Close ``stream`` gently: shut down writes, discard input for a while, then close.
+
+    What Apache (``lingering_close``) and nginx (``lingering_close``) do when they
+    close a connection whose client may still be sending: closing with unread input
+    makes the kernel send a TCP reset, and a reset can destroy the response in the
+    client's receive buffer before the client read it.  Call it after the response
+    was handed to the socket (the stream's write buffer is empty).
+
+    :param stream: the connection's stream; no read may be pending on it.
+    :param seconds: at most this long (seconds) before the socket is closed.
+    :param max_bytes: at most this many bytes are read and discarded.
+    """
+    if _shut_down_writes(stream, seconds):
+        await _discard_until_closed(stream, max_bytes)
+
+
+class HTTP1Connection(_TornadoHTTP1Connection):
+    """Tornado's ``HTTP1Connection`` with the edges of this module's docstring.
+
+    Server side only (``is_client=False``); as a client it behaves as Tornado's.
+    Thread rules as Tornado's: IOLoop thread only.
+    """
+
+    def __init__(
+        self,
+        stream: iostream.IOStream,
+        is_client: bool,
+        params: Any = None,
+        context: object | None = None,
+        *,
+        head_timeout: float | None = None,
+    ) -> None:
+        """Arguments as ``tornado.http1connection.HTTP1Connection``, plus:
+
+        :param head_timeout: seconds to wait for a request head; default
+            ``params.header_timeout``.  :class:`HTTP1ServerConnection` passes the
+            server's here and ``header_timeout=None`` in ``params``, so the wait is
+            timed once per request (by the size check), not twice.
+        """
+        super().__init__(stream, is_client, params, context)
+        self._head_timeout = (
+            head_timeout if head_timeout is not None else self.params.header_timeout
+        )
+        self._linger = False
+        self._lingering = False
+
+    async def read_response(self, delegate: httputil.HTTPMessageDelegate) -> bool:
+        """Read one request (server side), refusing oversized heads with 431/414.
+
+        :returns: True if the connection may serve another request.
+        :raises tornado.iostream.StreamClosedError: the client went away.
+        """
+        if self.is_client:
+            return await super().read_response(delegate)
+        status = await self._check_head_size()
+        if status is None:
+            return False
+        if status:
+            await self._refuse_head(status)
+            return False
+        keep_alive = await super().read_response(_OriginForm(delegate))
+        if self._lingering:
+            await _discard_until_closed(self.stream, LINGER_MAX_BYTES)
+            return False
+        return keep_alive
+
+    async def _check_head_size(self) -> int | None:
+        """Wait for the head; 0 if it fits, 431 or 414 if not, None after a timeout."""
+        limit = self.params.max_header_size
+        probe = self.stream.read_until_regex(_header_probe(limit))
+        timeout = self._head_timeout
+        if timeout is None or (isinstance(probe, Future) and probe.done()):
+            data = await probe
+        else:
+            try:
+                data = await gen.with_timeout(
+                    self.stream.io_loop.time() + timeout,
+                    probe,
+                    quiet_exceptions=iostream.StreamClosedError,
+                )
+            except TimeoutError:
+                self.close()
+                return None
+        if not data:
+            return 0
+        return 431 if b"\n" in data else 414
+
+    async def _refuse_head(self, status: int) -> None:
+        reason = _REFUSAL_REASONS[status]
+        body = f"{status} {reason}\n".encode()
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1")
+        gen_log.info("Request head over max_header_size from %s: %d", self.context, status)
+        try:
+            await self.stream.write(head + body)
+        except iostream.StreamClosedError:
+            return
+        await linger_close(self.stream)
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> Future[None]:
+        """As Tornado's, plus: a response that starts before the request body was read
+        says ``Connection: close`` and ends with a lingering close (RFC 9112 §9.6)."""
+        if not self.is_client and not compat.request_read_finished(self):
+            compat.close_after_response(self)
+            self._linger = True
+        return super().write_headers(start_line, headers, chunk)
+
+    def close(self) -> None:
+        """Close the connection; with unread request bytes, close gently (lingering)."""
+        stream = self.stream
+        if self._linger and not self._lingering and stream is not None and not stream.closed():
+            self._lingering = True
+            _shut_down_writes(stream, LINGER_SECONDS)
+            # The rest of the body is still read (and dropped) by Tornado's read loop;
+            # read_response then discards the rest and closes the stream.
+            compat.release_connection(self)
+            return
+        super().close()
+
+    async def _read_chunked_body(self, delegate: httputil.HTTPMessageDelegate) -> None:
+        """Tornado's chunked-body reader, with chunk extensions and trailers allowed.
+
+        RFC 9112 §7.1: ``chunk-size [ chunk-ext ] CRLF``; the extensions are ignored.
+        After the last chunk, the trailer section (RFC 9112 §7.1.2) is read and dropped;
+        it may take ``max_header_size`` bytes.
+
+        :raises tornado.httputil.HTTPInputError: malformed framing (Tornado answers 400).
+        """
+        stream = self.stream
+        chunk_size = self.params.chunk_size
+        max_body_size = compat.connection_max_body_size(self)
+        total_size = 0
+        # Small chunks are coalesced, and pending data is delivered whenever a read
+        # would wait for the network (as Tornado does).
+        pending = bytearray()
+        work = 0
+
+        async def deliver(data: bytes) -> None:
+            await compat.deliver_body(self, delegate, data)
+
+        async def flush_and_read(future: Awaitable[bytes]) -> bytes:
+            data = bytes(pending)
+            pending.clear()
+            await deliver(data)
+            return await future
+
+        def read(future: Awaitable[bytes]) -> Awaitable[bytes]:
+            if pending and not (isinstance(future, asyncio.Future) and future.done()):
+                return flush_and_read(future)
+            return future
+
+        while True:
+            work += _CHUNK_YIELD_COST
+            if work >= _YIELD_THRESHOLD:
+                work = 0
+                await asyncio.sleep(0)
+            line = await read(stream.read_until(b"\r\n", max_bytes=CHUNK_LINE_LIMIT))
+            size_text = line[:-2].split(b";", 1)[0].rstrip(b" \t")
+            try:
+                chunk_len = parse_hex_int(size_text.decode("latin-1"))
+            except ValueError:
+                raise httputil.HTTPInputError("invalid chunk size") from None
+            if chunk_len == 0:
+                await self._read_trailer_section(read)
+                if pending:
+                    await deliver(bytes(pending))
+                return
+            total_size += chunk_len
+            if total_size > max_body_size:
+                raise httputil.HTTPInputError("chunked body too large")
+            to_read = chunk_len
+            while to_read:
+                chunk = await read(stream.read_bytes(min(to_read, chunk_size), partial=True))
+                to_read -= len(chunk)
+                if not pending and len(chunk) == chunk_size:
+                    await deliver(chunk)
+                else:
+                    pending += chunk
+                    if len(pending) >= chunk_size:
+                        data = bytes(pending[:chunk_size])
+                        del pending[:chunk_size]
+                        await deliver(data)
+                work += len(chunk)
+                if work >= _YIELD_THRESHOLD:
+                    work = 0
+                    await asyncio.sleep(0)
+            if await read(stream.read_bytes(2)) != b"\r\n":
+                raise httputil.HTTPInputError("improperly terminated chunk")
+
+    async def _read_trailer_section(
+        self, read: Callable[[Awaitable[bytes]], Awaitable[bytes]]
+    ) -> None:
+        """Read the trailer fields up to the blank line and drop them (RFC 9112 §7.1.2)."""
+        budget = self.params.max_header_size
+        while True:
+            line = await read(self.stream.read_until(b"\r\n", max_bytes=max(budget, 2)))
+            if line == b"\r\n":
+                return
+            budget -= len(line)
+            if budget < 2:
+                raise httputil.HTTPInputError("trailer section too large")
+            if b":" not in line:
+                raise httputil.HTTPInputError("malformed trailer field")
+
+
+class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
+    """Tornado's ``HTTP1ServerConnection`` serving each request with :class:`HTTP1Connection`."""
+
+    async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
+        # Tornado's loop, with our HTTP1Connection (Tornado names its class inline).
+        # The head's timeout is applied by our size check, which waits for the head;
+        # Tornado's own read then finds it complete, so it needs no second timer.
+        params = copy.copy(self.params)
+        params.header_timeout = None
+        try:
+            while True:
+                conn = HTTP1Connection(
+                    self.stream,
+                    False,
+                    params,
+                    self.context,
+                    head_timeout=self.params.header_timeout,
+                )
+                request_delegate = delegate.start_request(self, conn)
+                try:
+                    keep_alive = await conn.read_response(request_delegate)
+                except (
+                    iostream.StreamClosedError,
+                    iostream.UnsatisfiableReadError,
+                    asyncio.CancelledError,
+                ):
+                    return
+                except Exception:
+                    gen_log.error("Uncaught exception", exc_info=True)
+                    conn.close()
+                    return
+                if not keep_alive:
+                    return
+                await asyncio.sleep(0)
+        finally:
+            delegate.on_close(self)
+
+
+class HTTPServer(_TornadoHTTPServer):
+    """``tornado.httpserver.HTTPServer`` whose connections follow this module's rules.
+
+    Same constructor and methods as Tornado's (``max_header_size`` in bytes,
+    ``idle_connection_timeout`` and ``body_timeout`` in seconds, ...).  Use it for
+    every server that serves the bridge::
+
+        server = HTTPServer(application, max_body_size=limit)
+        server.add_sockets(sockets)
+    """
+
+    def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
+        """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread)."""
+        context = compat.request_context(stream, address, self.protocol, self.trusted_downstream)
+        conn = HTTP1ServerConnection(stream, self.conn_params, context)
+        compat.server_connections(self).add(conn)
+        conn.start_serving(self)
