@@ -68,6 +68,8 @@ class BurstResult:
     ok: int
     failed: int
     latencies_s: list[float] = field(default_factory=list)
+    #: Responses by status code (503 = shed by admission); connection errors absent.
+    statuses: dict[int, int] = field(default_factory=dict)
 
 
 def burst(port: int, path: str, count: int, timeout: float = 60.0) -> BurstResult:
@@ -82,15 +84,129 @@ def burst(port: int, path: str, count: int, timeout: float = 60.0) -> BurstResul
         await asyncio.gather(*pending, return_exceptions=True)
         wall = time.perf_counter() - t0
         lat: list[float] = []
+        statuses: dict[int, int] = {}
         ok = 0
         for task in done:
             if task.exception() is None:
                 status, elapsed = task.result()
-                lat.append(elapsed)
-                ok += status == 200
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 200:
+                    lat.append(elapsed)
+                    ok += 1
         if ok == count:
             wall = max(lat)
-        return BurstResult(wall_s=wall, ok=ok, failed=count - ok, latencies_s=sorted(lat))
+        return BurstResult(
+            wall_s=wall, ok=ok, failed=count - ok, latencies_s=sorted(lat), statuses=statuses
+        )
+
+    return asyncio.run(_main())
+
+
+# ------------------------------------------------------------- open-loop overload (S8)
+
+
+@dataclass
+class OverloadResult:
+    """Outcome of an open-loop run at a fixed arrival rate (see :func:`overload`)."""
+
+    sent: int
+    ok: int
+    shed: int
+    other: int
+    unfinished: int
+    seconds: float
+    ok_latencies_s: list[float] = field(default_factory=list)
+    shed_latencies_s: list[float] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1, nearest rank) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def overload(
+    port: int,
+    path: str,
+    rate: float,
+    duration: float,
+    grace: float = 10.0,
+    max_outstanding: int = 4000,
+) -> OverloadResult:
+    """Open-loop load: start ``rate`` requests per second for ``duration`` seconds.
+
+    Each request uses its own connection (``Connection: close``) and starts on
+    schedule whatever happened to the earlier ones, as independent clients do; so a
+    server that queues instead of refusing builds a backlog.  After ``duration``, the
+    requests still open get ``grace`` seconds, then are cancelled and counted as
+    ``unfinished`` (as are arrivals beyond ``max_outstanding`` open requests).
+
+    :param rate: arrivals per second.
+    :param duration: seconds of arrivals.
+    :param grace: seconds to wait for open requests after the last arrival.
+    :returns: counts by outcome (200, 503, other status or error, unfinished) and
+        the latencies in seconds of the 200s and of the 503s.
+    """
+
+    outstanding = 0
+
+    async def _one(t0: float) -> tuple[int, float]:
+        nonlocal outstanding
+        outstanding += 1
+        try:
+            status, _ = await _one_request(path, port, t0)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            status = 0
+        finally:
+            outstanding -= 1
+        return status, time.perf_counter() - t0
+
+    async def _main() -> OverloadResult:
+        tasks: list[asyncio.Task[tuple[int, float]]] = []
+        skipped = 0
+        start = time.perf_counter()
+        total = int(rate * duration)
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            await asyncio.sleep(max(0.0, delay))  # 0: still let the open requests run
+            if outstanding >= max_outstanding:
+                skipped += 1
+                continue
+            tasks.append(asyncio.ensure_future(_one(time.perf_counter())))
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        seconds = time.perf_counter() - start
+        ok_lat: list[float] = []
+        shed_lat: list[float] = []
+        other = unfinished = 0
+        for task in tasks:
+            if task.cancelled():
+                unfinished += 1
+                continue
+            status, elapsed = task.result()
+            if status == 200:
+                ok_lat.append(elapsed)
+            elif status == 503:
+                shed_lat.append(elapsed)
+            else:
+                other += 1
+        return OverloadResult(
+            sent=len(tasks),
+            ok=len(ok_lat),
+            shed=len(shed_lat),
+            other=other,
+            unfinished=unfinished + skipped,
+            seconds=seconds,
+            ok_latencies_s=ok_lat,
+            shed_latencies_s=shed_lat,
+        )
 
     return asyncio.run(_main())
 

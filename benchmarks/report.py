@@ -16,7 +16,19 @@ from benchmarks.scenarios import SCENARIOS, Metric
 Samples = dict[str, dict[str, dict[str, list[float]]]]
 Stats = dict[str, float]
 
-NOT_RATIOED = {"errors", "blocked_in_flight", "blocked_done"}
+NOT_RATIOED = {
+    "errors",
+    "blocked_in_flight",
+    "blocked_done",
+    "served",
+    "shed",
+    "offered_rps",
+    "shed_share",
+    "unfinished_share",
+    "native_idle_p99_ms",
+    "rss_start_mib",
+    "rss_end_mib",
+}
 
 
 def summarize(values: Sequence[float]) -> Stats:
@@ -169,6 +181,10 @@ def default_targets(reference: str = "hybrid") -> list[Target]:
         ),
         Target("S3", "burst wall time ≤ 1.1x ideal", "S3", "x_ideal", "<=", 1.1),
         Target("S4", "native p99 loaded ≤ 2x idle", "S4", "p99_ratio", "<=", 2.0),
+        Target("S7", "burst cleared in ~1 s: no 503", "S7", "shed", "<=", 0.0),
+        Target("S8a", "10x overload: ≥ 50% shed with 503", "S8", "shed_share", ">=", 0.5),
+        Target("S8b", "10x overload: native p99 ≤ 2x idle", "S8", "native_p99_ratio", "<=", 2.0),
+        Target("S8c", "10x overload: peak RSS growth ≤ 32 MiB", "S8", "rss_growth_mib", "<=", 32.0),
         Target("S5a", "stream first byte ≤ 5 ms", "S5", "ttfb_ms", "<=", 5.0),
         Target("S5b", "stream peak RSS growth ≤ 32 MiB", "S5", "rss_growth_mib", "<=", 32.0),
         Target("S5c", f"stream rate {r} ≥ waitress's", "S5", "mib_s", ">=", 1.0, "waitress"),
@@ -253,6 +269,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         f"- WSGI threads: {cfg['threads']}; burst {cfg['burst']} x /block?ms={cfg['block_ms']} "
         f"(ideal {meta['ideal_burst_s']:g} s); S4 {cfg['s4_blockers']} blockers x "
         f"/block?ms={cfg['s4_block_ms']}, wrk -c{cfg['s4_connections']}; "
+        f"S7 {cfg.get('s7_burst', '-')} x /block?ms={cfg.get('s7_block_ms', '-')}; "
+        f"S8 {cfg.get('overload_factor', '-')}x the pool's /block capacity, open loop; "
         f"stream {cfg['stream_mb']:g} MiB; upload {cfg['upload_mb']:g} MiB",
         f"- Pinning: {pin}",
         f"- Servers: {', '.join(meta['servers'])}",

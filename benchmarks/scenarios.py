@@ -1,8 +1,9 @@
-"""Benchmark scenarios S1-S6 (plus SN, the native route) and their metrics."""
+"""Benchmark scenarios S1-S8 (plus SN, the native route) and their metrics."""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,10 @@ class BenchConfig:
     s4_blockers: int = 24
     s4_block_ms: int = 1000
     s4_connections: int = 8
+    s7_burst: int = 160
+    s7_block_ms: int = 100
+    overload_factor: float = 10.0
+    overload_grace: float = 10.0
     stream_mb: float = 512.0
     upload_mb: float = 256.0
     transfer_timeout: float = 120.0
@@ -39,6 +44,16 @@ class BenchConfig:
     def ideal_burst_s(self) -> float:
         """The ideal S3 wall time: ceil(burst / threads) x block time."""
         return math.ceil(self.burst / self.threads) * self.block_ms / 1000.0
+
+    @property
+    def ideal_s7_s(self) -> float:
+        """The ideal S7 wall time: ceil(s7_burst / threads) x s7 block time."""
+        return math.ceil(self.s7_burst / self.threads) * self.s7_block_ms / 1000.0
+
+    @property
+    def overload_rate(self) -> float:
+        """S8 arrivals per second: ``overload_factor`` x what the pool serves of /block."""
+        return self.overload_factor * self.threads / (self.block_ms / 1000.0)
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a JSON-friendly dict."""
@@ -136,6 +151,88 @@ def run_s3(ctx: Context) -> dict[str, float]:
         "wall_s": res.wall_s,
         "x_ideal": res.wall_s / ideal if ideal else float("nan"),
         "errors": float(res.failed),
+    }
+
+
+def run_s7(ctx: Context) -> dict[str, float]:
+    """S7: a burst the pool clears in about a second, at the server's default admission.
+
+    ``s7_burst`` concurrent ``/block?ms=s7_block_ms`` requests (160 x 100 ms on 16
+    threads: 10 waves, 1.0 s ideal).  Every request should get 200, in waves.
+    """
+    cfg = ctx.config
+    res = clients.burst(ctx.server.port, f"/block?ms={cfg.s7_block_ms}", cfg.s7_burst)
+    ideal = cfg.ideal_s7_s
+    shed = res.statuses.get(503, 0)
+    return {
+        "served": float(res.ok),
+        "shed": float(shed),
+        "wall_s": res.wall_s if res.ok == cfg.s7_burst else max(res.latencies_s, default=0.0),
+        "x_ideal": res.wall_s / ideal if ideal and res.ok == cfg.s7_burst else float("nan"),
+        "errors": float(cfg.s7_burst - res.ok - shed),
+    }
+
+
+def run_s8(ctx: Context) -> dict[str, float]:
+    """S8: sustained open-loop overload of ``/block``; shedding, /native p99 and RSS.
+
+    ``overload_factor`` (10) x the pool's capacity of ``/block?ms=block_ms`` requests
+    arrive per second for ``duration`` seconds, each on its own connection; open
+    requests get ``overload_grace`` seconds more, then count as unfinished.  Servers
+    with ``/native`` get its p99 measured by wrk idle and during the overload.
+    """
+    cfg = ctx.config
+    has_native = NATIVE in ctx.server.spec.features
+    native_url = ctx.url("/native")
+    idle_p99 = float("nan")
+    if has_native:
+        idle_p99 = run_wrk(
+            native_url, duration=cfg.duration, connections=cfg.s4_connections, cpu=ctx.client_cpu
+        ).p99_ms
+    box: dict[str, float] = {}
+
+    def native_under_load() -> None:
+        time.sleep(min(0.5, cfg.duration / 4))  # let the backlog form first
+        res = run_wrk(
+            native_url,
+            duration=max(0.5, cfg.duration * 0.75),
+            connections=cfg.s4_connections,
+            cpu=ctx.client_cpu,
+        )
+        box["p99"] = res.p99_ms
+        box["errors"] = float(res.non_2xx + res.socket_errors)
+
+    rss_start = ctx.server.rss()
+    thread = threading.Thread(target=native_under_load, name="s8-native", daemon=True)
+    with RssSampler(ctx.server) as sampler:
+        if has_native:
+            thread.start()
+        res = clients.overload(
+            ctx.server.port,
+            f"/block?ms={cfg.block_ms}",
+            cfg.overload_rate,
+            cfg.duration,
+            grace=cfg.overload_grace,
+        )
+        if has_native:
+            thread.join(cfg.duration + 30)
+    rss_end = ctx.server.rss()
+    sent = float(res.sent)
+    loaded_p99 = box.get("p99", float("nan"))
+    return {
+        "offered_rps": cfg.overload_rate,
+        "served_rps": res.ok / res.seconds if res.seconds > 0 else 0.0,
+        "shed_share": res.shed / sent if sent else float("nan"),
+        "unfinished_share": res.unfinished / sent if sent else float("nan"),
+        "ok_p99_ms": clients.percentile(res.ok_latencies_s, 0.99) * 1000,
+        "shed_p99_ms": clients.percentile(res.shed_latencies_s, 0.99) * 1000,
+        "native_idle_p99_ms": idle_p99,
+        "native_p99_ms": loaded_p99,
+        "native_p99_ratio": loaded_p99 / idle_p99 if idle_p99 > 0 else float("nan"),
+        "rss_start_mib": rss_start / clients.MIB,
+        "rss_end_mib": rss_end / clients.MIB,
+        "rss_growth_mib": sampler.growth_mib,
+        "errors": float(res.other) + box.get("errors", 0.0),
     }
 
 
@@ -269,6 +366,43 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             "loaded_p99_ms",
             run_s4,
+            uses_wrk=True,
+        ),
+        Scenario(
+            "S7",
+            "burst the pool clears in ~1 s, default admission (GET /block)",
+            frozenset({WSGI}),
+            (
+                Metric("served", "200s", "", True),
+                Metric("shed", "503s", "", False),
+                Metric("wall_s", "time to clear", "s", False),
+                Metric("x_ideal", "x ideal", "x", False),
+                ERR,
+            ),
+            "shed",
+            run_s7,
+        ),
+        Scenario(
+            "S8",
+            "sustained 10x overload of GET /block (open loop), /native alongside",
+            frozenset({WSGI}),
+            (
+                Metric("offered_rps", "offered", "req/s", True),
+                Metric("served_rps", "served", "req/s", True),
+                Metric("shed_share", "shed (503) share", "", True),
+                Metric("unfinished_share", "unfinished share", "", False),
+                Metric("ok_p99_ms", "200 p99", "ms", False),
+                Metric("shed_p99_ms", "503 p99", "ms", False),
+                Metric("native_idle_p99_ms", "/native idle p99", "ms", False),
+                Metric("native_p99_ms", "/native p99", "ms", False),
+                Metric("native_p99_ratio", "/native p99 loaded/idle", "x", False),
+                Metric("rss_start_mib", "RSS start", "MiB", False),
+                Metric("rss_end_mib", "RSS end", "MiB", False),
+                Metric("rss_growth_mib", "peak RSS growth", "MiB", False),
+                ERR,
+            ),
+            "ok_p99_ms",
+            run_s8,
             uses_wrk=True,
         ),
         Scenario(

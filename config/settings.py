@@ -95,8 +95,28 @@ class Settings(BaseSettings):
     max_queue: int | None = Field(
         None,
         ge=0,
-        description="WSGI requests allowed to wait for a thread; default the bridge's "
-        "(4 x threads, docs/wsgi-bridge.md).",
+        description="Hard cap of WSGI requests waiting for a thread (memory bound); "
+        "default the bridge's (64 x threads, docs/wsgi-bridge.md).",
+    )
+    queue_target: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="Seconds of queueing delay a WSGI request may wait for a thread "
+        "before the bridge considers the queue standing (CoDel target).",
+    )
+    queue_interval: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="Seconds the queueing delay must stay above QUEUE_TARGET before new "
+        "WSGI requests get 503 + Retry-After (CoDel interval).",
+    )
+    request_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a WSGI request may take to start its response before the "
+        "client gets 504; unset, empty or 0: no deadline.",
     )
     max_body_size: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest request body, in bytes."
@@ -113,6 +133,16 @@ class Settings(BaseSettings):
     flask_mount: str = Field(
         "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
     )
+
+    @field_validator("request_timeout", mode="before")
+    @classmethod
+    def _timeout_off(cls, value: Any) -> Any:
+        # REQUEST_TIMEOUT= (empty), 0, "off" or "none" all mean no deadline.
+        if isinstance(value, str) and value.strip().lower() in ("", "0", "off", "none"):
+            return None
+        if isinstance(value, (int, float)) and value == 0:
+            return None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -145,7 +145,15 @@ def _check_common(data: dict[str, Any], out_dir: Path, servers: list[str]) -> No
 def test_quick_run_writes_reports(tmp_path: Path) -> None:
     """A tiny run against two peers writes JSON, Markdown and PNG with sane numbers."""
     servers = ["tornado-wsgi", "waitress"]
-    proc = _run_bench(tmp_path, "--servers", ",".join(servers), "--reference", "tornado-wsgi")
+    proc = _run_bench(
+        tmp_path,
+        "--servers",
+        ",".join(servers),
+        "--reference",
+        "tornado-wsgi",
+        "--scenarios",
+        "S1,S2,SN,S3,S4,S5,S6",  # S7/S8: test_quick_run_admission_scenarios
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "latest.json").read_text())
     _check_common(data, tmp_path, servers)
@@ -170,6 +178,34 @@ def test_quick_run_hybrid(tmp_path: Path) -> None:
     _check_common(data, tmp_path, ["hybrid"])
     assert _median(data, "SN", "hybrid", "rps") > 0  # measured; speed is not judged
     assert _median(data, "S4", "hybrid", "blocked_in_flight") >= 16
+
+
+def test_quick_run_admission_scenarios(tmp_path: Path) -> None:
+    """S7 (burst) and S8 (10x overload) run on the hybrid server and waitress; a 10x
+    overload makes the hybrid shed, waitress queues everything."""
+    reason = SERVERS["hybrid"].check()
+    if reason is not None:
+        pytest.skip(f"wsgi_bridge not available: {reason}")
+    servers = ["hybrid", "waitress"]
+    proc = _run_bench(
+        tmp_path, "--servers", ",".join(servers), "--scenarios", "S7,S8", "--no-png", timeout=180
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["errors"] == []
+    for server in servers:
+        served = _median(data, "S7", server, "served")
+        shed = _median(data, "S7", server, "shed")
+        assert served + shed + _median(data, "S7", server, "errors") == 160
+        assert _median(data, "S8", server, "offered_rps") == 800
+        assert _median(data, "S8", server, "rss_end_mib") > 0
+        assert _median(data, "S8", server, "errors") == 0
+    assert _median(data, "S8", "hybrid", "shed_share") > 0
+    assert _median(data, "S8", "hybrid", "native_p99_ms") > 0
+    assert _median(data, "S8", "waitress", "shed_share") == 0  # it never refuses
+    assert {t["id"] for t in data["targets"]} >= {"S7", "S8a", "S8b", "S8c"}
+    md = (tmp_path / "latest.md").read_text()
+    assert "## S7" in md and "## S8" in md
 
 
 def test_update_doc_replaces_marked_section(tmp_path: Path) -> None:

@@ -62,6 +62,12 @@ def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> N
             "-1",
             r"^SHUTDOWN_TIMEOUT: Input should be greater than or equal to 0",
         ),
+        ("QUEUE_TARGET", "0", r"^QUEUE_TARGET: Input should be greater than 0"),
+        ("QUEUE_TARGET", "soon", r"^QUEUE_TARGET: Input should be a valid number"),
+        ("QUEUE_INTERVAL", "-0.5", r"^QUEUE_INTERVAL: Input should be greater than or equal to 0"),
+        ("REQUEST_TIMEOUT", "-3", r"^REQUEST_TIMEOUT: Input should be greater than 0"),
+        ("REQUEST_TIMEOUT", "5s", r"^REQUEST_TIMEOUT: Input should be a valid number"),
+        ("MAX_QUEUE", "-1", r"^MAX_QUEUE: Input should be greater than or equal to 0"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -105,3 +111,32 @@ def test_a_generated_database_default_replaces_the_embedded_one(
     assert load_settings().database_url == url
     monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.db")
     assert load_settings().database_url == "sqlite:///elsewhere.db"  # the environment wins
+
+
+def test_admission_and_deadline_settings_reach_the_bridge(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.build import build_hybrid
+    from wsgi_bridge.admission import DEFAULT_QUEUE_INTERVAL, DEFAULT_QUEUE_TARGET
+
+    defaults = load_settings()
+    # The service's defaults are the bridge's own, and the deadline is off.
+    assert (defaults.queue_target, defaults.queue_interval) == (
+        DEFAULT_QUEUE_TARGET,
+        DEFAULT_QUEUE_INTERVAL,
+    )
+    assert defaults.request_timeout is None
+    for off in ("", "0", "off"):
+        monkeypatch.setenv("REQUEST_TIMEOUT", off)
+        assert load_settings().request_timeout is None
+    monkeypatch.setenv("REQUEST_TIMEOUT", "2.5")
+    monkeypatch.setenv("QUEUE_TARGET", "0.25")
+    monkeypatch.setenv("QUEUE_INTERVAL", "2")
+    monkeypatch.setenv("MAX_QUEUE", "7")
+    monkeypatch.setenv("THREADS", "3")
+    hybrid = build_hybrid(load_settings())
+    try:
+        container = hybrid.container
+        assert container.request_timeout == 2.5
+        assert (container.admission.target, container.admission.interval) == (0.25, 2.0)
+        assert (container.max_queue, container.admission_limit) == (7, 10)
+    finally:
+        hybrid.close()

@@ -25,6 +25,7 @@ See ``docs/wsgi-bridge.md``.
 
 from .access_log import access_log_function
 from .container import WSGIContainer
+from .deadline import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline, DisconnectEvent
 from .errors import BridgeError, ClientDisconnected, RequestBodyTooLarge, WSGIAppError
 from .file_wrapper import FileWrapper
 from .handler import WSGIFallbackHandler
@@ -32,8 +33,12 @@ from .http1 import HTTPServer
 from .request_id import ensure_request_id
 
 __all__ = [
+    "CLIENT_DISCONNECTED_KEY",
+    "DEADLINE_KEY",
     "BridgeError",
     "ClientDisconnected",
+    "Deadline",
+    "DisconnectEvent",
     "FileWrapper",
     "HTTPServer",
     "RequestBodyTooLarge",

@@ -7,13 +7,24 @@ import concurrent.futures
 import contextvars
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from tornado import httputil
 from tornado.concurrent import Future
+from tornado.ioloop import IOLoop
 
 from .access_log import STATUS_CLIENT_CLOSED, log_access
+from .admission import DEFAULT_QUEUE_INTERVAL, DEFAULT_QUEUE_TARGET, QueueDelayController
 from .compat import executor_max_workers
+from .deadline import (
+    CLIENT_DISCONNECTED_KEY,
+    DEADLINE_KEY,
+    NO_DEADLINE,
+    Deadline,
+    DisconnectEvent,
+)
 from .environ import DEFAULT_SERVER_SOFTWARE, NotMounted, build_environ
 from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
@@ -30,8 +41,10 @@ DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_RESPONSE_BUFFER_SIZE = 256 * 1024
 #: Default ``request_buffer_size``: 64 KiB of upload buffered ahead of the application.
 DEFAULT_REQUEST_BUFFER_SIZE = 64 * 1024
-#: Default ``max_queue`` per worker thread: ``max_queue = 4 * max_workers``.
-DEFAULT_QUEUE_PER_WORKER = 4
+#: Default ``max_queue`` per worker thread: ``max_queue = 64 * max_workers``.  Only a
+#: hard cap for memory: how long requests wait is governed by ``queue_target`` and
+#: ``queue_interval`` (see :mod:`wsgi_bridge.admission`).
+DEFAULT_QUEUE_PER_WORKER = 64
 
 
 def default_worker_count() -> int:
@@ -66,13 +79,23 @@ class WSGIContainer:
         is read from the executor through
         :func:`~wsgi_bridge.compat.executor_max_workers`, else
         :func:`default_worker_count`.
-    :param max_queue: requests admitted beyond ``max_workers`` that wait for a thread
-        (requests).  ``None`` (the default) means
-        ``DEFAULT_QUEUE_PER_WORKER * max_workers`` = ``4 * max_workers``: with each
-        request one executor job in FIFO order, a queued request then waits at most
-        about four service times, long enough to absorb a burst, short enough that
-        clients do not time out on it.  Beyond ``max_workers + max_queue`` requests
-        get 503.
+    :param max_queue: hard cap, in requests, of those admitted beyond
+        ``max_workers`` (waiting for a thread).  ``None`` (the default) means
+        ``DEFAULT_QUEUE_PER_WORKER * max_workers`` = ``64 * max_workers``: a bound for
+        memory, not for waiting time.  Beyond ``max_workers + max_queue`` requests in
+        flight, requests get 503.
+    :param queue_target: acceptable queueing delay in seconds (default 0.1): the
+        time from handing a request to the pool to a thread starting it.
+    :param queue_interval: seconds the queueing delay must stay at or above
+        ``queue_target`` before arriving requests are refused with 503 (default 0.5);
+        see :class:`~wsgi_bridge.admission.QueueDelayController`.  Bursts are admitted
+        whole (up to ``max_queue``) and served in waves.
+    :param request_timeout: seconds after arrival by which the application must have
+        started its response (``None``, the default: no deadline).  Otherwise the
+        client gets ``504`` and the worker thread is abandoned: it runs on until the
+        application returns, its output is discarded, ``close()`` still runs once.
+        The application sees the deadline as ``environ["wsgi_bridge.deadline"]``
+        (:class:`~wsgi_bridge.deadline.Deadline`).
     :param retry_after: seconds put in ``Retry-After`` of 503 responses (default 1).
     :param max_body_size: largest request body in bytes (default 100 MiB); a larger
         ``Content-Length`` gets 413 before the application runs, a chunked upload
@@ -93,7 +116,8 @@ class WSGIContainer:
     :param server_software: the environ's ``SERVER_SOFTWARE`` (PEP 3333, RFC 3875
         §4.1.17); default :data:`~wsgi_bridge.environ.DEFAULT_SERVER_SOFTWARE`,
         ``"wsgi_bridge TornadoServer/<tornado.version>"``.
-    :raises ValueError: for a negative size, ``max_workers < 1``, or a
+    :raises ValueError: for a negative size, ``max_workers < 1``, ``queue_target``
+        or ``request_timeout`` not > 0, a negative ``queue_interval``, or a
         ``script_name`` not starting with ``/``.
     """
 
@@ -104,6 +128,9 @@ class WSGIContainer:
         *,
         max_workers: int | None = None,
         max_queue: int | None = None,
+        queue_target: float = DEFAULT_QUEUE_TARGET,
+        queue_interval: float = DEFAULT_QUEUE_INTERVAL,
+        request_timeout: float | None = None,
         retry_after: int = 1,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         response_buffer_size: int = DEFAULT_RESPONSE_BUFFER_SIZE,
@@ -146,8 +173,17 @@ class WSGIContainer:
         self.script_name = script_name
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.server_software = server_software
+        if request_timeout is not None and not request_timeout > 0:
+            raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout}")
+        self.request_timeout = None if request_timeout is None else float(request_timeout)
+        self.admission = QueueDelayController(
+            queue_target, queue_interval, self.max_workers, self.max_workers + self.max_queue
+        )
         self.draining = False
         self._admitted = 0
+        self._abandoned = 0
+        # Exchanges handed to the pool, in order, until the IOLoop sees them started.
+        self._waiting: deque[Exchange] = deque()
         self._idle_waiters: list[Future[None]] = []
         self._retry_after_headers = [("Retry-After", str(self.retry_after))]
         self.exchange_config = ExchangeConfig(
@@ -158,6 +194,8 @@ class WSGIContainer:
             dispatch=self.dispatch,
             draining=self.is_draining,
             refusal_headers=self._retry_after_headers,
+            queued=self._waiting.append,
+            late=self.admission.late,
         )
 
     # ----------------------------------------------------------------- public API
@@ -172,8 +210,22 @@ class WSGIContainer:
 
     @property
     def admission_limit(self) -> int:
-        """``max_workers + max_queue``: requests admitted at once before 503."""
+        """``max_workers + max_queue``: the hard cap of requests in flight before 503.
+
+        Below it, :attr:`admission` (queueing delay) decides.
+        """
         return self.max_workers + self.max_queue
+
+    @property
+    def abandoned(self) -> int:
+        """Worker threads still running an application whose request got 504."""
+        return self._abandoned
+
+    @property
+    def waiting(self) -> int:
+        """Requests handed to the pool that no worker thread has started yet (IOLoop)."""
+        self._observe_starts()
+        return len(self._waiting)
 
     async def drain(self, timeout: float) -> bool:
         """Stop admitting requests and wait for those in flight (graceful shutdown).
@@ -251,22 +303,67 @@ class WSGIContainer:
             exchange = Exchange(request, {}, request_id, self.exchange_config, on_complete)
             exchange.respond_simple(404, "Not Found")
             return None
+        environ[CLIENT_DISCONNECTED_KEY] = DisconnectEvent()
+        environ[DEADLINE_KEY] = NO_DEADLINE
         return Exchange(request, environ, request_id, self.exchange_config, on_complete)
 
     def admit(self, exchange: Exchange) -> bool:
         """Reserve an admission slot, or answer 503 at once (IOLoop, never the executor).
 
-        :returns: False when the request was refused (draining, or
-            :attr:`admission_limit` requests in flight).
+        The decision is :attr:`admission`'s (:mod:`wsgi_bridge.admission`): refused
+        when :attr:`admission_limit` requests are in flight, or when the queueing
+        delay has stayed above ``queue_target`` for ``queue_interval`` seconds and at
+        least ``max_workers`` requests wait.  With ``request_timeout``, the deadline
+        starts now.
+
+        :returns: False when the request was refused (503 + ``Retry-After`` sent;
+            also while draining, then with ``Connection: close``).
         """
-        if self.draining or self._admitted >= self.admission_limit:
-            exchange.respond_simple(
-                503, "Service Unavailable", self._retry_after_headers, close=self.draining
-            )
+        now = time.monotonic()
+        if self.draining:
+            exchange.respond_simple(503, "Service Unavailable", self._retry_after_headers, True)
+            return False
+        self._observe_starts()
+        waiting = self._waiting
+        oldest = now - waiting[0].dispatched_at if waiting else None
+        if not self.admission.admit(now, self._admitted, len(waiting), oldest):
+            exchange.respond_simple(503, "Service Unavailable", self._retry_after_headers)
             return False
         self._admitted += 1
         exchange.admitted = True
+        exchange.probation = self.admission.above_target
+        timeout = self.request_timeout
+        if timeout is not None:
+            deadline = Deadline(now + timeout)
+            exchange.environ[DEADLINE_KEY] = deadline
+            exchange.timer = IOLoop.current().call_later(timeout, self._expire, exchange, deadline)
         return True
+
+    def _observe_starts(self) -> None:
+        """Feed the delays of the requests that started since last time to the policy."""
+        waiting = self._waiting
+        admission = self.admission
+        while waiting and waiting[0].started_at:
+            exchange = waiting.popleft()
+            admission.started(exchange.started_at - exchange.dispatched_at, exchange.started_at)
+
+    def _expire(self, exchange: Exchange, deadline: Deadline) -> None:
+        """The request's deadline passed (IOLoop): 504 unless its response started."""
+        exchange.timer = None
+        deadline.expire()
+        if not exchange.respond_simple(504, "Gateway Timeout"):
+            return  # the response had started (or the client had gone)
+        pump = exchange.pump
+        if pump.dispatched and not pump.completed:
+            exchange.abandoned = True
+            self._abandoned += 1
+            log.warning(
+                "WSGI request %s %s timed out after %.3gs (id=%s): 504 sent, worker abandoned",
+                exchange.request.method,
+                exchange.request.uri,
+                self.request_timeout,
+                pump.request_id,
+            )
 
     def dispatch(self, job: Job) -> None:
         """Submit ``job`` to the executor in a copy of the current context.
@@ -289,6 +386,13 @@ class WSGIContainer:
             return
         exchange.admitted = False
         self._admitted -= 1
+        if exchange.timer is not None:
+            IOLoop.current().remove_timeout(exchange.timer)
+            exchange.timer = None
+        if exchange.abandoned:
+            exchange.abandoned = False
+            self._abandoned -= 1
+        self._observe_starts()
         if self._admitted == 0 and self._idle_waiters:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
@@ -303,5 +407,6 @@ class WSGIContainer:
     def __repr__(self) -> str:
         return (
             f"<WSGIContainer {self.application!r} workers={self.max_workers} "
-            f"max_queue={self.max_queue} in_flight={self._admitted}>"
+            f"max_queue={self.max_queue} queue_target={self.admission.target} "
+            f"queue_interval={self.admission.interval} in_flight={self._admitted}>"
         )

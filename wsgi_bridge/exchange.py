@@ -15,12 +15,14 @@ every exchange of one container.  When the exchange is over it calls the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tornado import httputil
 from tornado.concurrent import Future
 
+from .deadline import CLIENT_DISCONNECTED_KEY
 from .input import BufferedInput, StreamingInput
 from .intake import RequestIntake
 from .pump import ResponsePump
@@ -43,6 +45,12 @@ class ExchangeConfig:
         keep-alive connection).
     :ivar refusal_headers: extra headers of a ``503`` when the pool refuses the job,
         e.g. ``[("Retry-After", "1")]``.
+    :ivar queued: called on the IOLoop thread with the exchange right after its job
+        was handed to the pool (the container measures queueing delay from
+        ``dispatched_at`` to ``started_at``); None to skip.
+    :ivar late: called on the worker thread as ``late(delay, now)`` (seconds) when
+        an exchange admitted on probation starts; True answers ``503`` +
+        ``refusal_headers`` instead of running the application.  None to skip.
     """
 
     application: WSGIApp
@@ -52,6 +60,8 @@ class ExchangeConfig:
     dispatch: Dispatch
     draining: Callable[[], bool]
     refusal_headers: HeaderList
+    queued: Callable[[Exchange], None] | None = None
+    late: Callable[[float, float], bool] | None = None
 
 
 class Exchange:
@@ -67,7 +77,20 @@ class Exchange:
     .. warning:: Every method except :meth:`run` is for the IOLoop thread only.
     """
 
-    __slots__ = ("_on_complete", "admitted", "config", "environ", "intake", "pump", "request")
+    __slots__ = (
+        "_on_complete",
+        "abandoned",
+        "admitted",
+        "config",
+        "dispatched_at",
+        "environ",
+        "intake",
+        "probation",
+        "pump",
+        "request",
+        "started_at",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -87,6 +110,16 @@ class Exchange:
         self.intake: RequestIntake | None = None
         #: True while this exchange holds an admission slot (the container's business).
         self.admitted = False
+        #: ``time.monotonic()`` when the job was handed to the pool (0.0: not yet).
+        self.dispatched_at = 0.0
+        #: ``time.monotonic()`` when a worker thread started the job (0.0: not yet).
+        self.started_at = 0.0
+        #: The container's deadline timer handle (``IOLoop.call_later``), if any.
+        self.timer: object | None = None
+        #: True once the deadline answered 504 while the worker still ran the app.
+        self.abandoned = False
+        #: True when admitted into a queue already above its delay target.
+        self.probation = False
 
     # ------------------------------------------------------------ what it did
     @property
@@ -131,7 +164,12 @@ class Exchange:
             self.start_worker(BufferedInput(b""))
 
     def on_close(self) -> None:
-        """The client connection closed: wake the worker, stop the upload."""
+        """The client connection closed: wake the worker, stop the upload, and set
+        ``environ["wsgi_bridge.client_disconnected"]`` if the exchange is not over."""
+        if not self.pump.completed:
+            event = self.environ.get(CLIENT_DISCONNECTED_KEY)
+            if event is not None:
+                event.set()
         self.pump.on_close()
 
     def respond_simple(
@@ -151,21 +189,51 @@ class Exchange:
             return
         self.environ["wsgi.input"] = wsgi_input
         pump.dispatched = True
+        self.dispatched_at = time.monotonic()
         try:
             self.config.dispatch(self.run)
         except RuntimeError:  # executor shut down
             pump.dispatched = False
             pump.respond_simple(503, "Service Unavailable", self.config.refusal_headers, True)
+            return
+        if self.config.queued is not None:
+            self.config.queued(self)
 
     # ------------------------------------------------------------ worker side
     def run(self) -> None:
         """The worker job: run the application for this request (never raises)."""
+        self.started_at = now = time.monotonic()
         pump = self.pump
+        if self.abandoned:  # got its 504 while it waited for a thread: never run the app
+            pump.worker_finished()
+            return
+        config = self.config
+        application = config.application
+        if (
+            self.probation
+            and config.late is not None
+            and config.late(now - self.dispatched_at, now)
+        ):
+            application = _Refusal(config.refusal_headers)
         run_application(
-            self.config.application,
+            application,
             self.environ,
             StartResponse(pump, self.request, pump.request_id),
         )
 
     def _completed(self) -> None:
         self._on_complete(self)
+
+
+class _Refusal:
+    """A WSGI application answering ``503`` (+ ``Retry-After``): a request shed late."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, extra: HeaderList) -> None:
+        self.headers = [("Content-Type", "text/plain; charset=utf-8"), *extra]
+
+    def __call__(self, environ: Environ, start_response: Callable[..., object]) -> list[bytes]:
+        """Answer ``503 Service Unavailable`` with the container's refusal headers."""
+        start_response("503 Service Unavailable", self.headers)
+        return [b"Service Unavailable\n"]

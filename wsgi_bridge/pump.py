@@ -53,6 +53,7 @@ SIMPLE_BODIES = {
     413: b"Request Entity Too Large\n",
     500: b"Internal Server Error\n",
     503: b"Service Unavailable\n",
+    504: b"Gateway Timeout\n",
 }
 
 
@@ -320,7 +321,7 @@ class ResponsePump:
     ) -> bool:
         """Send a small plain-text response from the IOLoop, without the application.
 
-        :param code: 404, 413, 500 or 503 (the body comes from :data:`SIMPLE_BODIES`).
+        :param code: 404, 413, 500, 503 or 504 (the body comes from :data:`SIMPLE_BODIES`).
         :param reason: reason phrase.
         :param extra: more headers, e.g. ``[("Retry-After", "1")]``.
         :param close: close the connection after the response.

@@ -454,14 +454,14 @@ def test_requests_are_served_in_arrival_order() -> None:
     assert order == ["/first", "/a", "/b", "/c", "/d"]
 
 
-def test_max_queue_defaults_to_four_per_worker() -> None:
+def test_max_queue_is_a_hard_cap_of_64_per_worker() -> None:
     with concurrent.futures.ThreadPoolExecutor(3) as executor:
         container = WSGIContainer(apps.hello, executor, max_workers=3)
         assert (container.max_workers, container.max_queue) == (3, 3 * DEFAULT_QUEUE_PER_WORKER)
-        assert DEFAULT_QUEUE_PER_WORKER == 4
-        assert container.admission_limit == 15
+        assert DEFAULT_QUEUE_PER_WORKER == 64
+        assert container.admission_limit == 3 + 192 == container.admission.limit
         assert WSGIContainer(apps.hello, executor, max_workers=3, max_queue=0).admission_limit == 3
-        assert WSGIContainer(apps.hello, executor, max_queue=None).max_queue == 12
+        assert WSGIContainer(apps.hello, executor, max_queue=None).max_queue == 192
 
 
 def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
@@ -478,7 +478,7 @@ def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
         own.close()
     sized = WSGIContainer(apps.hello, max_workers=2)
     try:
-        assert (sized.max_workers, sized.admission_limit) == (2, 10)
+        assert (sized.max_workers, sized.admission_limit) == (2, 2 + 128)
     finally:
         sized.close()
     with pytest.raises(ValueError, match="max_workers"):
