@@ -350,8 +350,11 @@ class WSGIContainer:
     def _expire(self, exchange: Exchange, deadline: Deadline) -> None:
         """The request's deadline passed (IOLoop): 504 unless its response started."""
         exchange.timer = None
+        # Claim the response first, then wake the application: a view woken by its
+        # deadline can no longer win the race with the 504.
+        answered = exchange.respond_simple(504, "Gateway Timeout")
         deadline.expire()
-        if not exchange.respond_simple(504, "Gateway Timeout"):
+        if not answered:
             return  # the response had started (or the client had gone)
         pump = exchange.pump
         if pump.dispatched and not pump.completed:

@@ -48,19 +48,25 @@ class Deadline:
         return max(0.0, self.at - time.monotonic())
 
     def expired(self) -> bool:
-        """True once the deadline has passed (False forever without a deadline)."""
-        return self._event.is_set() or (self.at is not None and time.monotonic() >= self.at)
+        """True once the container gave the request up at its deadline.
+
+        It is set by :meth:`expire` on the IOLoop thread *after* the 504 was claimed,
+        so a view that sees True (or is woken by :meth:`wait`) can no longer answer:
+        whatever it returns is discarded.  Between the moment :meth:`remaining`
+        reaches 0.0 and the IOLoop's timer firing (normally well under a millisecond)
+        the application may still answer in time.  False forever without a deadline.
+        """
+        return self._event.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block up to ``timeout`` seconds (None: no limit) or until the deadline passes.
+        """Block up to ``timeout`` seconds (None: no limit) or until :meth:`expired`.
 
         Use it instead of ``time.sleep`` in a view that polls or backs off, so it
         stops at once when the request is given up.
 
-        :returns: True if the deadline has passed, False if ``timeout`` ran out first.
+        :returns: True if the request was given up (the client has its 504), False
+            if ``timeout`` ran out first.
         """
-        if self.expired():
-            return True
         return self._event.wait(timeout)
 
     def expire(self) -> None:
