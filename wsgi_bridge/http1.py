@@ -56,6 +56,7 @@ __all__ = [
     "HTTP1Connection",
     "HTTP1ServerConnection",
     "HTTPServer",
+    "keep_nodelay",
     "linger_close",
     "split_absolute_form",
 ]
@@ -425,6 +426,28 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
             delegate.on_close(self)
 
 
+def _nodelay_kept(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a connection whose ``TCP_NODELAY`` stays on."""
+
+
+def keep_nodelay(stream: iostream.IOStream) -> None:
+    """Turn ``TCP_NODELAY`` on once for the connection's life (IOLoop thread).
+
+    Tornado's ``HTTP1Connection.finish`` turns it on to flush the last packet of each
+    response and off again after it: two ``setsockopt`` system calls per response.
+    With it on for good, every response leaves at once (as with nginx's default
+    ``tcp_nodelay on``) and the per-response toggling becomes a no-op.  The stream
+    already gathers each response into few large writes, so Nagle's algorithm
+    would have nothing to merge.
+
+    :param stream: a new server connection's stream (TCP or not; the flag applies to
+        TCP sockets only, as ``IOStream.set_nodelay`` decides).
+    """
+    stream.set_nodelay(True)
+    # An instance attribute: this stream only, Tornado's class left alone.
+    setattr(stream, "set_nodelay", _nodelay_kept)  # noqa: B010
+
+
 class HTTPServer(_TornadoHTTPServer):
     """``tornado.httpserver.HTTPServer`` whose connections follow this module's rules.
 
@@ -437,7 +460,11 @@ class HTTPServer(_TornadoHTTPServer):
     """
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
-        """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread)."""
+        """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).
+
+        ``TCP_NODELAY`` is set once here, for the connection (:func:`keep_nodelay`).
+        """
+        keep_nodelay(stream)
         context = compat.request_context(stream, address, self.protocol, self.trusted_downstream)
         conn = HTTP1ServerConnection(stream, self.conn_params, context)
         compat.server_connections(self).add(conn)
