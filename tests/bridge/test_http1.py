@@ -6,15 +6,21 @@ where the framing is the subject.
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 import tornado
+import tornado.web
+from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from wsgi_bridge import WSGIFallbackHandler
-from wsgi_bridge.http1 import LINGER_SECONDS
+from wsgi_bridge.http1 import LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
@@ -23,7 +29,7 @@ from wsgi_bridge.testing import (
     status_of,
 )
 
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
 
 
 def environ_of(body: bytes) -> dict[str, str]:
@@ -253,6 +259,24 @@ def test_set_default_headers_reaches_wsgi_responses_app_headers_win() -> None:
         assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
 
 
+def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
+    defaults = {"default_headers": [("Server", "mysrv"), ("X-Frame-Options", "DENY")]}
+    with BridgeServer(own_frame_options, "bridge-fast", mount_options=defaults) as server:
+        status, headers, body = server.request("GET", "/x")
+        assert (status, body) == (200, b"ok")
+        assert headers.get_all("Server") == ["mysrv"]
+        assert headers.get_all("X-Frame-Options") == ["SAMEORIGIN"]  # the app's wins
+    with BridgeServer(
+        apps.hello, "bridge-fast", mount_options=defaults, max_body_size=10
+    ) as server:
+        # The bridge's own answers (here 413) carry the defaults too.
+        status, headers, _ = server.request("POST", "/x", body=b"x" * 100)
+        assert status == 413
+        assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+    with BridgeServer(apps.hello, "bridge-fast") as server:
+        assert "Server" not in server.request("GET", "/x")[1]
+
+
 def test_plain_handler_adds_no_default_headers() -> None:
     with BridgeServer(apps.hello) as server:
         _, headers, _ = server.request("GET", "/x")
@@ -335,3 +359,44 @@ def test_idle_keep_alive_connection_still_times_out() -> None:
         start = time.monotonic()
         _, closed = read_until_close(sock, 10)  # generous; the subject is "it closes"
         assert closed and time.monotonic() - start < 9
+
+
+# ------------------------------------------------------------- 10. TCP_NODELAY
+class _NodelayHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        sock = self.request.connection.stream.socket  # type: ignore[union-attr]
+        self.write(str(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0))
+
+
+def test_tcp_nodelay_is_set_once_and_stays_on_between_responses() -> None:
+    """Tornado turns TCP_NODELAY on and off around every response (two setsockopt
+    calls); wsgi_bridge.HTTPServer sets it once per connection and leaves it on."""
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        sockets = bind_sockets(0, "127.0.0.1")
+        state["port"] = sockets[0].getsockname()[1]
+        server = HTTPServer(tornado.web.Application([(r"/nodelay", _NodelayHandler)]))
+        server.add_sockets(sockets)
+        state["stop"] = stop = asyncio.Event()
+        state["loop"] = asyncio.get_running_loop()
+        started.set()
+        await stop.wait()
+        server.stop()
+        await server.close_all_connections()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=10)
+        seen = []
+        for _ in range(3):  # one keep-alive connection
+            conn.request("GET", "/nodelay")
+            seen.append(conn.getresponse().read())
+        conn.close()
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+    assert seen == [b"True", b"True", b"True"]
