@@ -131,14 +131,18 @@ class _OriginForm(httputil.HTTPMessageDelegate):
 
 @functools.lru_cache(maxsize=8)
 def _header_probe(limit: int) -> bytes:
-    """The regex that waits for a header section or for more than ``limit`` bytes.
+    """The regex that reads a header section of up to ``limit`` bytes, or ``limit + 1``.
 
-    The first alternative is a pure lookahead: when the blank line ending the header
-    section is within ``limit`` bytes it matches the empty string, so reading it
-    consumes nothing and Tornado then reads the head as usual.  Otherwise the second
-    alternative consumes ``limit + 1`` bytes, which are lost: the request is refused.
+    The first alternative consumes the head up to and including the blank line that
+    ends it, when that fits in ``limit`` bytes (the same bytes Tornado's own
+    ``\\r?\\n\\r?\\n`` read takes); :meth:`HTTP1Connection.read_response` puts
+    them back (:func:`~wsgi_bridge.compat.unread`) for Tornado to parse.  Consuming
+    rather than looking ahead leaves the stream's buffer empty when the read
+    completes, so Tornado keeps its read listener registered between requests.
+    Otherwise the second alternative consumes ``limit + 1`` bytes, which are lost:
+    the request is refused.
     """
-    return rb"\A(?:(?=[\s\S]{0,%d}?\r?\n\r?\n)|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
+    return rb"\A(?:[\s\S]{0,%d}?\r?\n\r?\n|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
 
 
 async def _discard_until_closed(stream: iostream.IOStream, max_bytes: int) -> None:
@@ -259,7 +263,8 @@ class HTTP1Connection(_TornadoHTTP1Connection):
             except TimeoutError:
                 self.close()
                 return None
-        if not data:
+        if len(data) <= limit:
+            compat.unread(self.stream, data)  # Tornado reads and parses it next
             return 0
         return 431 if b"\n" in data else 414
 

@@ -332,3 +332,28 @@ def test_executor_max_workers_and_live_threads() -> None:
         executor.shutdown(wait=True)
     assert compat.live_threads(executor) == 0
     assert compat.executor_max_workers(concurrent.futures.Executor()) is None
+
+
+def test_unread_puts_bytes_back_in_front_of_the_read_buffer() -> None:
+    """``BaseIOStream._read_buffer`` (bytearray) and ``_read_buffer_size`` (int)."""
+
+    async def main() -> list[bytes]:
+        left, right = socket.socketpair()
+        reader, writer = IOStream(left), IOStream(right)
+        try:
+            assert isinstance(reader._read_buffer, bytearray), _moved(
+                "BaseIOStream", "_read_buffer", "unread"
+            )
+            await writer.write(b"head\r\n\r\nrest")
+            first = await reader.read_until(b"\r\n\r\n")
+            compat.unread(reader, first)
+            again = await reader.read_until(b"\r\n\r\n")
+            rest = await reader.read_bytes(4)
+            return [first, again, rest]
+        finally:
+            reader.close()
+            writer.close()
+
+    assert asyncio.run(main()) == [b"head\r\n\r\n", b"head\r\n\r\n", b"rest"], _moved(
+        "BaseIOStream", "_read_buffer_size", "unread"
+    )

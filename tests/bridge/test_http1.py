@@ -7,10 +7,12 @@ where the framing is the subject.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -368,16 +370,23 @@ class _NodelayHandler(tornado.web.RequestHandler):
         self.write(str(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0))
 
 
-def test_tcp_nodelay_is_set_once_and_stays_on_between_responses() -> None:
-    """Tornado turns TCP_NODELAY on and off around every response (two setsockopt
-    calls); wsgi_bridge.HTTPServer sets it once per connection and leaves it on."""
+@contextlib.contextmanager
+def _tornado_server(
+    application: tornado.web.Application, on_loop: Callable[[], None] | None = None
+) -> Iterator[int]:
+    """Serve ``application`` with wsgi_bridge.HTTPServer on a thread; yields the port.
+
+    :param on_loop: called on the server's loop thread before serving.
+    """
     started = threading.Event()
     state: dict[str, Any] = {}
 
     async def main() -> None:
+        if on_loop is not None:
+            on_loop()
         sockets = bind_sockets(0, "127.0.0.1")
         state["port"] = sockets[0].getsockname()[1]
-        server = HTTPServer(tornado.web.Application([(r"/nodelay", _NodelayHandler)]))
+        server = HTTPServer(application)
         server.add_sockets(sockets)
         state["stop"] = stop = asyncio.Event()
         state["loop"] = asyncio.get_running_loop()
@@ -390,13 +399,56 @@ def test_tcp_nodelay_is_set_once_and_stays_on_between_responses() -> None:
     thread.start()
     assert started.wait(10)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=10)
+        yield state["port"]
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+
+def test_tcp_nodelay_is_set_once_and_stays_on_between_responses() -> None:
+    """Tornado turns TCP_NODELAY on and off around every response (two setsockopt
+    calls); wsgi_bridge.HTTPServer sets it once per connection and leaves it on."""
+    with _tornado_server(tornado.web.Application([(r"/nodelay", _NodelayHandler)])) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         seen = []
         for _ in range(3):  # one keep-alive connection
             conn.request("GET", "/nodelay")
             seen.append(conn.getresponse().read())
         conn.close()
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
     assert seen == [b"True", b"True", b"True"]
+
+
+class _HelloHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("hello")
+
+
+def test_head_size_check_keeps_the_read_listener_between_requests() -> None:
+    """The head-size check reads the head and gives it back (compat.unread): Tornado's
+    read listener then stays registered between keep-alive requests, instead of one
+    epoll unregister + register per request (counted on the loop's real selector)."""
+    calls: list[str] = []
+
+    def count_selector_calls() -> None:
+        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        for name in ("register", "unregister", "modify"):
+            real = getattr(selector, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                calls.append(_name)
+                return _real(*args, **kw)
+
+            setattr(selector, name, counted)
+
+    app = tornado.web.Application([(r"/hello", _HelloHandler)])
+    with _tornado_server(app, count_selector_calls) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/hello")
+        assert conn.getresponse().read() == b"hello"
+        before = len(calls)
+        for _ in range(20):  # the same keep-alive connection
+            conn.request("GET", "/hello")
+            assert conn.getresponse().read() == b"hello"
+        during = calls[before:]
+        conn.close()
+    assert len(during) <= 2, during
