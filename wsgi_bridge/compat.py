@@ -47,6 +47,7 @@ __all__ = [
     "request_read_finished",
     "reset_handler_response",
     "response_headers",
+    "response_pending",
     "server_connections",
     "unread",
 ]
@@ -86,6 +87,18 @@ def request_read_finished(connection: object) -> bool:
     after a response that ends before it (``HTTP1Connection.finish``).
     """
     return bool(getattr(connection, "_read_finished", True))
+
+
+def response_pending(connection: object) -> bool:
+    """True while the server ``connection`` may still write a response that stays open.
+
+    Reads ``HTTP1Connection._write_finished`` (False until the response is finished)
+    and ``_disconnect_on_finish`` (True when the connection closes after it).  False
+    for a connection without them.
+    """
+    return getattr(connection, "_write_finished", True) is False and (
+        getattr(connection, "_disconnect_on_finish", True) is False
+    )
 
 
 def unread(stream: iostream.BaseIOStream, data: bytes) -> None:

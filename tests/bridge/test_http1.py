@@ -462,3 +462,68 @@ def test_head_size_check_keeps_the_read_listener_between_requests() -> None:
         during = calls[before:]
         conn.close()
     assert len(during) <= 2, during
+
+
+class _GatedHandler(tornado.web.RequestHandler):
+    """Answers once the test sets the event it published for this request."""
+
+    streams: ClassVar[list[Any]] = []
+    gates: ClassVar[list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = []
+    entered = threading.Semaphore(0)
+
+    async def get(self) -> None:
+        gate = asyncio.Event()
+        self.streams.append(self.request.connection.stream)  # type: ignore[union-attr]
+        self.gates.append((asyncio.get_running_loop(), gate))
+        self.entered.release()
+        await gate.wait()
+        self.write("done")
+
+
+def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
+    """While a response waits for the application, the server already reads the next
+    request's head: a request arriving then is consumed by that pending read, so
+    Tornado keeps its read listener (no epoll unregister + register per request)."""
+    calls: list[str] = []
+
+    def count_selector_calls() -> None:
+        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        for name in ("register", "unregister", "modify"):
+            real = getattr(selector, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                calls.append(_name)
+                return _real(*args, **kw)
+
+            setattr(selector, name, counted)
+
+    def release(index: int) -> None:
+        loop, gate = _GatedHandler.gates[index]
+        loop.call_soon_threadsafe(gate.set)
+
+    _GatedHandler.streams.clear()
+    _GatedHandler.gates.clear()
+    app = tornado.web.Application([(r"/gated", _GatedHandler)])
+    request = b"GET /gated HTTP/1.1\r\nHost: t\r\n\r\n"
+    with (
+        _tornado_server(app, count_selector_calls) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(request)
+        assert _GatedHandler.entered.acquire(timeout=10)
+        (stream,) = _GatedHandler.streams
+        assert wait_for(stream.reading)  # the next head is being read already
+        before = len(calls)
+        sock.sendall(request)  # arrives while the first response is pending
+        assert wait_for(lambda: not stream.reading())  # taken by that read
+        release(0)
+        assert _GatedHandler.entered.acquire(timeout=10)
+        release(1)
+        data = b""
+        while data.count(b"done") < 2:
+            piece = sock.recv(65536)
+            assert piece
+            data += piece
+        during = calls[before:]
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert not during, during
