@@ -8,7 +8,7 @@ Public API::
 
     container = WSGIContainer(flask_app, executor, max_workers=threads, script_name="/legacy")
     app = tornado.web.Application(
-        [..., (r".*", WSGIFallbackHandler, {"fallback": container})],
+        [..., (r".*", WSGIFallback(container))],   # or WSGIFallbackHandler, {"fallback": ...}
         log_function=access_log_function,
     )
     HTTPServer(app).listen(8000)   # Tornado's HTTPServer + the HTTP/1.1 edges it leaves open
@@ -30,6 +30,7 @@ from .errors import BridgeError, ClientDisconnected, RequestBodyTooLarge, WSGIAp
 from .file_wrapper import FileWrapper
 from .handler import WSGIFallbackHandler
 from .http1 import HTTPServer
+from .mount import WSGIFallback
 from .request_id import ensure_request_id
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RequestBodyTooLarge",
     "WSGIAppError",
     "WSGIContainer",
+    "WSGIFallback",
     "WSGIFallbackHandler",
     "access_log_function",
     "ensure_request_id",

@@ -47,7 +47,9 @@ __all__ = [
     "request_read_finished",
     "reset_handler_response",
     "response_headers",
+    "response_pending",
     "server_connections",
+    "unread",
 ]
 
 #: Private methods of Tornado's HTTP/1 layer that ``wsgi_bridge.http1`` overrides
@@ -85,6 +87,36 @@ def request_read_finished(connection: object) -> bool:
     after a response that ends before it (``HTTP1Connection.finish``).
     """
     return bool(getattr(connection, "_read_finished", True))
+
+
+def response_pending(connection: object) -> bool:
+    """True while the server ``connection`` may still write a response that stays open.
+
+    Reads ``HTTP1Connection._write_finished`` (False until the response is finished)
+    and ``_disconnect_on_finish`` (True when the connection closes after it).  False
+    for a connection without them.
+    """
+    return getattr(connection, "_write_finished", True) is False and (
+        getattr(connection, "_disconnect_on_finish", True) is False
+    )
+
+
+def unread(stream: iostream.BaseIOStream, data: bytes) -> None:
+    """Put ``data``, just read from ``stream``, back in front of its read buffer.
+
+    Prepends to ``BaseIOStream._read_buffer`` and adds to ``_read_buffer_size``; the
+    next read finds the bytes there without the network.  ``wsgi_bridge.http1`` reads
+    a request head to measure it and gives it back for Tornado to parse: a head left
+    unread in the buffer instead makes Tornado drop and re-add its read listener on
+    every request (two ``epoll_ctl`` calls and asyncio's bookkeeping).
+
+    :param stream: a stream with no ``read_into`` in progress (IOLoop thread).
+    :param data: bytes this stream's last read returned.
+    """
+    target: Any = stream
+    if data:
+        target._read_buffer[:0] = data
+        target._read_buffer_size += len(data)
 
 
 def release_connection(connection: object) -> None:

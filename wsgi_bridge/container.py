@@ -37,8 +37,10 @@ log = logging.getLogger("wsgi_bridge")
 
 #: Default ``max_body_size``: 100 MiB, Tornado's own default ``max_buffer_size``.
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
-#: Default ``response_buffer_size``: 256 KiB unflushed per response.
-DEFAULT_RESPONSE_BUFFER_SIZE = 256 * 1024
+#: Default ``response_buffer_size``: 1 MiB unflushed per response.  With 256 KiB a
+#: streaming worker blocked (and crossed threads) every 4 chunks of 64 KiB: S5 ran at
+#: ~0.7x gunicorn; with 1 MiB at ~1.0x, memory still bounded per response.
+DEFAULT_RESPONSE_BUFFER_SIZE = 1024 * 1024
 #: Default ``request_buffer_size``: 64 KiB of upload buffered ahead of the application.
 DEFAULT_REQUEST_BUFFER_SIZE = 64 * 1024
 #: Default ``max_queue`` per worker thread: ``max_queue = 64 * max_workers``.  Only a
@@ -103,7 +105,7 @@ class WSGIContainer:
         started).  With :class:`WSGIFallbackHandler` this *replaces* the
         ``HTTPServer(max_body_size=...)`` limit for fallback requests.
     :param response_buffer_size: bytes of response a worker may leave unflushed before
-        it blocks (backpressure high-water mark; default 256 KiB).
+        it blocks (backpressure high-water mark; default 1 MiB).
     :param request_buffer_size: bytes of upload buffered ahead of the application
         (default 64 KiB).  Bodies that fit are read completely before the application
         is dispatched (no thread waits on a slow client); larger or chunked ones are

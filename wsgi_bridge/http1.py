@@ -45,6 +45,7 @@ from tornado.http1connection import _CHUNK_YIELD_COST, _YIELD_THRESHOLD, parse_h
 from tornado.http1connection import HTTP1Connection as _TornadoHTTP1Connection
 from tornado.http1connection import HTTP1ServerConnection as _TornadoHTTP1ServerConnection
 from tornado.httpserver import HTTPServer as _TornadoHTTPServer
+from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 
 from . import compat
@@ -56,6 +57,7 @@ __all__ = [
     "HTTP1Connection",
     "HTTP1ServerConnection",
     "HTTPServer",
+    "keep_nodelay",
     "linger_close",
     "split_absolute_form",
 ]
@@ -100,10 +102,13 @@ def split_absolute_form(target: str) -> tuple[str, str] | None:
 class _OriginForm(httputil.HTTPMessageDelegate):
     """Delegate wrapper: absolute-form targets reach the application in origin form."""
 
-    __slots__ = ("delegate",)
+    __slots__ = ("connection", "delegate")
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate) -> None:
+    def __init__(
+        self, delegate: httputil.HTTPMessageDelegate, connection: HTTP1Connection | None = None
+    ) -> None:
         self.delegate = delegate
+        self.connection = connection
 
     def headers_received(
         self,
@@ -123,6 +128,10 @@ class _OriginForm(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self.delegate.finish()
+        if self.connection is not None:
+            # On the next iteration: Tornado registers the connection's close callback
+            # right after this returns, and a read that finds EOF at once must run it.
+            IOLoop.current().add_callback(self.connection.read_ahead)
 
     def on_connection_close(self) -> None:
         self.delegate.on_connection_close()
@@ -130,14 +139,24 @@ class _OriginForm(httputil.HTTPMessageDelegate):
 
 @functools.lru_cache(maxsize=8)
 def _header_probe(limit: int) -> bytes:
-    """The regex that waits for a header section or for more than ``limit`` bytes.
+    """The regex that reads a header section of up to ``limit`` bytes, or ``limit + 1``.
 
-    The first alternative is a pure lookahead: when the blank line ending the header
-    section is within ``limit`` bytes it matches the empty string, so reading it
-    consumes nothing and Tornado then reads the head as usual.  Otherwise the second
-    alternative consumes ``limit + 1`` bytes, which are lost: the request is refused.
+    The first alternative consumes the head up to and including the blank line that
+    ends it, when that fits in ``limit`` bytes (the same bytes Tornado's own
+    ``\\r?\\n\\r?\\n`` read takes); :meth:`HTTP1Connection.read_response` puts
+    them back (:func:`~wsgi_bridge.compat.unread`) for Tornado to parse.  Consuming
+    rather than looking ahead leaves the stream's buffer empty when the read
+    completes, so Tornado keeps its read listener registered between requests.
+    Otherwise the second alternative consumes ``limit + 1`` bytes, which are lost:
+    the request is refused.
     """
-    return rb"\A(?:(?=[\s\S]{0,%d}?\r?\n\r?\n)|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
+    return rb"\A(?:[\s\S]{0,%d}?\r?\n\r?\n|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
+
+
+def _retrieve_error(future: Future[bytes]) -> None:
+    """Mark a read-ahead's error as seen: a connection closing with it pending is normal."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _discard_until_closed(stream: iostream.IOStream, max_bytes: int) -> None:
@@ -206,6 +225,7 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         context: object | None = None,
         *,
         head_timeout: float | None = None,
+        next_head: Awaitable[bytes] | None = None,
     ) -> None:
         """Arguments as ``tornado.http1connection.HTTP1Connection``, plus:
 
@@ -213,6 +233,8 @@ class HTTP1Connection(_TornadoHTTP1Connection):
             ``params.header_timeout``.  :class:`HTTP1ServerConnection` passes the
             server's here and ``header_timeout=None`` in ``params``, so the wait is
             timed once per request (by the size check), not twice.
+        :param next_head: the previous connection's :meth:`read_ahead` read of this
+            request's head, if any.
         """
         super().__init__(stream, is_client, params, context)
         self._head_timeout = (
@@ -220,6 +242,10 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         )
         self._linger = False
         self._lingering = False
+        #: The pending read of this request's head (the previous request's
+        #: :meth:`read_ahead`), then the read ahead of the next one.
+        self._head_read: Awaitable[bytes] | None = next_head
+        self.next_head: Awaitable[bytes] | None = None
 
     async def read_response(self, delegate: httputil.HTTPMessageDelegate) -> bool:
         """Read one request (server side), refusing oversized heads with 431/414.
@@ -235,7 +261,7 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         if status:
             await self._refuse_head(status)
             return False
-        keep_alive = await super().read_response(_OriginForm(delegate))
+        keep_alive = await super().read_response(_OriginForm(delegate, self))
         if self._lingering:
             await _discard_until_closed(self.stream, LINGER_MAX_BYTES)
             return False
@@ -244,7 +270,10 @@ class HTTP1Connection(_TornadoHTTP1Connection):
     async def _check_head_size(self) -> int | None:
         """Wait for the head; 0 if it fits, 431 or 414 if not, None after a timeout."""
         limit = self.params.max_header_size
-        probe = self.stream.read_until_regex(_header_probe(limit))
+        probe: Awaitable[bytes] | None = self._head_read
+        self._head_read = None
+        if probe is None:
+            probe = self.stream.read_until_regex(_header_probe(limit))
         timeout = self._head_timeout
         if timeout is None or (isinstance(probe, Future) and probe.done()):
             data = await probe
@@ -258,9 +287,39 @@ class HTTP1Connection(_TornadoHTTP1Connection):
             except TimeoutError:
                 self.close()
                 return None
-        if not data:
+        if len(data) <= limit:
+            compat.unread(self.stream, data)  # Tornado reads and parses it next
             return 0
         return 431 if b"\n" in data else 414
+
+    def read_ahead(self) -> None:
+        """Start reading the next request's head while this response is in progress.
+
+        Called once the request was read (IOLoop thread).  Without a pending read,
+        the next request's bytes arrive while nothing reads: Tornado buffers them and
+        drops its read listener, then re-adds it when the next response waits for
+        the application (an epoll unregister + register per keep-alive request under
+        load).  With the head read pending, the listener stays.  The read is the same
+        size check as :meth:`_check_head_size`'s, which the next request awaits (its
+        head timeout starts then).  Not for a response that already finished (the
+        request loop reads next at once), one that closes the connection, or one
+        that started before the body was read (lingering close).
+        """
+        stream = self.stream
+        if (
+            self.is_client
+            or self._linger
+            or self.next_head is not None
+            or stream is None
+            or stream.closed()
+            or stream.reading()
+            or not compat.response_pending(self)
+        ):
+            return
+        future = stream.read_until_regex(_header_probe(self.params.max_header_size))
+        if isinstance(future, Future):
+            future.add_done_callback(_retrieve_error)
+        self.next_head = future
 
     async def _refuse_head(self, status: int) -> None:
         reason = _REFUSAL_REASONS[status]
@@ -396,6 +455,7 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
         # Tornado's own read then finds it complete, so it needs no second timer.
         params = copy.copy(self.params)
         params.header_timeout = None
+        next_head: Awaitable[bytes] | None = None
         try:
             while True:
                 conn = HTTP1Connection(
@@ -404,6 +464,7 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
                     params,
                     self.context,
                     head_timeout=self.params.header_timeout,
+                    next_head=next_head,
                 )
                 request_delegate = delegate.start_request(self, conn)
                 try:
@@ -420,9 +481,32 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
                     return
                 if not keep_alive:
                     return
+                next_head = conn.next_head
                 await asyncio.sleep(0)
         finally:
             delegate.on_close(self)
+
+
+def _nodelay_kept(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a connection whose ``TCP_NODELAY`` stays on."""
+
+
+def keep_nodelay(stream: iostream.IOStream) -> None:
+    """Turn ``TCP_NODELAY`` on once for the connection's life (IOLoop thread).
+
+    Tornado's ``HTTP1Connection.finish`` turns it on to flush the last packet of each
+    response and off again after it: two ``setsockopt`` system calls per response.
+    With it on for good, every response leaves at once (as with nginx's default
+    ``tcp_nodelay on``) and the per-response toggling becomes a no-op.  The stream
+    already gathers each response into few large writes, so Nagle's algorithm
+    would have nothing to merge.
+
+    :param stream: a new server connection's stream (TCP or not; the flag applies to
+        TCP sockets only, as ``IOStream.set_nodelay`` decides).
+    """
+    stream.set_nodelay(True)
+    # An instance attribute: this stream only, Tornado's class left alone.
+    setattr(stream, "set_nodelay", _nodelay_kept)  # noqa: B010
 
 
 class HTTPServer(_TornadoHTTPServer):
@@ -437,7 +521,11 @@ class HTTPServer(_TornadoHTTPServer):
     """
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
-        """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread)."""
+        """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).
+
+        ``TCP_NODELAY`` is set once here, for the connection (:func:`keep_nodelay`).
+        """
+        keep_nodelay(stream)
         context = compat.request_context(stream, address, self.protocol, self.trusted_downstream)
         conn = HTTP1ServerConnection(stream, self.conn_params, context)
         compat.server_connections(self).add(conn)

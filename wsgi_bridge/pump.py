@@ -58,10 +58,10 @@ SIMPLE_BODIES = {
 
 
 #: Most bytes one write of the pump joins from several chunks (see :func:`group_writes`).
-#: Above the default ``response_buffer_size`` (256 KiB), so everything a streaming
-#: worker queued before it blocked goes out in one send; the queue itself is bounded
-#: by ``response_buffer_size`` + one chunk, so is the join.
-WRITE_WINDOW = 1024 * 1024
+#: Above the default ``response_buffer_size`` (1 MiB) plus a chunk, so everything a
+#: streaming worker queued before it blocked goes out in one send; the queue itself is
+#: bounded by ``response_buffer_size`` + one chunk, so is the join.
+WRITE_WINDOW = 2 * 1024 * 1024
 
 
 def group_writes(chunks: list[bytes], window: int) -> list[list[bytes]]:

@@ -43,6 +43,7 @@ from .access_log import access_log_function
 from .container import WSGIContainer
 from .handler import WSGIFallbackHandler
 from .http1 import HTTPServer
+from .mount import WSGIFallback
 from .request_id import ensure_request_id
 from .types import Environ, StartResponse, WSGIApp
 
@@ -69,10 +70,11 @@ __all__ = [
 ]
 
 #: Which container a :class:`BridgeServer` runs: ours with our handler (``bridge``),
-#: ours under Tornado's plain ``FallbackHandler`` (``bridge-plain``, the drop-in
-#: promise), ours as the bare ``HTTPServer`` callback (``bridge-server``, no native
-#: route), or Tornado's own ``tornado.wsgi.WSGIContainer`` (``tornado``).
-KINDS = ("bridge", "bridge-plain", "bridge-server", "tornado")
+#: ours behind the fast mount :class:`~wsgi_bridge.mount.WSGIFallback`
+#: (``bridge-fast``), ours under Tornado's plain ``FallbackHandler`` (``bridge-plain``,
+#: the drop-in promise), ours as the bare ``HTTPServer`` callback (``bridge-server``,
+#: no native route), or Tornado's own ``tornado.wsgi.WSGIContainer`` (``tornado``).
+KINDS = ("bridge", "bridge-fast", "bridge-plain", "bridge-server", "tornado")
 
 #: Loggers whose records with a traceback, emitted on the server thread, fail the test.
 _SERVER_ERROR_LOGGERS = ("tornado.application", "tornado.general", "asyncio")
@@ -110,6 +112,8 @@ class BridgeServer:
     :param handler: the fallback handler class for ``kind="bridge"`` (a
         :class:`~wsgi_bridge.WSGIFallbackHandler` subclass, e.g. one with
         ``set_default_headers``).
+    :param mount_options: keyword arguments of :class:`~wsgi_bridge.mount.WSGIFallback`
+        for ``kind="bridge-fast"`` (e.g. ``default_headers``).
 
     The server is :class:`wsgi_bridge.HTTPServer` (the HTTP/1.1 edges of
     :mod:`wsgi_bridge.http1`) for every kind, Tornado's container included, so a
@@ -132,6 +136,7 @@ class BridgeServer:
         server_kwargs: dict[str, Any] | None = None,
         drain_timeout: float = 10,
         handler: type[WSGIFallbackHandler] = WSGIFallbackHandler,
+        mount_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
         if kind not in KINDS:
@@ -143,6 +148,7 @@ class BridgeServer:
         self.options = options
         self.drain_timeout = drain_timeout
         self.handler = handler
+        self.mount_options = mount_options or {}
         self.port = 0
         self.container: Any = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -182,7 +188,7 @@ class BridgeServer:
         self.loop = IOLoop.current()
         executor = concurrent.futures.ThreadPoolExecutor(self.workers, "bridge-test")
         self.executor = executor
-        fallback: tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]
+        fallback: tuple[Any, ...]
         if self.kind == "tornado":
             # Tornado types start_response as its own Protocol; the app is the same callable.
             tornado_app: Any = self.wsgi_app
@@ -191,8 +197,11 @@ class BridgeServer:
         else:
             self.options.setdefault("max_workers", self.workers)
             self.container = WSGIContainer(self.wsgi_app, executor, **self.options)
-            handler = self.handler if self.kind == "bridge" else tornado.web.FallbackHandler
-            fallback = (r".*", handler, {"fallback": self.container})
+            if self.kind == "bridge-fast":
+                fallback = (r".*", WSGIFallback(self.container, **self.mount_options))
+            else:
+                handler = self.handler if self.kind == "bridge" else tornado.web.FallbackHandler
+                fallback = (r".*", handler, {"fallback": self.container})
         app: Any = tornado.web.Application(
             [(r"/native", NativeHandler), fallback], log_function=access_log_function
         )

@@ -80,7 +80,8 @@ HYBRID_BRIDGE_ARGS: tuple[str, ...] = (
 
 _HYBRID_CHECK = """
 import wsgi_bridge
-missing = [n for n in ("WSGIContainer", "WSGIFallbackHandler") if not hasattr(wsgi_bridge, n)]
+names = ("WSGIContainer", "WSGIFallback", "WSGIFallbackHandler")
+missing = [n for n in names if not hasattr(wsgi_bridge, n)]
 if missing:
     raise SystemExit("wsgi_bridge lacks " + ", ".join(missing))
 from concurrent.futures import ThreadPoolExecutor

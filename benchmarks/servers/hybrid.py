@@ -50,7 +50,7 @@ def make_app(threads: int = 16, **options: Any) -> tornado.web.Application:
     return tornado.web.Application(
         [
             (r"/native", NativeJSONHandler),
-            (r".*", wsgi_bridge.WSGIFallbackHandler, {"fallback": container}),
+            (r".*", wsgi_bridge.WSGIFallback(container, log_function=None)),
         ],
         log_function=no_access_log,
     )

@@ -32,7 +32,7 @@ from wsgi_bridge.testing import (
     wait_for,
 )
 
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
 
 
 def raw_get(sock: socket.socket, path: str = "/") -> None:

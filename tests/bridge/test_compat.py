@@ -130,6 +130,10 @@ class _ConnectionProbe(tornado.web.RequestHandler):
         connection = self.request.connection
         self.seen["read_finished"] = compat.request_read_finished(connection)
         self.seen["max_body_size"] = compat.connection_max_body_size(connection)
+        self.seen["write_finished"] = getattr(connection, "_write_finished", None)
+        self.seen["pending_before_close_flag"] = compat.response_pending(connection)
+        compat.close_after_response(connection)
+        self.seen["pending_after_close_flag"] = compat.response_pending(connection)
         self.write(b"ok")
 
 
@@ -137,6 +141,14 @@ def test_http1connection_read_state_and_body_limit() -> None:
     status, _, body = _serve_once(_ConnectionProbe, "POST", b"x" * 10)
     assert (status, body) == (200, b"ok")
     seen = _ConnectionProbe.seen
+    assert seen["write_finished"] is False, _moved(
+        "HTTP1Connection", "_write_finished", "response_pending"
+    )
+    # Tornado's client says Connection: close, so the flag is set before the handler.
+    assert seen["pending_before_close_flag"] is False
+    assert seen["pending_after_close_flag"] is False, _moved(
+        "HTTP1Connection", "_disconnect_on_finish", "response_pending"
+    )
     assert seen["read_finished"] is True, _moved(
         "HTTP1Connection", "_read_finished", "request_read_finished"
     )
@@ -332,3 +344,28 @@ def test_executor_max_workers_and_live_threads() -> None:
         executor.shutdown(wait=True)
     assert compat.live_threads(executor) == 0
     assert compat.executor_max_workers(concurrent.futures.Executor()) is None
+
+
+def test_unread_puts_bytes_back_in_front_of_the_read_buffer() -> None:
+    """``BaseIOStream._read_buffer`` (bytearray) and ``_read_buffer_size`` (int)."""
+
+    async def main() -> list[bytes]:
+        left, right = socket.socketpair()
+        reader, writer = IOStream(left), IOStream(right)
+        try:
+            assert isinstance(reader._read_buffer, bytearray), _moved(
+                "BaseIOStream", "_read_buffer", "unread"
+            )
+            await writer.write(b"head\r\n\r\nrest")
+            first = await reader.read_until(b"\r\n\r\n")
+            compat.unread(reader, first)
+            again = await reader.read_until(b"\r\n\r\n")
+            rest = await reader.read_bytes(4)
+            return [first, again, rest]
+        finally:
+            reader.close()
+            writer.close()
+
+    assert asyncio.run(main()) == [b"head\r\n\r\n", b"head\r\n\r\n", b"rest"], _moved(
+        "BaseIOStream", "_read_buffer_size", "unread"
+    )

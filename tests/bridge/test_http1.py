@@ -6,24 +6,33 @@ where the framing is the subject.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http.client
+import socket
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import pytest
 import tornado
+import tornado.web
+from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from wsgi_bridge import WSGIFallbackHandler
-from wsgi_bridge.http1 import LINGER_SECONDS
+from wsgi_bridge.http1 import LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
     read_response_head,
     read_until_close,
     status_of,
+    wait_for,
 )
 
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
 
 
 def environ_of(body: bytes) -> dict[str, str]:
@@ -253,6 +262,24 @@ def test_set_default_headers_reaches_wsgi_responses_app_headers_win() -> None:
         assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
 
 
+def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
+    defaults = {"default_headers": [("Server", "mysrv"), ("X-Frame-Options", "DENY")]}
+    with BridgeServer(own_frame_options, "bridge-fast", mount_options=defaults) as server:
+        status, headers, body = server.request("GET", "/x")
+        assert (status, body) == (200, b"ok")
+        assert headers.get_all("Server") == ["mysrv"]
+        assert headers.get_all("X-Frame-Options") == ["SAMEORIGIN"]  # the app's wins
+    with BridgeServer(
+        apps.hello, "bridge-fast", mount_options=defaults, max_body_size=10
+    ) as server:
+        # The bridge's own answers (here 413) carry the defaults too.
+        status, headers, _ = server.request("POST", "/x", body=b"x" * 100)
+        assert status == 413
+        assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+    with BridgeServer(apps.hello, "bridge-fast") as server:
+        assert "Server" not in server.request("GET", "/x")[1]
+
+
 def test_plain_handler_adds_no_default_headers() -> None:
     with BridgeServer(apps.hello) as server:
         _, headers, _ = server.request("GET", "/x")
@@ -335,3 +362,168 @@ def test_idle_keep_alive_connection_still_times_out() -> None:
         start = time.monotonic()
         _, closed = read_until_close(sock, 10)  # generous; the subject is "it closes"
         assert closed and time.monotonic() - start < 9
+
+
+# ------------------------------------------------------------- 10. TCP_NODELAY
+class _NodelayHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        sock = self.request.connection.stream.socket  # type: ignore[union-attr]
+        self.write(str(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0))
+
+
+@contextlib.contextmanager
+def _tornado_server(
+    application: tornado.web.Application, on_loop: Callable[[], None] | None = None
+) -> Iterator[int]:
+    """Serve ``application`` with wsgi_bridge.HTTPServer on a thread; yields the port.
+
+    :param on_loop: called on the server's loop thread before serving.
+    """
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        if on_loop is not None:
+            on_loop()
+        sockets = bind_sockets(0, "127.0.0.1")
+        state["port"] = sockets[0].getsockname()[1]
+        server = HTTPServer(application)
+        server.add_sockets(sockets)
+        state["stop"] = stop = asyncio.Event()
+        state["loop"] = asyncio.get_running_loop()
+        started.set()
+        await stop.wait()
+        server.stop()
+        await server.close_all_connections()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield state["port"]
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+
+def test_tcp_nodelay_is_set_once_and_stays_on_between_responses() -> None:
+    """Tornado turns TCP_NODELAY on and off around every response (two setsockopt
+    calls); wsgi_bridge.HTTPServer sets it once per connection and leaves it on."""
+    with _tornado_server(tornado.web.Application([(r"/nodelay", _NodelayHandler)])) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        seen = []
+        for _ in range(3):  # one keep-alive connection
+            conn.request("GET", "/nodelay")
+            seen.append(conn.getresponse().read())
+        conn.close()
+    assert seen == [b"True", b"True", b"True"]
+
+
+class _HelloHandler(tornado.web.RequestHandler):
+    streams: ClassVar[list[Any]] = []
+
+    def get(self) -> None:
+        self.streams.append(self.request.connection.stream)  # type: ignore[union-attr]
+        self.write("hello")
+
+
+def test_head_size_check_keeps_the_read_listener_between_requests() -> None:
+    """The head-size check reads the head and gives it back (compat.unread): Tornado's
+    read listener then stays registered between keep-alive requests, instead of one
+    epoll unregister + register per request (counted on the loop's real selector)."""
+    calls: list[str] = []
+    _HelloHandler.streams.clear()
+
+    def count_selector_calls() -> None:
+        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        for name in ("register", "unregister", "modify"):
+            real = getattr(selector, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                calls.append(_name)
+                return _real(*args, **kw)
+
+            setattr(selector, name, counted)
+
+    app = tornado.web.Application([(r"/hello", _HelloHandler)])
+    with _tornado_server(app, count_selector_calls) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/hello")
+        assert conn.getresponse().read() == b"hello"
+        before = len(calls)
+        (stream,) = set(_HelloHandler.streams)
+        for _ in range(20):  # the same keep-alive connection
+            # Send once the server waits for the next head: a request that arrives
+            # before that lands in the buffer unasked (then Tornado drops its
+            # listener whatever the check does; bare Tornado too).
+            assert wait_for(stream.reading)
+            conn.request("GET", "/hello")
+            assert conn.getresponse().read() == b"hello"
+        during = calls[before:]
+        conn.close()
+    assert len(during) <= 2, during
+
+
+class _GatedHandler(tornado.web.RequestHandler):
+    """Answers once the test sets the event it published for this request."""
+
+    streams: ClassVar[list[Any]] = []
+    gates: ClassVar[list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = []
+    entered = threading.Semaphore(0)
+
+    async def get(self) -> None:
+        gate = asyncio.Event()
+        self.streams.append(self.request.connection.stream)  # type: ignore[union-attr]
+        self.gates.append((asyncio.get_running_loop(), gate))
+        self.entered.release()
+        await gate.wait()
+        self.write("done")
+
+
+def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
+    """While a response waits for the application, the server already reads the next
+    request's head: a request arriving then is consumed by that pending read, so
+    Tornado keeps its read listener (no epoll unregister + register per request)."""
+    calls: list[str] = []
+
+    def count_selector_calls() -> None:
+        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        for name in ("register", "unregister", "modify"):
+            real = getattr(selector, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                calls.append(_name)
+                return _real(*args, **kw)
+
+            setattr(selector, name, counted)
+
+    def release(index: int) -> None:
+        loop, gate = _GatedHandler.gates[index]
+        loop.call_soon_threadsafe(gate.set)
+
+    _GatedHandler.streams.clear()
+    _GatedHandler.gates.clear()
+    app = tornado.web.Application([(r"/gated", _GatedHandler)])
+    request = b"GET /gated HTTP/1.1\r\nHost: t\r\n\r\n"
+    with (
+        _tornado_server(app, count_selector_calls) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(request)
+        assert _GatedHandler.entered.acquire(timeout=10)
+        (stream,) = _GatedHandler.streams
+        assert wait_for(stream.reading)  # the next head is being read already
+        before = len(calls)
+        sock.sendall(request)  # arrives while the first response is pending
+        assert wait_for(lambda: not stream.reading())  # taken by that read
+        release(0)
+        assert _GatedHandler.entered.acquire(timeout=10)
+        release(1)
+        data = b""
+        while data.count(b"done") < 2:
+            piece = sock.recv(65536)
+            assert piece
+            data += piece
+        during = calls[before:]
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert not during, during

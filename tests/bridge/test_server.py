@@ -26,7 +26,9 @@ from wsgi_bridge.testing import (
     wait_for,
 )
 
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-plain"])
+BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
+#: The two streaming mounts: WSGIFallbackHandler and the fast WSGIFallback router.
+MOUNTS = pytest.mark.parametrize("kind", ["bridge", "bridge-fast"])
 
 
 def raw_get(sock: socket.socket, path: str = "/", method: str = "GET", extra: str = "") -> None:
@@ -279,7 +281,8 @@ def test_chunked_upload_environ() -> None:
     assert response_body(data).startswith(b"6 cl=None term=True\nabcdef")
 
 
-def test_upload_is_streamed_to_the_app_while_it_arrives() -> None:
+@MOUNTS
+def test_upload_is_streamed_to_the_app_while_it_arrives(kind: str) -> None:
     first_read = threading.Event()
     total: list[int] = []
 
@@ -294,7 +297,7 @@ def test_upload_is_streamed_to_the_app_while_it_arrives() -> None:
         return [str(got).encode()]
 
     size = 1024 * 1024
-    with BridgeServer(app, request_buffer_size=64 * 1024) as server, server.raw() as sock:
+    with BridgeServer(app, kind, request_buffer_size=64 * 1024) as server, server.raw() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
         sock.sendall(b"a" * (size // 2))
         # The app reads before the client sent the second half: it was streamed.
@@ -315,12 +318,13 @@ def test_read_larger_than_request_buffer() -> None:
         assert server.request("POST", "/", body=b"q" * 150_000)[2] == b"100000"
 
 
-def test_early_response_without_reading_upload_does_not_hang() -> None:
+@MOUNTS
+def test_early_response_without_reading_upload_does_not_hang(kind: str) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("400 Bad Request", [])
         return [b"no thanks"]
 
-    with BridgeServer(app, request_buffer_size=1024) as server, server.raw() as sock:
+    with BridgeServer(app, kind, request_buffer_size=1024) as server, server.raw() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
         sock.sendall(b"x" * 100_000)
         data, closed = read_until_close(sock, 5)
@@ -335,7 +339,8 @@ def test_readline_and_readlines() -> None:
     assert body == repr((b"one\n", b"two", [b"\n", b"three\n", b"four"], b"")).encode()
 
 
-def test_content_length_over_max_body_size_is_413_before_app() -> None:
+@MOUNTS
+def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
     called: list[int] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -343,14 +348,15 @@ def test_content_length_over_max_body_size_is_413_before_app() -> None:
         start_response("200 OK", [])
         return [b""]
 
-    with BridgeServer(app, max_body_size=1000) as server, server.raw() as sock:
+    with BridgeServer(app, kind, max_body_size=1000) as server, server.raw() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
         data, closed = read_until_close(sock, 5)
     assert data.startswith(b"HTTP/1.1 413 ")
     assert closed and called == []
 
 
-def test_chunked_upload_outgrowing_max_body_size_is_stopped() -> None:
+@MOUNTS
+def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
     read_error: list[BaseException] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -363,7 +369,7 @@ def test_chunked_upload_outgrowing_max_body_size_is_stopped() -> None:
         start_response("200 OK", [])
         return [b"read it all"]
 
-    with BridgeServer(app, max_body_size=100_000, request_buffer_size=8192) as server:
+    with BridgeServer(app, kind, max_body_size=100_000, request_buffer_size=8192) as server:
         with server.raw() as sock, capture_logs("wsgi_bridge"):
             sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
             try:
@@ -396,8 +402,11 @@ def test_disconnect_mid_stream_closes_iterable_promptly(kind: str, tracker: apps
 
 
 # ------------------------------------------------------------------- 6. overload
-def test_overload_gets_503_at_once_and_native_keeps_answering(tracker: apps.Tracker) -> None:
-    with BridgeServer(tracker.blocking(), workers=2, max_queue=1, retry_after=7) as server:
+@MOUNTS
+def test_overload_gets_503_at_once_and_native_keeps_answering(
+    kind: str, tracker: apps.Tracker
+) -> None:
+    with BridgeServer(tracker.blocking(), kind, workers=2, max_queue=1, retry_after=7) as server:
         conns = []
         try:
             for i in range(3):
@@ -633,8 +642,9 @@ def test_trusted_proxy_headers() -> None:
 
 
 # --------------------------------------------------------------------- 10. drain
-def test_drain_waits_for_in_flight_and_rejects_new(tracker: apps.Tracker) -> None:
-    with BridgeServer(tracker.blocking()) as server:
+@MOUNTS
+def test_drain_waits_for_in_flight_and_rejects_new(kind: str, tracker: apps.Tracker) -> None:
+    with BridgeServer(tracker.blocking(), kind) as server:
         conn = server.http()
         try:
             conn.request("GET", "/busy")
@@ -660,7 +670,8 @@ def test_drain_waits_for_in_flight_and_rejects_new(tracker: apps.Tracker) -> Non
 
 
 # --------------------------------------------------------------------- 11. access log
-def test_access_log_after_response_with_real_status() -> None:
+@MOUNTS
+def test_access_log_after_response_with_real_status(kind: str) -> None:
     release = threading.Event()
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
@@ -669,7 +680,7 @@ def test_access_log_after_response_with_real_status() -> None:
         release.wait(10)
         yield b"de"
 
-    with BridgeServer(app) as server, capture_logs("tornado.access") as logs:
+    with BridgeServer(app, kind) as server, capture_logs("tornado.access") as logs:
         with server.raw() as sock:
             raw_get(sock, "/made?x=1")
             head, _ = read_response_head(sock, 5)
@@ -688,8 +699,12 @@ def test_access_log_after_response_with_real_status() -> None:
         assert native.startswith("GET /native 200 6B ")
 
 
-def test_access_log_marks_aborted_response() -> None:
-    with BridgeServer(apps.yield_then_raise) as server, capture_logs("tornado.access") as logs:
+@MOUNTS
+def test_access_log_marks_aborted_response(kind: str) -> None:
+    with (
+        BridgeServer(apps.yield_then_raise, kind) as server,
+        capture_logs("tornado.access") as logs,
+    ):
         with capture_logs("wsgi_bridge"), server.raw() as sock:
             raw_get(sock, "/abort")
             read_until_close(sock, 5)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from wsgi_bridge.container import DEFAULT_RESPONSE_BUFFER_SIZE
 from wsgi_bridge.pump import WRITE_WINDOW, group_writes, poster_for
 from wsgi_bridge.testing import BridgeServer, generated_download, read_response_head, wait_for
 from wsgi_bridge.types import Environ
@@ -35,6 +36,17 @@ def test_group_writes_groups_small_neighbours_up_to_the_window() -> None:
     assert [sum(map(len, g)) for g in groups] == [4000, 4000, 2000, 5000, 4000, 4000, 2000]
     assert group_writes([], 4000) == []
     assert group_writes([b"x"], 4000) == [[b"x"]]
+
+
+def test_default_buffer_lets_a_streaming_worker_queue_16_chunks_sent_in_one_write() -> None:
+    """S5: a worker streaming 64 KiB chunks blocks only after 1 MiB is unflushed (it
+    blocked every 4 chunks at 256 KiB: ~0.7x gunicorn's rate), and all it queued
+    then goes out in one write."""
+    with BridgeServer(generated_download(1024)) as server:
+        assert server.container.response_buffer_size == DEFAULT_RESPONSE_BUFFER_SIZE
+    assert DEFAULT_RESPONSE_BUFFER_SIZE == 1024 * 1024
+    queued = [b"c" * 65536] * (DEFAULT_RESPONSE_BUFFER_SIZE // 65536 + 1)
+    assert len(group_writes(queued, WRITE_WINDOW)) == 1
 
 
 # ------------------------------------------------- chunk writes (real sockets)
