@@ -49,6 +49,7 @@ from .types import Environ, StartResponse, WSGIApp
 
 __all__ = [
     "KINDS",
+    "UNREACHED_QUEUE_TARGET",
     "WORKLOADS",
     "BridgeServer",
     "LogCapture",
@@ -102,6 +103,11 @@ class _ServerThreadErrors(logging.Handler):
             self.problems.append(f"{record.name}: {self.format(record)}")
 
 
+#: ``queue_target`` of :class:`BridgeServer` containers unless a test passes one
+#: (seconds): no test's queue waits that long, so CoDel never sheds by delay there.
+UNREACHED_QUEUE_TARGET = 60.0
+
+
 class BridgeServer:
     """A Tornado server on 127.0.0.1 with the native route ``/native`` and a WSGI fallback.
 
@@ -121,7 +127,12 @@ class BridgeServer:
     :param drain_timeout: seconds :meth:`stop` lets ``container.drain()`` wait for the
         requests still in flight before it calls the slot leaked.
     :param options: :class:`~wsgi_bridge.WSGIContainer` keyword options (ignored for
-        ``kind="tornado"``).
+        ``kind="tornado"``).  ``queue_target`` defaults to
+        :data:`UNREACHED_QUEUE_TARGET` here: a test that queues requests behind a gate
+        is about order or waves, not admission, and on a loaded machine its queue
+        could outlast the real target and get 503s.  Tests of admission by queueing
+        delay pass ``queue_target`` (and ``queue_interval``) themselves; the hard cap
+        ``max_queue`` applies as usual.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.  The attributes
     ``port``, ``container``, ``executor`` and ``loop`` are set once started.  Only
@@ -196,6 +207,7 @@ class BridgeServer:
             fallback = (r".*", tornado.web.FallbackHandler, {"fallback": self.container})
         else:
             self.options.setdefault("max_workers", self.workers)
+            self.options.setdefault("queue_target", UNREACHED_QUEUE_TARGET)
             self.container = WSGIContainer(self.wsgi_app, executor, **self.options)
             if self.kind == "bridge-fast":
                 fallback = (r".*", WSGIFallback(self.container, **self.mount_options))

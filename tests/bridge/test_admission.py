@@ -151,7 +151,9 @@ def test_burst_beyond_the_old_count_limit_is_served_completely_in_waves() -> Non
     running: list[int] = []
     # A generous interval: sending 128 requests on a loaded machine must not look like
     # a standing queue.  The subject is that no count below the hard cap refuses.
-    with BridgeServer(gated(gate, running), workers=16, queue_interval=30) as server:
+    with BridgeServer(
+        gated(gate, running), workers=16, queue_target=DEFAULT_QUEUE_TARGET, queue_interval=30
+    ) as server:
         socks = [
             socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(128)
         ]
