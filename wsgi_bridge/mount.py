@@ -2,7 +2,7 @@
 
 :class:`~wsgi_bridge.handler.WSGIFallbackHandler` is a ``tornado.web.RequestHandler``:
 per request Tornado builds the handler (UI namespace, ``clear()``, the close callback),
-a ``_prepared_future``, runs its ``_execute`` coroutine as an asyncio task, converts
+a ``_prepared_future``, runs its ``_execute`` coroutine on the event loop, converts
 futures and resolves a body future, all on the IOLoop thread and all thrown away,
 because the exchange writes the response itself.  :class:`WSGIFallback` is a
 ``tornado.routing.Router`` instead: Tornado's routing (``RuleRouter.get_target_delegate``)
