@@ -10,6 +10,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from tornado import httputil
 from tornado.concurrent import Future
@@ -31,7 +32,7 @@ from .file_wrapper import FileWrapper
 from .input import BufferedInput
 from .proxy import TrustedProxies
 from .request_id import ensure_request_id
-from .types import Job, WSGIApp
+from .types import HeaderList, Job, WSGIApp
 
 log = logging.getLogger("wsgi_bridge")
 
@@ -279,14 +280,63 @@ class WSGIContainer:
         exchange.start_worker(BufferedInput(body))
 
     # ------------------------------------------------- for WSGIFallbackHandler
+    def begin(
+        self,
+        request: httputil.HTTPServerRequest,
+        on_complete: Callable[[Exchange], None],
+        *,
+        body_length: int,
+        has_body: bool,
+        default_headers: HeaderList | None = None,
+    ) -> Exchange | None:
+        """A mount's first step for a request (IOLoop): start, check the size, admit.
+
+        What :class:`~wsgi_bridge.handler.WSGIFallbackHandler` and
+        :class:`~wsgi_bridge.mount.WSGIFallback` both do once the request's headers
+        (and, without a body, its end) were read.
+
+        :param request: the Tornado request, headers read.
+        :param on_complete: as for :meth:`start`.
+        :param body_length: the declared ``Content-Length`` in bytes (0 when absent,
+            invalid or chunked).
+        :param has_body: True for a chunked body or a positive ``Content-Length``: the
+            exchange then expects the upload, and the connection's body limit is
+            raised so that this container's ``max_body_size`` (and its 413) governs
+            instead of Tornado's 400.
+        :param default_headers: the mount's default headers, as for :meth:`start`.
+        :returns: the admitted exchange, or None when the bridge answered itself:
+            404 outside ``script_name``, 413 for a declared body over
+            ``max_body_size``, 503 from admission.
+        """
+        exchange = self.start(request, on_complete, default_headers)
+        if exchange is None:
+            return None
+        if body_length > self.max_body_size:
+            exchange.respond_simple(413, "Request Entity Too Large", close=True)
+            return None
+        if not self.admit(exchange):
+            return None
+        if has_body:
+            connection: Any = request.connection
+            if hasattr(connection, "set_max_body_size"):
+                connection.set_max_body_size(2 * self.max_body_size + 1)
+            exchange.expect_body()
+        return exchange
+
     def start(
-        self, request: httputil.HTTPServerRequest, on_complete: Callable[[Exchange], None]
+        self,
+        request: httputil.HTTPServerRequest,
+        on_complete: Callable[[Exchange], None],
+        default_headers: HeaderList | None = None,
     ) -> Exchange | None:
         """Create the :class:`~wsgi_bridge.exchange.Exchange` for ``request`` (IOLoop).
 
         :param request: the Tornado request, headers read.
         :param on_complete: called once with the exchange when it is over; it must
             call :meth:`release` (the handler also logs the access line).
+        :param default_headers: ``(name, value)`` pairs the mount sends on every
+            response, the bridge's own answers included, unless the application
+            sets the same name; None for none.
         :returns: the exchange, or None when the bridge answered 404 itself (the path
             is outside ``script_name``).
         """
@@ -303,11 +353,14 @@ class WSGIContainer:
             )
         except NotMounted:
             exchange = Exchange(request, {}, request_id, self.exchange_config, on_complete)
+            exchange.pump.default_headers = default_headers
             exchange.respond_simple(404, "Not Found")
             return None
         environ[CLIENT_DISCONNECTED_KEY] = DisconnectEvent()
         environ[DEADLINE_KEY] = NO_DEADLINE
-        return Exchange(request, environ, request_id, self.exchange_config, on_complete)
+        exchange = Exchange(request, environ, request_id, self.exchange_config, on_complete)
+        exchange.pump.default_headers = default_headers
+        return exchange
 
     def admit(self, exchange: Exchange) -> bool:
         """Reserve an admission slot, or answer 503 at once (IOLoop, never the executor).

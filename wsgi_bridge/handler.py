@@ -112,25 +112,14 @@ class WSGIFallbackHandler(web.FallbackHandler):
             body_done.add_done_callback(self._on_body_future)
 
     def _begin(self) -> None:
-        container = self.container
-        exchange = container.start(self.request, self.exchange_complete)
-        if exchange is None:
-            return
-        if self._has_default_headers:
-            exchange.pump.default_headers = list(response_headers(self).get_all())
-        if self._length > container.max_body_size:
-            exchange.respond_simple(413, "Request Entity Too Large", close=True)
-            return
-        if not container.admit(exchange):
-            return
-        self._exchange = exchange
-        if not self._has_body:
-            return
-        # Let our own max_body_size (and its 413) govern instead of Tornado's 400.
-        connection: Any = self.request.connection
-        if hasattr(connection, "set_max_body_size"):
-            connection.set_max_body_size(2 * container.max_body_size + 1)
-        exchange.expect_body()
+        defaults = list(response_headers(self).get_all()) if self._has_default_headers else None
+        self._exchange = self.container.begin(
+            self.request,
+            self.exchange_complete,
+            body_length=self._length,
+            has_body=self._has_body,
+            default_headers=defaults,
+        )
 
     def _on_body_future(self, future: Future[None]) -> None:
         if future.cancelled() or future.exception() is not None:

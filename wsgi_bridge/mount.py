@@ -146,25 +146,13 @@ class _FallbackDelegate(httputil.HTTPMessageDelegate):
 
     def _begin(self) -> None:
         mount = self._mount
-        container = mount.container
-        exchange = container.start(self.request, self._complete)
-        if exchange is None:
-            return
-        if mount.default_headers is not None:
-            exchange.pump.default_headers = mount.default_headers
-        if self._length > container.max_body_size:
-            exchange.respond_simple(413, "Request Entity Too Large", close=True)
-            return
-        if not container.admit(exchange):
-            return
-        self._exchange = exchange
-        if not self._has_body:
-            return
-        # Let our own max_body_size (and its 413) govern instead of Tornado's 400.
-        connection: Any = self.request.connection
-        if hasattr(connection, "set_max_body_size"):
-            connection.set_max_body_size(2 * container.max_body_size + 1)
-        exchange.expect_body()
+        self._exchange = mount.container.begin(
+            self.request,
+            self._complete,
+            body_length=self._length,
+            has_body=self._has_body,
+            default_headers=mount.default_headers,
+        )
 
     def data_received(self, chunk: bytes) -> Future[None] | None:
         """Feed upload bytes to the exchange; the Future pauses reading (flow control)."""

@@ -260,6 +260,10 @@ def test_set_default_headers_reaches_wsgi_responses_app_headers_win() -> None:
         status, headers, _ = server.request("POST", "/x", body=b"x" * 100)
         assert status == 413
         assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+    with BridgeServer(apps.hello, handler=BrandedHandler, script_name="/app") as server:
+        status, headers, _ = server.request("GET", "/elsewhere")  # outside the mount: 404
+        assert status == 404
+        assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
 
 
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
@@ -275,6 +279,12 @@ def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> No
         # The bridge's own answers (here 413) carry the defaults too.
         status, headers, _ = server.request("POST", "/x", body=b"x" * 100)
         assert status == 413
+        assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+    with BridgeServer(
+        apps.hello, "bridge-fast", mount_options=defaults, script_name="/app"
+    ) as server:
+        status, headers, _ = server.request("GET", "/elsewhere")  # outside the mount: 404
+        assert status == 404
         assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
     with BridgeServer(apps.hello, "bridge-fast") as server:
         assert "Server" not in server.request("GET", "/x")[1]
