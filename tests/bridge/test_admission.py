@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask, request
 
+from tests.bridge.kinds import BOTH
 from wsgi_bridge import CLIENT_DISCONNECTED_KEY, DEADLINE_KEY, Deadline, DisconnectEvent
 from wsgi_bridge.admission import (
     DEFAULT_QUEUE_INTERVAL,
@@ -31,8 +32,6 @@ from wsgi_bridge.testing import (
     status_of,
     wait_for,
 )
-
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
 
 
 def raw_get(sock: socket.socket, path: str = "/") -> None:

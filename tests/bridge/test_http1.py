@@ -21,6 +21,7 @@ import tornado.web
 from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
+from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
 from wsgi_bridge.http1 import LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
@@ -31,8 +32,6 @@ from wsgi_bridge.testing import (
     status_of,
     wait_for,
 )
-
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
 
 
 def environ_of(body: bytes) -> dict[str, str]:
@@ -437,6 +436,22 @@ class _HelloHandler(tornado.web.RequestHandler):
         self.write("hello")
 
 
+def count_selector_calls(calls: list[str]) -> None:
+    """Record in ``calls`` each register/unregister/modify of the running loop's selector.
+
+    Call it on the IOLoop thread (e.g. as a server's start hook).
+    """
+    selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    for name in ("register", "unregister", "modify"):
+        real = getattr(selector, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kw)
+
+        setattr(selector, name, counted)
+
+
 def test_head_size_check_keeps_the_read_listener_between_requests() -> None:
     """The head-size check reads the head and gives it back (compat.unread): Tornado's
     read listener then stays registered between keep-alive requests, instead of one
@@ -444,19 +459,8 @@ def test_head_size_check_keeps_the_read_listener_between_requests() -> None:
     calls: list[str] = []
     _HelloHandler.streams.clear()
 
-    def count_selector_calls() -> None:
-        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
-        for name in ("register", "unregister", "modify"):
-            real = getattr(selector, name)
-
-            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
-                calls.append(_name)
-                return _real(*args, **kw)
-
-            setattr(selector, name, counted)
-
     app = tornado.web.Application([(r"/hello", _HelloHandler)])
-    with _tornado_server(app, count_selector_calls) as port:
+    with _tornado_server(app, lambda: count_selector_calls(calls)) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/hello")
         assert conn.getresponse().read() == b"hello"
@@ -496,17 +500,6 @@ def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
     Tornado keeps its read listener (no epoll unregister + register per request)."""
     calls: list[str] = []
 
-    def count_selector_calls() -> None:
-        selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
-        for name in ("register", "unregister", "modify"):
-            real = getattr(selector, name)
-
-            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
-                calls.append(_name)
-                return _real(*args, **kw)
-
-            setattr(selector, name, counted)
-
     def release(index: int) -> None:
         loop, gate = _GatedHandler.gates[index]
         loop.call_soon_threadsafe(gate.set)
@@ -516,7 +509,7 @@ def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
     app = tornado.web.Application([(r"/gated", _GatedHandler)])
     request = b"GET /gated HTTP/1.1\r\nHost: t\r\n\r\n"
     with (
-        _tornado_server(app, count_selector_calls) as port,
+        _tornado_server(app, lambda: count_selector_calls(calls)) as port,
         socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
     ):
         sock.sendall(request)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.bridge import apps
+from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.testing import (
@@ -25,10 +26,6 @@ from wsgi_bridge.testing import (
     status_of,
     wait_for,
 )
-
-BOTH = pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain"])
-#: The two streaming mounts: WSGIFallbackHandler and the fast WSGIFallback router.
-MOUNTS = pytest.mark.parametrize("kind", ["bridge", "bridge-fast"])
 
 
 def raw_get(sock: socket.socket, path: str = "/", method: str = "GET", extra: str = "") -> None:
