@@ -58,5 +58,7 @@ class ReadyHandler(BaseHandler):
         checks = await self.readiness.check(draining.is_set())
         ready = all(value == OK for value in checks.values())
         self.set_header("Cache-Control", "no-store")
-        self.set_status(200 if ready else 503)
-        self.write_json({"status": "ready" if ready else "not ready", "checks": checks})
+        self.write_json(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
