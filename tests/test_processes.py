@@ -205,9 +205,7 @@ def test_responses_during_the_drain_close_keep_alive_connections(
     assert server.process.wait(20) == 0, server.log
 
 
-def test_uvloop_serves_and_says_so(
-    migrated: str, site: Path, servers: list[ServerProcess]
-) -> None:
+def test_uvloop_serves_and_says_so(migrated: str, site: Path, servers: list[ServerProcess]) -> None:
     server = start(site, migrated, "--loop", "uvloop")
     servers.append(server)
     base = f"http://127.0.0.1:{server.port()}"
