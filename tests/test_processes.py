@@ -226,3 +226,36 @@ def test_a_supervisor_killed_outright_takes_its_processes_with_it(
     server.process.kill()
     server.process.wait(5)
     assert wait_for(lambda: not any(p.is_running() and p.status() != "zombie" for p in orphans), 15)
+
+
+# Every child fails as it starts: the supervisor must back off, then give up.
+CRASHING = f"""
+import sys
+
+sys.path.insert(0, {str(PROJECT_ROOT)!r})
+
+import server.processes
+
+
+def _serve_child(*args, **kwargs):
+    raise RuntimeError("this child cannot start")
+
+
+server.processes._serve_child = _serve_child
+"""
+
+
+def test_processes_that_keep_crashing_at_start_make_the_supervisor_give_up(
+    migrated: str, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    site = tmp_path / "crashing"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CRASHING)
+    server = start(site, migrated, "--processes", "2")
+    servers.append(server)
+    assert server.process.wait(30) == 1, server.log
+    server.close()
+    assert "this child cannot start" in server.log
+    assert "replacing it in 0.25 s" in server.log  # backed off, not spinning
+    assert re.search(r"5 crashes within 30 s, giving up", server.log), server.log
+    assert "serving on" not in server.log
