@@ -307,7 +307,7 @@ def _serve_child(settings: Settings, sockets: list[socket.socket], parent_pid: i
 
     async def main() -> int:
         stop = asyncio.Event()
-        watcher = asyncio.create_task(watch_parent(parent_pid, stop, PARENT_POLL_INTERVAL))
+        watcher = asyncio.ensure_future(watch_parent(parent_pid, stop, PARENT_POLL_INTERVAL))
         try:
             return await serve(settings, hybrid, stop=stop, sockets=sockets)
         finally:
