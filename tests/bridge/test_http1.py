@@ -530,3 +530,23 @@ def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
         during = calls[before:]
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert not during, during
+
+
+# ------------------------------------------------------ draining: Connection: close
+@pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
+def test_while_draining_each_response_closes_its_keep_alive_connection(path: str) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with BridgeServer(echo_path) as server, server.raw() as sock:
+        sock.sendall(request)
+        head, body = read_response_head(sock)
+        assert status_of(head) == 200 and header_value(head, "Connection") is None
+        while len(body) < int(header_value(head, "Content-Length") or 0):
+            body += sock.recv(65536)
+        assert server.http_server is not None
+        server.call(server.http_server.start_draining)
+        sock.sendall(request)  # the same connection, kept alive so far
+        data, closed = read_until_close(sock)
+        head, _, _ = data.partition(b"\r\n\r\n")
+        assert status_of(head) == 200
+        assert header_value(head, "Connection") == "close"
+        assert closed  # the server closed it after the response
