@@ -233,3 +233,15 @@ def test_a_slow_body_is_dropped_after_the_body_timeout(
         )
         assert httpx.get(server.url + "/healthz").status_code == 200  # others are served
         assert closed_within(slow, 6), "the slow upload's connection was never closed"
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(
+    live_server: ServerFactory,
+) -> None:
+    server = live_server(idle_timeout=1.0)
+    for path in ("/healthz", "/auth/login"):
+        with socket.create_connection(("127.0.0.1", server.port)) as idle:
+            idle.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            idle.settimeout(10)
+            assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
+            assert closed_within(idle, 6), path  # 1 s of idleness, not the old 75 s
