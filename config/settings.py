@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     app_env: Environment = Field("development", description="Which environment's defaults apply.")
     secret_key: SecretStr | None = Field(
         None,
-        description="Signs Flask sessions and Tornado secure cookies. Required in production.",
+        description="Signs Flask sessions and CSRF tokens (both sides). Required in production, "
+        "and checked there (config/secret_key.py): >= 32 bytes, random, in no file of the project.",
     )
     database_url: str | None = Field(
         None,
