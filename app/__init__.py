@@ -58,7 +58,9 @@ def create_app(
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection and Flask-Login to ``app``."""
+    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection, the security headers
+    (:mod:`app.security_headers`) and Flask-Login to ``app``."""
+    from app import security_headers
     from app.database import configure_sqlite, ensure_sqlite_directory
     from app.extensions import csrf, db
     from app.schema_migrations import init_migrations
@@ -67,6 +69,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     init_migrations(app)
     csrf.init_app(app)
+    security_headers.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
 
