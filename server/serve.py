@@ -39,6 +39,7 @@ import tornado.websocket
 from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
+from server.logs import configure_logging
 from wsgi_bridge import HTTPServer
 from wsgi_bridge.compat import live_threads
 
@@ -51,15 +52,6 @@ WEBSOCKET_CLOSE_TIMEOUT = 2.0
 
 CONNECTIONS_CLOSE_TIMEOUT = 5.0
 """Seconds idle HTTP connections get to close at shutdown."""
-
-
-def configure_logging(level: str) -> None:
-    """Send every logger to stderr in one format, at ``level`` (``"INFO"`` ...)."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        force=True,
-    )
 
 
 async def serve(

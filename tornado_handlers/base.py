@@ -18,12 +18,14 @@ from tornado_handlers.mixins import (
     InFlightMixin,
     JSONErrorsMixin,
     MethodParityMixin,
+    RequestIdMixin,
 )
-from wsgi_bridge import ensure_request_id
 from wsgi_bridge.compat import headers_written, pending_output
 
 
-class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFlightMixin):
+class BaseHandler(
+    FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, RequestIdMixin, InFlightMixin
+):
     """A native JSON handler with the service's shared dependencies.
 
     Route kwargs (passed to :meth:`initialize` from the route table,
@@ -38,7 +40,8 @@ class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFligh
     session, login and URLs (``session``, ``current_user``, ``flask_url``),
     ``HEAD``/``OPTIONS``/``Allow`` as Flask, and in-flight counting for the
     graceful shutdown. Every response carries ``X-Request-ID`` (the id the
-    access log shows).
+    access log shows), and every log line written for the request has it as
+    ``request_id`` (:class:`~tornado_handlers.mixins.RequestIdMixin`).
     """
 
     bytes_sent: int
@@ -48,10 +51,6 @@ class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFligh
         self.executor = executor
         self.flask_app = flask_app
         self.bytes_sent = 0
-
-    def set_default_headers(self) -> None:
-        """Every response carries this request's ``X-Request-ID``."""
-        self.set_header("X-Request-ID", ensure_request_id(self.request))
 
     def flush(self, include_footers: bool = False) -> Any:
         """Write the session cookie with the headers, count body bytes for the access log."""
