@@ -7,7 +7,7 @@
   ``X-Request-ID`` or a new one), bound with ``structlog.contextvars`` so every
   log line the view writes carries it, on the worker thread that runs it; and
   ``environ["wsgi_bridge.route"]`` is the matched rule's pattern
-  (``request.url_rule.rule``, e.g. ``/api/tasks/<int:task_id>``) or
+  (``request.url_rule.rule``, e.g. ``/api/items/<int:item_id>``) or
   ``"<unmatched>"``, which the bridge's access record passes to the metrics
   (never the raw path: bounded cardinality);
 * ``teardown_request``: the binding is removed, so the thread's next request

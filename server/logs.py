@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -68,14 +69,16 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def _renderer(log_format: LogFormat) -> Processor:
+def _renderer(log_format: LogFormat, stream: TextIO) -> Processor:
     if log_format == "json":
         return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    return structlog.dev.ConsoleRenderer(colors=stream.isatty())
 
 
-def configure_logging(level: str, log_format: LogFormat = "text") -> None:
-    """Send every logger to stderr through structlog, at ``level``.
+def configure_logging(
+    level: str, log_format: LogFormat = "text", stream: TextIO | None = None
+) -> None:
+    """Send every logger to ``stream`` (default stderr) through structlog, at ``level``.
 
     Replaces the root logger's handlers (so calling it again, e.g. in tests,
     switches the format) and configures ``structlog.get_logger()`` to end in the
@@ -83,6 +86,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
 
     :param level: the root level name (``"DEBUG"``, ``"INFO"`` ...).
     :param log_format: ``"json"`` or ``"text"`` (see the module docstring).
+    :param stream: where lines go; default ``sys.stderr``.
     :raises ValueError: an unknown ``log_format``.
     """
     if log_format not in ("json", "text"):
@@ -91,9 +95,10 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if log_format == "json":
         final.append(structlog.processors.format_exc_info)
-    final.append(_renderer(log_format))
+    stream = stream if stream is not None else sys.stderr
+    final.append(_renderer(log_format, stream))
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

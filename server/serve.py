@@ -40,6 +40,7 @@ from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
 from server.logs import configure_logging
+from server.metrics import start_admin_listener
 from wsgi_bridge import HTTPServer
 from wsgi_bridge.compat import live_threads
 
@@ -90,6 +91,15 @@ async def serve(
         idle_connection_timeout=75,
     )
     server.add_sockets(sockets)
+    try:
+        admin = start_admin_listener(settings, hybrid.metrics)
+    except OSError as error:
+        server.stop()
+        raise StartupError(
+            f"cannot listen on METRICS_HOST:METRICS_PORT "
+            f"{settings.metrics_host}:{settings.metrics_port}: {error.strerror or error}"
+        ) from None
+    sampler = hybrid.metrics.start_sampling()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -105,7 +115,10 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        sampler.stop()
         busy = await shutdown(hybrid, server, settings.shutdown_timeout)
+        if admin is not None:
+            admin.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)

@@ -13,11 +13,11 @@ class RequestIdMixin(tornado.web.RequestHandler):
 
     The id is the client's valid ``X-Request-ID`` or a new one
     (:func:`wsgi_bridge.ensure_request_id`, the same the access line shows).
-    ``prepare`` binds it with ``structlog.contextvars``: Tornado runs each handler's
-    ``_execute`` in a task of its own, so the binding covers everything this
-    request's coroutine logs, and blocking work sent to the executor with
-    ``run_in_executor`` (which runs it in a copy of the context); ``on_finish``
-    removes it.
+    ``prepare`` binds it with ``structlog.contextvars``: Tornado wraps each handler's
+    ``_execute`` coroutine in a future with its own copy of the context, so the
+    binding covers everything this request's coroutine logs, and blocking work sent
+    to the executor with ``run_in_executor`` (which runs it in a copy of the
+    context); ``on_finish`` removes it.
     """
 
     def set_default_headers(self) -> None:
