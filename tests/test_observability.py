@@ -23,14 +23,16 @@ import structlog
 from flask import Flask, g, request
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-from config import load_settings
+from config import ConfigError, load_settings
 from server.logs import configure_logging
 from server.metrics import child_exited, metrics_rules
 from tests.support.cli import ServerProcess, environment
 from tests.support.routes import add_native_route, with_views
 from tests.support.server import ServerFactory
 from tornado_handlers.base import BaseHandler
+from wsgi_bridge.access_log import log_access
 from wsgi_bridge.testing import wait_for
 
 log = logging.getLogger("app.test_observability")
@@ -226,3 +228,47 @@ def test_two_processes_sharing_a_multiproc_dir_add_up(
     assert not list(directory.glob(f"gauge_livesum_{second.process.pid}.db"))
     assert scrape(urls[0])[("http_requests_total", native)] == 2
     assert os.listdir(directory)
+
+
+def test_text_format_shows_the_access_fields(json_logs: Lines) -> None:
+    buffer = io.StringIO()
+    configure_logging("INFO", "text", stream=buffer)  # json_logs restores logging after
+    request = HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/items?page=2", "HTTP/1.1"),
+        headers=HTTPHeaders({"Host": "h", "User-Agent": "ua/1", "X-Request-ID": "r-7"}),
+    )
+    log_access(request, 201, 12, "flask")
+    (line,) = buffer.getvalue().splitlines()
+    assert " request " in line and "[tornado.access]" in line and "\x1b[" not in line
+    for field in (
+        "request_id=r-7",
+        "method=GET",
+        "path='/items?page=2'",  # ConsoleRenderer quotes values with special characters
+        "status=201",
+        "bytes=12",
+        "side=flask",
+        "user_agent=ua/1",
+        "duration_ms=",
+        "client=",
+    ):
+        assert field in line
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"LOG_FORMAT": "xml"}, r"^LOG_FORMAT: Input should be 'json' or 'text'"),
+        ({"METRICS_PORT": "0"}, r"^METRICS_PORT: Input should be greater than or equal to 1"),
+        ({"METRICS_PORT": "9100", "PORT": "9100"}, r"METRICS_PORT: must differ from PORT"),
+    ],
+)
+def test_bad_observability_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    assert load_settings().log_format == "json"
