@@ -35,10 +35,6 @@ from wsgi_bridge.request_id import current_request_id
 
 __all__ = ["LogFormat", "configure_logging"]
 
-#: Loggers whose records are not ours but go through the same formatter at ``level``
-#: like every other (they propagate to the root); listed for the documentation.
-ROUTED_LOGGERS = ("tornado", "hybrid", "wsgi_bridge", "werkzeug", "sqlalchemy", "app")
-
 
 def _add_bridge_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Tag lines the bridge's worker threads write (outside Flask's hooks) with the id."""
