@@ -21,7 +21,8 @@ class RequestIdMixin(tornado.web.RequestHandler):
     """
 
     def set_default_headers(self) -> None:
-        """Every response carries this request's ``X-Request-ID``."""
+        """Every response carries this request's ``X-Request-ID`` (then the other mixins')."""
+        super().set_default_headers()
         self.set_header("X-Request-ID", ensure_request_id(self.request))
 
     def prepare(self) -> None:
