@@ -104,7 +104,7 @@ def serve_command(
 
     overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format or "text")
     try:
         hybrid = build_hybrid(settings)
     except ConfigError as error:

@@ -47,6 +47,7 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["executor"] = executor
 
+    register_observability(app)  # first: its before_request runs before CSRF's
     register_extensions(app)
     register_error_handlers(app)
     register_templates(app)
@@ -72,6 +73,16 @@ def register_extensions(app: Flask) -> None:
     security_headers.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
+
+
+def register_observability(app: Flask) -> None:
+    """``g.request_id`` on every log line of a request, the route pattern for metrics.
+
+    See :mod:`app.observability`.
+    """
+    from app import observability
+
+    observability.init_app(app)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -35,6 +35,7 @@ INSTANCE_PATH = PROJECT_ROOT / "instance"
 
 Environment = Literal["development", "testing", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
 
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 """The ``SECRET_KEY`` used when none is set outside production. Never secret."""
@@ -94,6 +95,24 @@ class Settings(BaseSettings):
         None, description="Restart on code changes; default on in development only."
     )
     log_level: LogLevel = Field("INFO", description="Root log level.")
+    log_format: LogFormat | None = Field(
+        None,
+        description="Log lines as json (one object per line) or text (key=value); "
+        "default json in production, text elsewhere (docs/observability.md).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token GET /metrics requires (Authorization: Bearer ...); "
+        "unset: open in development and testing, off in production unless METRICS_PORT.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics only on this separate admin port (on METRICS_HOST), "
+        "not on PORT.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface of the METRICS_PORT listener.")
     max_queue: int | None = Field(
         None,
         ge=0,
@@ -173,6 +192,18 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("metrics_token", "metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
@@ -224,6 +255,14 @@ class Settings(BaseSettings):
         if value and not value.startswith("/"):
             raise ValueError("must start with '/', e.g. /legacy")
         return value
+
+    @model_validator(mode="after")
+    def _observability_defaults(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "json" if self.app_env == "production" else "text"
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT: must differ from PORT")
+        return self
 
     @model_validator(mode="after")
     def _environment_defaults(self) -> Settings:

@@ -20,9 +20,10 @@ from app.feature import Feature, Runtime, Shared
 from app.native_urls import attach_native_urls
 from config import Settings, check_unknown_variables
 from server.features import FEATURES
+from server.metrics import Metrics, metrics_rules
 from server.routes import make_routes
 from tornado_handlers.in_flight import InFlight
-from wsgi_bridge import WSGIContainer, access_log_function
+from wsgi_bridge import WSGIContainer
 
 FlaskFactory = Callable[[Settings, Executor, Iterable[Feature]], Flask]
 """``create_app(settings, executor, features) -> Flask``: how the Flask app is made."""
@@ -41,6 +42,7 @@ class Hybrid:
         Its settings hold ``in_flight`` (native requests in flight) and
         ``websockets`` (the open WebSocket handlers, closed at shutdown).
     :ivar features: the features wired in, in order.
+    :ivar metrics: this process's Prometheus metrics (:mod:`server.metrics`).
     """
 
     settings: Settings
@@ -49,6 +51,7 @@ class Hybrid:
     container: WSGIContainer
     application: tornado.web.Application
     features: Sequence[Feature]
+    metrics: Metrics
 
     @property
     def runtime(self) -> Runtime:
@@ -105,13 +108,24 @@ def build_hybrid(
         script_name=settings.flask_mount,
         trusted_proxies=settings.trusted_proxies,
     )
+    metrics = Metrics()
     application = tornado.web.Application(
-        make_routes(Shared(executor, flask_app), container, features),
-        log_function=access_log_function,
+        make_routes(
+            Shared(executor, flask_app),
+            container,
+            features,
+            metrics_rules(settings, metrics),
+            metrics.log_function,
+        ),
+        log_function=metrics.log_function,
         in_flight=InFlight(),
         websockets=set(),
         **settings.tornado_settings(),
     )
     # Flask templates' native_url() reverses names with this very route table.
     attach_native_urls(flask_app, application.reverse_url)
-    return Hybrid(settings, executor, flask_app, container, application, tuple(features))
+    hybrid = Hybrid(settings, executor, flask_app, container, application, tuple(features), metrics)
+    runtime = hybrid.runtime
+    collectors = [c for feature in hybrid.features for c in feature.collectors(runtime)]
+    metrics.attach(application, executor, container, collectors)
+    return hybrid

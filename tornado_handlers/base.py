@@ -20,12 +20,19 @@ from tornado_handlers.mixins import (
     InFlightMixin,
     JSONErrorsMixin,
     MethodParityMixin,
+    RequestIdMixin,
 )
-from wsgi_bridge import ensure_request_id
 from wsgi_bridge.compat import headers_written, pending_output
 
 
-class BaseHandler(CSRFMixin, FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFlightMixin):
+class BaseHandler(
+    CSRFMixin,
+    FlaskSessionMixin,
+    JSONErrorsMixin,
+    MethodParityMixin,
+    RequestIdMixin,
+    InFlightMixin,
+):
     """A native JSON handler with the service's shared dependencies.
 
     Route kwargs (passed to :meth:`initialize` from the route table,
@@ -42,7 +49,9 @@ class BaseHandler(CSRFMixin, FlaskSessionMixin, JSONErrorsMixin, MethodParityMix
     graceful shutdown, and Flask-WTF's CSRF token on unsafe requests that carry
     the session cookie (``CSRFMixin``; ``csrf_exempt = True`` opts out). Every
     response carries ``X-Request-ID`` (the id the access log shows) and the
-    security headers (:mod:`app.security_headers`), error answers included.
+    security headers (:mod:`app.security_headers`), error answers included; every
+    log line written for the request has ``request_id``
+    (:class:`~tornado_handlers.mixins.RequestIdMixin`).
     """
 
     bytes_sent: int
@@ -54,8 +63,8 @@ class BaseHandler(CSRFMixin, FlaskSessionMixin, JSONErrorsMixin, MethodParityMix
         self.bytes_sent = 0
 
     def set_default_headers(self) -> None:
-        """Every response carries this request's ``X-Request-ID`` and the security headers."""
-        self.set_header("X-Request-ID", ensure_request_id(self.request))
+        """Every response carries ``X-Request-ID`` (``RequestIdMixin``) and the security headers."""
+        super().set_default_headers()
         # Application settings: set_default_headers runs before initialize().
         hsts = int(self.settings.get("hsts_seconds", 0))
         for name, value in security_headers(hsts, self.request.protocol == "https"):

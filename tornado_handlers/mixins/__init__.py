@@ -9,7 +9,8 @@
   ``current_user``, ``load_user``, ``flask_url``);
 * :class:`.MethodParityMixin` -- ``HEAD``, ``OPTIONS``, ``Allow`` and no ``ETag``, as Flask;
 * :class:`.InFlightMixin` -- counts native requests in flight for the graceful shutdown;
-* :class:`.CSRFMixin` -- Flask-WTF's CSRF token on unsafe requests with the session cookie.
+* :class:`.CSRFMixin` -- Flask-WTF's CSRF token on unsafe requests with the session cookie;
+* :class:`.RequestIdMixin` -- ``X-Request-ID`` on responses, ``request_id`` on log lines.
 
 Each is a :class:`tornado.web.RequestHandler` subclass (so it type-checks on its
 own) and reads only ``self.executor`` and ``self.flask_app``, which
@@ -22,6 +23,7 @@ from tornado_handlers.mixins.executor import ExecutorMixin
 from tornado_handlers.mixins.in_flight import InFlightMixin
 from tornado_handlers.mixins.json_io import JSONMixin
 from tornado_handlers.mixins.methods import MethodParityMixin
+from tornado_handlers.mixins.request_id import RequestIdMixin
 from tornado_handlers.mixins.session import FlaskSessionMixin
 
 __all__ = [
@@ -32,4 +34,5 @@ __all__ = [
     "JSONErrorsMixin",
     "JSONMixin",
     "MethodParityMixin",
+    "RequestIdMixin",
 ]
