@@ -74,7 +74,7 @@ cli.commands.pop("run", None)
 _default_to_every_branch()
 
 
-@cli.command("serve")
+@cli.command("serve", with_appcontext=False)  # it builds its own app, after the checks
 @click.option("--host", help="Interface to listen on (HOST).")
 @click.option("--port", type=int, help="TCP port (PORT); 0 picks a free one.")
 @click.option("--threads", type=int, help="Worker threads of the shared executor (THREADS).")
@@ -117,6 +117,7 @@ def serve_command(
     from app.schema_migrations import upgrade_database
     from server.build import build_hybrid
     from server.checks import StartupError, check_known_revisions, database_error_message
+    from server.metrics import MULTIPROC_DIR_ENV, child_exited, prepare_multiprocess_dir
     from server.processes import serve_in_processes
     from server.serve import configure_logging, run_event_loop, serve
 
@@ -129,7 +130,12 @@ def serve_command(
         "event_loop": event_loop,
     }
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format or "text")
+    if settings.processes != 1:
+        try:  # before any metric exists, so that every child writes to the shared files
+            prepare_multiprocess_dir()
+        except OSError as error:
+            raise click.ClickException(f"cannot prepare {MULTIPROC_DIR_ENV}: {error}") from None
     try:
         hybrid = build_hybrid(settings)
     except ConfigError as error:
@@ -139,7 +145,7 @@ def serve_command(
             check_known_revisions(hybrid.flask_app)
             upgrade_database(hybrid.flask_app)
         if settings.processes != 1:
-            status = serve_in_processes(settings, hybrid.flask_app)
+            status = serve_in_processes(settings, hybrid.flask_app, on_child_exit=child_exited)
             hybrid.close()
             sys.exit(status)
         busy = run_event_loop(serve(settings, hybrid), settings.event_loop)

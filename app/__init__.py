@@ -47,6 +47,7 @@ def create_app(
     app.extensions["settings"] = settings
     app.extensions["executor"] = executor
 
+    register_observability(app)  # first: its before_request runs before CSRF's
     register_extensions(app)
     register_error_handlers(app)
     register_templates(app)
@@ -58,7 +59,9 @@ def create_app(
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection and Flask-Login to ``app``."""
+    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection, the security headers
+    (:mod:`app.security_headers`) and Flask-Login to ``app``."""
+    from app import security_headers
     from app.database import configure_sqlite, ensure_sqlite_directory
     from app.extensions import csrf, db
     from app.schema_migrations import init_migrations
@@ -67,8 +70,19 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     init_migrations(app)
     csrf.init_app(app)
+    security_headers.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
+
+
+def register_observability(app: Flask) -> None:
+    """``g.request_id`` on every log line of a request, the route pattern for metrics.
+
+    See :mod:`app.observability`.
+    """
+    from app import observability
+
+    observability.init_app(app)
 
 
 def register_error_handlers(app: Flask) -> None:

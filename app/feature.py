@@ -20,6 +20,8 @@ hook                   what the feature does there
 :meth:`~Feature.stop`          on SIGTERM, once requests have drained and before the
                                thread pool shuts down (stop background work)
 :meth:`~Feature.closed`        after the pool shut down (record what was cut short)
+:meth:`~Feature.collectors`    Prometheus collectors ``GET /metrics`` runs at scrape
+                               time (e.g. rows by state, read from the database)
 =====================  ==========================================================
 
 Removing a feature is deleting its folders and its line in ``server/features.py``.
@@ -30,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flask import Flask
 from pydantic_settings import BaseSettings
@@ -38,6 +40,9 @@ from tornado.routing import Rule
 from tornado.web import Application
 
 from config import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,18 @@ class Feature:
 
     async def closed(self, runtime: Runtime) -> None:
         """Clean up after the pool shut down (its threads ended or were given up on)."""
+
+    def collectors(self, runtime: Runtime) -> Sequence[Collector]:
+        """Return ``prometheus_client`` collectors for ``GET /metrics`` (server/metrics.py).
+
+        Each scrape calls their ``collect()`` on a thread (never the IOLoop), so they
+        may block briefly, e.g. count rows in the database; give them a ``describe()``
+        returning the metric families without work.  Called once, when the server
+        is built.
+
+        :param runtime: the process's settings, executor, Flask app and application.
+        """
+        return ()
 
     def __repr__(self) -> str:
         return f"<Feature {self.name}>"

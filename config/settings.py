@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
+from config.secret_key import check_production_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout's root directory (where ``manage.py`` lives)."""
@@ -37,6 +38,7 @@ INSTANCE_PATH = PROJECT_ROOT / "instance"
 Environment = Literal["development", "testing", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 EventLoop = Literal["asyncio", "uvloop"]
+LogFormat = Literal["json", "text"]
 
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 """The ``SECRET_KEY`` used when none is set outside production. Never secret."""
@@ -78,7 +80,8 @@ class Settings(BaseSettings):
     app_env: Environment = Field("development", description="Which environment's defaults apply.")
     secret_key: SecretStr | None = Field(
         None,
-        description="Signs Flask sessions and Tornado secure cookies. Required in production.",
+        description="Signs Flask sessions and CSRF tokens (both sides). Required in production, "
+        "and checked there (config/secret_key.py): >= 32 bytes, random, in no file of the project.",
     )
     database_url: str | None = Field(
         None,
@@ -95,6 +98,24 @@ class Settings(BaseSettings):
         None, description="Restart on code changes; default on in development only."
     )
     log_level: LogLevel = Field("INFO", description="Root log level.")
+    log_format: LogFormat | None = Field(
+        None,
+        description="Log lines as json (one object per line) or text (key=value); "
+        "default json in production, text elsewhere (docs/observability.md).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token GET /metrics requires (Authorization: Bearer ...); "
+        "unset: open in development and testing, off in production unless METRICS_PORT.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics only on this separate admin port (on METRICS_HOST), "
+        "not on PORT.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface of the METRICS_PORT listener.")
     max_queue: int | None = Field(
         None,
         ge=0,
@@ -149,6 +170,28 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated IPs/CIDRs whose X-Forwarded-* headers are honoured.",
     )
+    secret_key_fallbacks: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated previous SECRET_KEYs: cookies and CSRF tokens they "
+        "signed are still accepted; new ones are signed with SECRET_KEY.",
+    )
+    hsts_seconds: int = Field(
+        0,
+        ge=0,
+        description="Strict-Transport-Security max-age for https responses, seconds; 0: no HSTS.",
+    )
+    idle_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds a keep-alive connection may stay idle, and a request head "
+        "may take to arrive, before the connection is closed.",
+    )
+    body_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a request body may take to arrive, in all, before the "
+        "connection is closed.",
+    )
     flask_mount: str = Field(
         "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
     )
@@ -168,6 +211,18 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @field_validator("metrics_token", "metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
@@ -175,6 +230,13 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @field_validator("secret_key_fallbacks", mode="before")
+    @classmethod
+    def _split_fallbacks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("database_url")
@@ -224,13 +286,24 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _observability_defaults(self) -> Settings:
+        if self.log_format is None:
+            self.log_format = "json" if self.app_env == "production" else "text"
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT: must differ from PORT")
+        return self
+
+    @model_validator(mode="after")
     def _environment_defaults(self) -> Settings:
         if self.secret_key is None:
             if self.app_env == "production":
                 raise ValueError("SECRET_KEY: required when APP_ENV=production")
             self.secret_key = SecretStr(DEVELOPMENT_SECRET_KEY)
-        elif self.app_env == "production" and len(self.secret_key.get_secret_value()) < 16:
-            raise ValueError("SECRET_KEY: must be at least 16 characters when APP_ENV=production")
+        elif self.app_env == "production":
+            check_production_key("SECRET_KEY", self.secret_key.get_secret_value(), PROJECT_ROOT)
+            for index, fallback in enumerate(self.secret_key_fallbacks):
+                variable = f"SECRET_KEY_FALLBACKS[{index}]"
+                check_production_key(variable, fallback.get_secret_value(), PROJECT_ROOT)
         if self.database_url is None:
             self.database_url = default_database_url(self.app_env)
         if self.debug is None:
@@ -265,9 +338,17 @@ class Settings(BaseSettings):
             know the environment.
         """
         assert self.secret_key is not None
+        secret_key = self.secret_key.get_secret_value()
+        fallbacks = [key.get_secret_value() for key in self.secret_key_fallbacks]
         return {
             "APP_ENV": self.app_env,
-            "SECRET_KEY": self.secret_key.get_secret_value(),
+            "SECRET_KEY": secret_key,
+            # Flask 3.1 verifies sessions with these too (and signs with SECRET_KEY).
+            "SECRET_KEY_FALLBACKS": fallbacks,
+            # Flask-WTF reads one key; itsdangerous takes a list, newest last, signs with
+            # the last and verifies with every one: CSRF tokens survive a rotation too.
+            "WTF_CSRF_SECRET_KEY": [*fallbacks, secret_key] if fallbacks else secret_key,
+            "HSTS_SECONDS": self.hsts_seconds,
             "SQLALCHEMY_DATABASE_URI": self.database_url,
             "DEBUG": bool(self.debug),
             "TESTING": self.app_env == "testing",
@@ -293,7 +374,10 @@ class Settings(BaseSettings):
             "autoreload": False,
             "serve_traceback": bool(self.debug),
             "cookie_secret": self.secret_key.get_secret_value(),
+            # Tornado's own XSRF scheme stays off: native handlers check Flask-WTF's
+            # token instead (tornado_handlers.mixins.CSRFMixin), one scheme for both sides.
             "xsrf_cookies": False,
+            "hsts_seconds": self.hsts_seconds,
             "websocket_ping_interval": 20,
             "compress_response": False,
         }

@@ -19,11 +19,12 @@ from flask import Flask
 from app import create_app
 from app.feature import Feature, Runtime, Shared
 from app.native_urls import attach_native_urls
-from config import Settings
+from config import Settings, check_unknown_variables
 from server.features import FEATURES
+from server.metrics import Metrics, metrics_rules
 from server.routes import make_routes
 from tornado_handlers.in_flight import InFlight
-from wsgi_bridge import WSGIContainer, access_log_function
+from wsgi_bridge import WSGIContainer
 
 FlaskFactory = Callable[[Settings, Executor, Iterable[Feature]], Flask]
 """``create_app(settings, executor, features) -> Flask``: how the Flask app is made."""
@@ -44,6 +45,7 @@ class Hybrid:
         ``draining`` (a :class:`threading.Event` set when the shutdown begins;
         ``/readyz`` answers 503 from then on).
     :ivar features: the features wired in, in order.
+    :ivar metrics: this process's Prometheus metrics (:mod:`server.metrics`).
     """
 
     settings: Settings
@@ -52,6 +54,7 @@ class Hybrid:
     container: WSGIContainer
     application: tornado.web.Application
     features: Sequence[Feature]
+    metrics: Metrics
 
     @property
     def runtime(self) -> Runtime:
@@ -94,8 +97,11 @@ def build_hybrid(
     :param executor: the shared pool to use; default a new one of
         ``settings.threads`` threads (tests pass their own).
     :returns: the :class:`Hybrid`; nothing is listening yet.
-    :raises config.ConfigError: if a feature's settings are invalid.
+    :raises config.ConfigError: if a feature's settings are invalid, or (in
+        production) a variable looks like a setting but is none
+        (:func:`config.check_unknown_variables`).
     """
+    check_unknown_variables(settings, (model for f in features for model in f.settings))
     if executor is None:
         executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="worker")
     flask_app = create_flask_app(settings, executor, features)
@@ -111,9 +117,16 @@ def build_hybrid(
         script_name=settings.flask_mount,
         trusted_proxies=settings.trusted_proxies,
     )
+    metrics = Metrics()
     application = tornado.web.Application(
-        make_routes(Shared(executor, flask_app), container, features),
-        log_function=access_log_function,
+        make_routes(
+            Shared(executor, flask_app),
+            container,
+            features,
+            metrics_rules(settings, metrics),
+            metrics.log_function,
+        ),
+        log_function=metrics.log_function,
         in_flight=InFlight(),
         websockets=set(),
         draining=threading.Event(),
@@ -121,4 +134,8 @@ def build_hybrid(
     )
     # Flask templates' native_url() reverses names with this very route table.
     attach_native_urls(flask_app, application.reverse_url)
-    return Hybrid(settings, executor, flask_app, container, application, tuple(features))
+    hybrid = Hybrid(settings, executor, flask_app, container, application, tuple(features), metrics)
+    runtime = hybrid.runtime
+    collectors = [c for feature in hybrid.features for c in feature.collectors(runtime)]
+    metrics.attach(application, executor, container, collectors)
+    return hybrid

@@ -54,6 +54,8 @@ import tornado.websocket
 from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
+from server.logs import configure_logging
+from server.metrics import start_admin_listener
 from wsgi_bridge import HTTPServer
 from wsgi_bridge.compat import live_threads
 
@@ -68,15 +70,6 @@ WEBSOCKET_CLOSE_TIMEOUT = 2.0
 
 CONNECTIONS_CLOSE_TIMEOUT = 5.0
 """Seconds idle HTTP connections get to close at shutdown."""
-
-
-def configure_logging(level: str) -> None:
-    """Send every logger to stderr in one format, at ``level`` (``"INFO"`` ...)."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        force=True,
-    )
 
 
 def run_event_loop(main: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
@@ -141,9 +134,20 @@ async def serve(
     server = HTTPServer(
         hybrid.application,
         max_body_size=settings.max_body_size,
-        idle_connection_timeout=75,
+        idle_connection_timeout=settings.idle_timeout,
+        body_timeout=settings.body_timeout,
+        trusted_proxies=settings.trusted_proxies,
     )
     server.add_sockets(sockets)
+    try:
+        admin = start_admin_listener(settings, hybrid.metrics)
+    except OSError as error:
+        server.stop()
+        raise StartupError(
+            f"cannot listen on METRICS_HOST:METRICS_PORT "
+            f"{settings.metrics_host}:{settings.metrics_port}: {error.strerror or error}"
+        ) from None
+    sampler = hybrid.metrics.start_sampling()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -160,9 +164,12 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        sampler.stop()
         busy = await shutdown(
             hybrid, server, settings.shutdown_timeout, grace=settings.drain_grace or 0.0
         )
+        if admin is not None:
+            admin.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)

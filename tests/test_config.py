@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError, match=r"^SECRET_KEY: required when APP_ENV=production$"):
         load_settings()
     monkeypatch.setenv("SECRET_KEY", "short")
-    with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 16 characters"):
+    with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 32 bytes"):
         load_settings()
-    monkeypatch.setenv("SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
     settings = load_settings()
     assert settings.debug is False and settings.autoreload is False
     assert settings.flask_config()["SESSION_COOKIE_SECURE"] is True
@@ -152,7 +153,7 @@ def test_process_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.process_count >= 1  # one per core
     assert settings.autoreload is False  # development's default gives way to processes
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
     assert load_settings().drain_grace == 5  # a load balancer needs time to see /readyz
     monkeypatch.setenv("DRAIN_GRACE", "0.5")
     assert load_settings().drain_grace == 0.5

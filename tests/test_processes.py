@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from config import PROJECT_ROOT
 from tests.support.cli import ServerProcess, environment
@@ -68,8 +69,8 @@ class NativeSlow(BaseHandler):
         self.write("native done")
 
 
-def make_routes(shared, container, features):
-    rules = _make_routes(shared, container, features)
+def make_routes(shared, *args, **kwargs):
+    rules = _make_routes(shared, *args, **kwargs)
     rules.insert(0, url(r"/_test/native-slow", NativeSlow, shared.kwargs()))
     return rules
 
@@ -259,3 +260,43 @@ def test_processes_that_keep_crashing_at_start_make_the_supervisor_give_up(
     assert "replacing it in 0.25 s" in server.log  # backed off, not spinning
     assert re.search(r"5 crashes within 30 s, giving up", server.log), server.log
     assert "serving on" not in server.log
+
+
+def test_metrics_add_up_across_the_processes_and_forget_a_dead_one(
+    migrated: str, site: Path, servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    directory = tmp_path / "prometheus"  # serve empties or creates it, before forking
+    server = start(site, migrated, "--processes", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
+    servers.append(server)
+    base = f"http://127.0.0.1:{server.port()}"
+    server.port(2)
+    answered: dict[int, int] = {}  # pid -> /healthz requests it answered
+    while len(answered) < 2 or sum(answered.values()) < 10:
+        pid = httpx.get(f"{base}/healthz", timeout=5).json()["pid"]
+        answered[pid] = answered.get(pid, 0) + 1
+        assert sum(answered.values()) < 400, answered
+    for _ in range(6):
+        assert httpx.get(f"{base}/_test/slow", timeout=5).status_code == 200
+
+    def total(name: str, **wanted: str) -> float:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and wanted.items() <= sample.labels.items()
+        )
+
+    healthz = {"side": "native", "route": "/healthz", "status": "200"}
+    slow = {"side": "flask", "route": "/_test/slow", "status": "200"}
+    assert total("http_requests_total", **healthz) == sum(answered.values())
+    assert total("http_requests_total", **slow) == 6
+    # A killed process's live gauges are forgotten (on_child_exit), its counts stay.
+    victim = min(answered)
+    assert list(directory.glob(f"gauge_livesum_{victim}.db"))
+    psutil.Process(victim).kill()
+    server.wait_for_line(re.compile(rf"pid ({victim})\) exited unexpectedly"))
+    assert wait_for(lambda: not list(directory.glob(f"gauge_livesum_{victim}.db")), 5)
+    assert total("http_requests_total", **healthz) >= sum(answered.values())
+    status, _ = server.stop(20)
+    assert status == 0, server.log

@@ -9,6 +9,12 @@ otherwise, like ``tornado.web.Application.log_request``)::
 ``aborted`` marks a response cut short (client went away, or the application failed
 after the headers were sent); the status is the one that was sent, or ``499`` when
 no status line left the server (nginx's "client closed request").
+
+The same facts also travel as structured fields, in the record's ``extra``
+(:data:`ACCESS_FIELDS`): a structured formatter (structlog's ``ProcessorFormatter``
+with ``ExtraAdder``, python-json-logger ...) renders them as keys, while plain
+``logging`` shows the line above.  The bridge stays on the standard library, so it
+works with any logging set-up.
 """
 
 from __future__ import annotations
@@ -27,6 +33,34 @@ access_log = logging.getLogger("tornado.access")
 #: Status logged when the client went away before any status line was sent.
 STATUS_CLIENT_CLOSED = 499
 
+#: The ``extra`` keys of an access record: ``request_id`` (str), ``method`` (str),
+#: ``path`` (the request target as sent: path and query), ``status`` (int),
+#: ``bytes`` (body bytes, int, or None when unknown), ``duration_ms`` (float,
+#: milliseconds since the request line arrived), ``side`` (str), ``client``
+#: (``request.remote_ip``: the peer, or the client a trusted proxy named),
+#: ``user_agent`` (str or None) and ``aborted`` (bool).
+ACCESS_FIELDS = (
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "duration_ms",
+    "side",
+    "client",
+    "user_agent",
+    "aborted",
+)
+
+
+def _as_bytes(value: int | str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
 
 def log_access(
     request: HTTPServerRequest,
@@ -35,31 +69,51 @@ def log_access(
     side: str,
     aborted: bool = False,
 ) -> None:
-    """Write one access line for ``request``.
+    """Write one access line for ``request``, with its :data:`ACCESS_FIELDS` as ``extra``.
 
-    :param request: the Tornado request (method, uri, start time, request id).
+    :param request: the Tornado request (method, uri, start time, request id,
+        ``remote_ip``, ``User-Agent``).
     :param status: HTTP status code sent.
     :param bytes_sent: body bytes written (int), a header string, or None for ``-``.
-    :param side: ``"native"`` or ``"wsgi"``.
+    :param side: who served it, e.g. ``"native"``, ``"wsgi"`` (the bridge's default)
+        or the name the mount was given (``WSGIFallback(side="flask")``).
     :param aborted: append the ``aborted`` marker.
     """
     if status < 400:
-        method = access_log.info
+        level = logging.INFO
     elif status < 500:
-        method = access_log.warning
+        level = logging.WARNING
     else:
-        method = access_log.error
-    size = "-" if bytes_sent is None or bytes_sent == "" else f"{bytes_sent}B"
-    method(
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    size = _as_bytes(bytes_sent)
+    duration_ms = 1000.0 * request.request_time()
+    request_id = ensure_request_id(request)
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "path": request.uri,
+        "status": status,
+        "bytes": size,
+        "duration_ms": round(duration_ms, 3),
+        "side": side,
+        "client": request.remote_ip,
+        "user_agent": request.headers.get("User-Agent"),
+        "aborted": aborted,
+    }
+    access_log.log(
+        level,
         "%s %s %d %s %.2fms id=%s side=%s%s",
         request.method,
         request.uri,
         status,
-        size,
-        1000.0 * request.request_time(),
-        ensure_request_id(request),
+        "-" if size is None else f"{size}B",
+        duration_ms,
+        request_id,
         side,
         " aborted" if aborted else "",
+        extra=fields,
     )
 
 

@@ -34,6 +34,7 @@ from tornado.web import RequestHandler
 __all__ = [
     "HTTP1_OVERRIDES",
     "body_future",
+    "busy_threads",
     "close_after_response",
     "connection_max_body_size",
     "deliver_body",
@@ -264,3 +265,19 @@ def live_threads(executor: ThreadPoolExecutor) -> int:
     """
     threads: Any = getattr(executor, "_threads", ())
     return sum(1 for thread in list(threads) if thread.is_alive())
+
+
+def busy_threads(executor: ThreadPoolExecutor) -> int:
+    """How many of ``executor``'s threads run (or are about to run) a work item.
+
+    Live threads (:func:`live_threads`) minus the idle ones: each thread that finishes
+    a work item releases ``ThreadPoolExecutor._idle_semaphore`` and each ``submit``
+    takes one release back, so its counter is the number of idle threads waiting for
+    work.  A sample for metrics, exact only when the pool is quiet.
+
+    :returns: a count of threads, 0 before the first job was submitted.
+    """
+    idle: Any = getattr(executor, "_idle_semaphore", None)
+    idle_count = getattr(idle, "_value", 0)
+    live = live_threads(executor)
+    return max(0, live - (idle_count if isinstance(idle_count, int) else 0))

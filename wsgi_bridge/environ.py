@@ -17,6 +17,7 @@ import tornado
 from tornado.httputil import HTTPServerRequest
 
 from .proxy import TrustedProxies, resolve_forwarded
+from .request_id import REQUEST_ID_ENVIRON_KEY
 from .types import Environ
 
 #: ``SERVER_SOFTWARE`` when the container is given none (RFC 3875 §4.1.17 form:
@@ -100,7 +101,7 @@ def build_environ(
     :param request: the Tornado request (read only).
     :param wsgi_input: the object to expose as ``wsgi.input``.
     :param request_id: the id from :func:`~wsgi_bridge.request_id.ensure_request_id`;
-        put in ``HTTP_X_REQUEST_ID``.
+        put in ``HTTP_X_REQUEST_ID`` and ``wsgi_bridge.request_id``.
     :param script_name: mount prefix, see :func:`split_script_name`.
     :param trusted_proxies: peers whose ``X-Forwarded-For/-Proto/-Host`` are honoured.
     :param file_wrapper: the ``wsgi.file_wrapper`` callable.
@@ -181,6 +182,7 @@ def build_environ(
     if chunked:
         environ.pop("CONTENT_LENGTH", None)
     environ["HTTP_X_REQUEST_ID"] = request_id
+    environ[REQUEST_ID_ENVIRON_KEY] = request_id
 
     if trusted_proxies:
         peer = address[0] if isinstance(address, tuple) and address else request.remote_ip

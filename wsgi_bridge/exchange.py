@@ -26,6 +26,7 @@ from .deadline import CLIENT_DISCONNECTED_KEY
 from .input import BufferedInput, StreamingInput
 from .intake import RequestIntake
 from .pump import ResponsePump
+from .request_id import current_request_id
 from .types import Dispatch, Environ, HeaderList, WSGIApp
 from .worker import StartResponse, run_application
 
@@ -204,6 +205,8 @@ class Exchange:
         """The worker job: run the application for this request (never raises)."""
         self.started_at = now = time.monotonic()
         pump = self.pump
+        # This job runs in its own copy of the dispatcher's context (container.dispatch).
+        current_request_id.set(pump.request_id)
         if self.abandoned:  # got its 504 while it waited for a thread: never run the app
             pump.worker_finished()
             return

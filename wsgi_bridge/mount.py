@@ -30,7 +30,14 @@ from .container import WSGIContainer
 from .exchange import Exchange
 from .types import HeaderList
 
-__all__ = ["AccessRecord", "WSGIFallback"]
+__all__ = ["ROUTE_ENVIRON_KEY", "AccessRecord", "WSGIFallback"]
+
+#: WSGI environ key an application may set to name the route pattern that served the
+#: request (Flask: ``request.url_rule.rule``, e.g. ``"/api/items/<int:item_id>"``);
+#: :class:`AccessRecord` passes it on as ``route`` (None when the application did not
+#: set it, or never ran: 503, 413, 404 outside ``script_name``).  A pattern, never the
+#: raw path, so metrics keyed by it keep a bounded number of series.
+ROUTE_ENVIRON_KEY = "wsgi_bridge.route"
 
 
 class AccessRecord:
@@ -38,16 +45,22 @@ class AccessRecord:
 
     The attributes :func:`~wsgi_bridge.access_log.access_log_function` reads from a
     finished handler: ``request``, ``get_status()``, ``bytes_sent`` (body bytes),
-    ``response_aborted`` and ``access_log_side = "wsgi"``.
+    ``response_aborted`` and ``access_log_side`` (the mount's ``side``, default
+    ``"wsgi"``); plus ``route``, the application's :data:`ROUTE_ENVIRON_KEY` or None.
     """
 
-    __slots__ = ("bytes_sent", "request", "response_aborted", "status")
+    __slots__ = ("access_log_side", "bytes_sent", "request", "response_aborted", "route", "status")
 
-    access_log_side = "wsgi"
-
-    def __init__(self, request: httputil.HTTPServerRequest, exchange: Exchange) -> None:
-        """:param request: the request; :param exchange: its finished exchange."""
+    def __init__(
+        self, request: httputil.HTTPServerRequest, exchange: Exchange, side: str = "wsgi"
+    ) -> None:
+        """:param request: the request; :param exchange: its finished exchange;
+        :param side: the name the access line gives the mount."""
         self.request = request
+        self.access_log_side = side
+        route = exchange.environ.get(ROUTE_ENVIRON_KEY)
+        #: The route pattern the application reported, or None.
+        self.route: str | None = route if isinstance(route, str) else None
         #: Status sent, or 499 (nginx's "client closed request") when none was.
         self.status = exchange.status_code or 499
         self.bytes_sent: int = exchange.bytes_sent
@@ -83,6 +96,8 @@ class WSGIFallback(Router):
         bridge's own 404/413/503 included), unless the application sets the name.
     :param log_function: called once per request on the IOLoop thread after the
         response was handed to the connection, or None.
+    :param side: the ``side`` of the access line and :class:`AccessRecord` (default
+        ``"wsgi"``; the service passes ``"flask"``).
     :raises TypeError: ``container`` is not a :class:`WSGIContainer`.
     """
 
@@ -92,12 +107,14 @@ class WSGIFallback(Router):
         *,
         default_headers: Iterable[tuple[str, str]] = (),
         log_function: Callable[[Any], None] | None = access_log_function,
+        side: str = "wsgi",
     ) -> None:
         if not isinstance(container, WSGIContainer):
             raise TypeError("WSGIFallback needs a wsgi_bridge.WSGIContainer")
         self.container = container
         self.default_headers: HeaderList | None = list(default_headers) or None
         self.log_function = log_function
+        self.side = side
 
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
@@ -180,4 +197,4 @@ class _FallbackDelegate(httputil.HTTPMessageDelegate):
         if connection is not None and hasattr(connection, "set_close_callback"):
             connection.set_close_callback(None)
         if mount.log_function is not None:
-            mount.log_function(AccessRecord(self.request, exchange))
+            mount.log_function(AccessRecord(self.request, exchange, mount.side))

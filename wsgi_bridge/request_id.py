@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import re
@@ -11,6 +12,15 @@ from tornado.httputil import HTTPServerRequest
 
 #: Attribute cached on the Tornado request object (the only one the bridge sets).
 REQUEST_ID_ATTR = "wsgi_bridge_request_id"
+#: WSGI environ key holding the request id (PEP 3333 reserves dotted names for the
+#: server; ``HTTP_X_REQUEST_ID`` carries the same id, replacing an invalid client one).
+REQUEST_ID_ENVIRON_KEY = "wsgi_bridge.request_id"
+#: The id of the request a worker thread is serving, set by the bridge around the WSGI
+#: call (in the job's own copy of the context, so it never leaks into the next job);
+#: None elsewhere.  Logging set-ups read it to tag every line written for a request.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "wsgi_bridge_request_id", default=None
+)
 #: Longest incoming ``X-Request-ID`` accepted, in characters.
 MAX_REQUEST_ID_LENGTH = 128
 _VALID_RE = re.compile(rf"[A-Za-z0-9._:\-]{{1,{MAX_REQUEST_ID_LENGTH}}}\Z")

@@ -27,6 +27,7 @@ from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from wsgi_bridge import compat
+from wsgi_bridge.testing import wait_for
 
 
 def _moved(owner: str, attribute: str, function: str) -> str:
@@ -344,6 +345,27 @@ def test_executor_max_workers_and_live_threads() -> None:
         executor.shutdown(wait=True)
     assert compat.live_threads(executor) == 0
     assert compat.executor_max_workers(concurrent.futures.Executor()) is None
+
+
+def test_busy_threads_counts_threads_running_work() -> None:
+    gate = threading.Event()
+    executor = concurrent.futures.ThreadPoolExecutor(3)
+    try:
+        assert compat.busy_threads(executor) == 0
+        running = threading.Barrier(3)
+        futures = [executor.submit(lambda: (running.wait(5), gate.wait(5))) for _ in range(2)]
+        running.wait(5)  # both jobs are running
+        assert compat.busy_threads(executor) == 2, _moved(
+            "ThreadPoolExecutor", "_idle_semaphore", "busy_threads"
+        )
+        gate.set()
+        concurrent.futures.wait(futures, 5)
+        assert wait_for(lambda: compat.busy_threads(executor) == 0), _moved(
+            "ThreadPoolExecutor", "_idle_semaphore", "busy_threads"
+        )
+    finally:
+        gate.set()
+        executor.shutdown(wait=True)
 
 
 def test_unread_puts_bytes_back_in_front_of_the_read_buffer() -> None:

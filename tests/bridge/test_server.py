@@ -16,7 +16,9 @@ import pytest
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
+from wsgi_bridge.access_log import ACCESS_FIELDS
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
@@ -694,6 +696,40 @@ def test_access_log_after_response_with_real_status(kind: str) -> None:
         assert wait_for(lambda: any("side=native" in m for m in logs.messages()))
         (native,) = [m for m in logs.messages() if "side=native" in m]
         assert native.startswith("GET /native 200 6B ")
+
+
+@BOTH
+def test_request_id_reaches_the_app_and_the_access_record(kind: str) -> None:
+    """``environ["wsgi_bridge.request_id"]`` and ``current_request_id`` on the worker,
+    ``X-Request-ID`` back, and the structured fields of the access record."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen = {"environ": environ["wsgi_bridge.request_id"], "var": current_request_id.get()}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(seen).encode()]
+
+    with BridgeServer(app, kind) as server, capture_logs("tornado.access") as logs:
+        headers = {"X-Request-ID": "rid-42", "User-Agent": "t/1"}
+        status, response, body = server.request("GET", "/seen?q=1", headers=headers)
+        assert (status, response["X-Request-ID"]) == (200, "rid-42")
+        assert json.loads(body) == {"environ": "rid-42", "var": "rid-42"}
+        assert current_request_id.get() is None  # never leaks out of the worker job
+        assert wait_for(lambda: any(r.__dict__.get("request_id") == "rid-42" for r in logs.records))
+        (record,) = [r for r in logs.records if r.__dict__.get("request_id") == "rid-42"]
+        fields = {name: record.__dict__[name] for name in ACCESS_FIELDS}
+        assert fields == {
+            "request_id": "rid-42",
+            "method": "GET",
+            "path": "/seen?q=1",
+            "status": 200,
+            "bytes": len(body),
+            "duration_ms": fields["duration_ms"],
+            "side": "wsgi",
+            "client": "127.0.0.1",
+            "user_agent": "t/1",
+            "aborted": False,
+        }
+        assert isinstance(fields["duration_ms"], float)
 
 
 @MOUNTS

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -40,11 +41,17 @@ class ExecutorMixin(tornado.web.RequestHandler):
     async def run_in_executor(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the blocking ``fn(*args, **kwargs)`` on the shared executor and await it.
 
+        ``fn`` runs in a copy of the caller's ``contextvars`` context (as
+        ``asyncio.to_thread`` does; ``run_in_executor`` alone would not), so its log
+        lines carry this request's ``request_id``.
+
         :returns: what ``fn`` returned.
         :raises Exception: whatever ``fn`` raised.
         """
         loop = tornado.ioloop.IOLoop.current()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
 
     async def run_in_session(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn(session)`` as one unit of work on the shared executor.

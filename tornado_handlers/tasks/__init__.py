@@ -15,11 +15,13 @@ from collections.abc import Sequence
 import tornado.autoreload
 import tornado.ioloop
 from flask import Flask
+from prometheus_client.registry import Collector
 from tornado.routing import Rule
 from tornado.web import url
 
 from app import tasks
 from app.feature import Feature, Runtime, Shared
+from app.tasks.metrics import TaskStatusCollector
 from app.tasks.runner import TaskRunner, recover_interrupted
 from app.tasks.settings import TaskSettings
 from tornado_handlers.tasks.handlers import TaskNotesHandler, TaskStatsHandler
@@ -83,6 +85,10 @@ class TasksFeature(Feature):
                 r"/ws/tasks", TaskProgressSocket, shared.kwargs(events=events), name="task_progress"
             ),
         ]
+
+    def collectors(self, runtime: Runtime) -> Sequence[Collector]:
+        """``tasks{status}`` for ``GET /metrics``, counted in the database at scrape time."""
+        return [TaskStatusCollector(runtime.flask_app)]
 
     async def start(self, runtime: Runtime) -> None:
         """Interrupt tasks a dead process left behind, then keep sweeping for them.
