@@ -58,11 +58,13 @@ def create_app(
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection and Flask-Login to ``app``.
+    """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection, the security headers
+    (:mod:`app.security_headers`) and Flask-Login to ``app``.
 
     The engine's pool has a connection per worker thread, pinged before use
     (:func:`app.database.engine_options`).
     """
+    from app import security_headers
     from app.database import configure_sqlite, engine_options, ensure_sqlite_directory
     from app.extensions import csrf, db
     from app.schema_migrations import init_migrations
@@ -76,6 +78,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     init_migrations(app)
     csrf.init_app(app)
+    security_headers.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
 

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -14,12 +16,14 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from config.settings import INSTANCE_PATH, PROJECT_ROOT, Settings
+from config.unknown import check_variables
 
 __all__ = [
     "INSTANCE_PATH",
     "PROJECT_ROOT",
     "ConfigError",
     "Settings",
+    "check_unknown_variables",
     "load_feature_settings",
     "load_settings",
 ]
@@ -62,6 +66,28 @@ def load_feature_settings(model: type[S], **overrides: Any) -> S:
         return model(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+
+
+def check_unknown_variables(
+    settings: Settings, feature_models: Iterable[type[BaseSettings]] = ()
+) -> list[str]:
+    """Refuse (production) or log (elsewhere) variables that look like settings but are not.
+
+    ``APP_*``/``FLASK_*`` names and near-misses of known names in the environment or
+    ``.env`` that neither :class:`Settings` nor a feature's model reads
+    (:mod:`config.unknown`), e.g. ``SECERT_KEY`` or ``APP_THREADS``.
+
+    :param settings: the loaded settings (``app_env`` decides: refuse in production).
+    :param feature_models: the features' settings models (``Feature.settings``).
+    :returns: one message per unknown variable (outside production).
+    :raises ConfigError: in production, naming each variable and the closest known name.
+    """
+    try:
+        return check_variables(
+            [Settings, *feature_models], os.environ, settings.app_env == "production"
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
+from config.secret_key import check_production_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout's root directory (where ``manage.py`` lives)."""
@@ -75,7 +76,8 @@ class Settings(BaseSettings):
     app_env: Environment = Field("development", description="Which environment's defaults apply.")
     secret_key: SecretStr | None = Field(
         None,
-        description="Signs Flask sessions and Tornado secure cookies. Required in production.",
+        description="Signs Flask sessions and CSRF tokens (both sides). Required in production, "
+        "and checked there (config/secret_key.py): >= 32 bytes, random, in no file of the project.",
     )
     database_url: str | None = Field(
         None,
@@ -130,6 +132,28 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated IPs/CIDRs whose X-Forwarded-* headers are honoured.",
     )
+    secret_key_fallbacks: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated previous SECRET_KEYs: cookies and CSRF tokens they "
+        "signed are still accepted; new ones are signed with SECRET_KEY.",
+    )
+    hsts_seconds: int = Field(
+        0,
+        ge=0,
+        description="Strict-Transport-Security max-age for https responses, seconds; 0: no HSTS.",
+    )
+    idle_timeout: float = Field(
+        75.0,
+        gt=0,
+        description="Seconds a keep-alive connection may stay idle, and a request head "
+        "may take to arrive, before the connection is closed.",
+    )
+    body_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a request body may take to arrive, in all, before the "
+        "connection is closed.",
+    )
     flask_mount: str = Field(
         "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
     )
@@ -156,6 +180,13 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @field_validator("secret_key_fallbacks", mode="before")
+    @classmethod
+    def _split_fallbacks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("database_url")
@@ -200,8 +231,11 @@ class Settings(BaseSettings):
             if self.app_env == "production":
                 raise ValueError("SECRET_KEY: required when APP_ENV=production")
             self.secret_key = SecretStr(DEVELOPMENT_SECRET_KEY)
-        elif self.app_env == "production" and len(self.secret_key.get_secret_value()) < 16:
-            raise ValueError("SECRET_KEY: must be at least 16 characters when APP_ENV=production")
+        elif self.app_env == "production":
+            check_production_key("SECRET_KEY", self.secret_key.get_secret_value(), PROJECT_ROOT)
+            for index, fallback in enumerate(self.secret_key_fallbacks):
+                variable = f"SECRET_KEY_FALLBACKS[{index}]"
+                check_production_key(variable, fallback.get_secret_value(), PROJECT_ROOT)
         if self.database_url is None:
             self.database_url = default_database_url(self.app_env)
         if self.debug is None:
@@ -219,9 +253,17 @@ class Settings(BaseSettings):
             know the environment.
         """
         assert self.secret_key is not None
+        secret_key = self.secret_key.get_secret_value()
+        fallbacks = [key.get_secret_value() for key in self.secret_key_fallbacks]
         return {
             "APP_ENV": self.app_env,
-            "SECRET_KEY": self.secret_key.get_secret_value(),
+            "SECRET_KEY": secret_key,
+            # Flask 3.1 verifies sessions with these too (and signs with SECRET_KEY).
+            "SECRET_KEY_FALLBACKS": fallbacks,
+            # Flask-WTF reads one key; itsdangerous takes a list, newest last, signs with
+            # the last and verifies with every one: CSRF tokens survive a rotation too.
+            "WTF_CSRF_SECRET_KEY": [*fallbacks, secret_key] if fallbacks else secret_key,
+            "HSTS_SECONDS": self.hsts_seconds,
             "SQLALCHEMY_DATABASE_URI": self.database_url,
             "DEBUG": bool(self.debug),
             "TESTING": self.app_env == "testing",
@@ -247,7 +289,10 @@ class Settings(BaseSettings):
             "autoreload": False,
             "serve_traceback": bool(self.debug),
             "cookie_secret": self.secret_key.get_secret_value(),
+            # Tornado's own XSRF scheme stays off: native handlers check Flask-WTF's
+            # token instead (tornado_handlers.mixins.CSRFMixin), one scheme for both sides.
             "xsrf_cookies": False,
+            "hsts_seconds": self.hsts_seconds,
             "websocket_ping_interval": 20,
             "compress_response": False,
         }

@@ -18,7 +18,7 @@ from flask import Flask
 from app import create_app
 from app.feature import Feature, Runtime, Shared
 from app.native_urls import attach_native_urls
-from config import Settings
+from config import Settings, check_unknown_variables
 from server.features import FEATURES
 from server.routes import make_routes
 from tornado_handlers.in_flight import InFlight
@@ -85,8 +85,11 @@ def build_hybrid(
     :param executor: the shared pool to use; default a new one of
         ``settings.threads`` threads (tests pass their own).
     :returns: the :class:`Hybrid`; nothing is listening yet.
-    :raises config.ConfigError: if a feature's settings are invalid.
+    :raises config.ConfigError: if a feature's settings are invalid, or (in
+        production) a variable looks like a setting but is none
+        (:func:`config.check_unknown_variables`).
     """
+    check_unknown_variables(settings, (model for f in features for model in f.settings))
     if executor is None:
         executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="worker")
     flask_app = create_flask_app(settings, executor, features)

@@ -14,6 +14,7 @@ from tornado.routing import Rule
 from tornado.web import url
 
 from app.feature import Feature, Shared
+from app.security_headers import security_headers
 from tornado_handlers.account import MeHandler, PreferencesHandler
 from tornado_handlers.health import HealthHandler
 from wsgi_bridge import WSGIContainer, WSGIFallback
@@ -38,5 +39,7 @@ def make_routes(
         rules.extend(feature.native_rules(shared))
     # Last: everything no native rule matched goes to Flask, through the bridge's fast
     # mount (no RequestHandler per request; access line as Application's log_function).
-    rules.append(url(r".*", WSGIFallback(container), name="flask"))
+    # The security headers ride on the bridge's own answers (404/413/503/504) too.
+    fallback = WSGIFallback(container, default_headers=security_headers())
+    rules.append(url(r".*", fallback, name="flask"))
     return rules

@@ -95,7 +95,9 @@ async def serve(
     server = HTTPServer(
         hybrid.application,
         max_body_size=settings.max_body_size,
-        idle_connection_timeout=75,
+        idle_connection_timeout=settings.idle_timeout,
+        body_timeout=settings.body_timeout,
+        trusted_proxies=settings.trusted_proxies,
     )
     server.add_sockets(sockets)
     stop = stop or asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,9 @@ def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError, match=r"^SECRET_KEY: required when APP_ENV=production$"):
         load_settings()
     monkeypatch.setenv("SECRET_KEY", "short")
-    with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 16 characters"):
+    with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 32 bytes"):
         load_settings()
-    monkeypatch.setenv("SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
     settings = load_settings()
     assert settings.debug is False and settings.autoreload is False
     assert settings.flask_config()["SESSION_COOKIE_SECURE"] is True

@@ -27,6 +27,7 @@ from tests.support.login import (
     EMAIL,
     browser,
     csrf_token,
+    meta_csrf_token,
     register_and_log_in,
     tamper,
     websocket_hello,
@@ -111,8 +112,10 @@ def test_a_native_handler_changes_the_session_and_flask_sees_it(
 ) -> None:
     server = live_server()
     with closing(register_and_log_in(server)) as client:
-        client.get("/")  # consume the login's flash message
-        changed = client.put("/api/preferences", json={"theme": "dark"})
+        token = meta_csrf_token(client.get("/").text)  # also consumes the login's flash
+        changed = client.put(
+            "/api/preferences", json={"theme": "dark"}, headers={"X-CSRFToken": token}
+        )
         assert changed.status_code == 200
         assert changed.json() == {"theme": "dark"}
         set_cookie = changed.headers["set-cookie"]
@@ -146,7 +149,7 @@ def test_preference_errors(live_server: ServerFactory) -> None:
             "fields": {"theme": "must be one of: dark, light"},
         }
         form = client.put("/api/preferences", data={"theme": "dark"})
-        assert form.status_code == 415  # a cross-site form cannot send JSON: no CSRF
+        assert form.status_code == 415  # JSON only (no session cookie yet: no CSRF check)
         assert "set-cookie" not in wrong.headers and "set-cookie" not in form.headers
 
 
@@ -181,6 +184,7 @@ def test_a_native_handler_that_empties_the_session_deletes_the_cookie(
     server = live_server()
     with closing(register_and_log_in(server)) as client:
         flask_app = server.hybrid.flask_app
+        token = meta_csrf_token(client.get("/").text)
         application = tornado.web.Application(
             [url(r"/logout", LogOutHandler, {"executor": None, "flask_app": flask_app})]
         )
@@ -192,7 +196,9 @@ def test_a_native_handler_that_empties_the_session_deletes_the_cookie(
             try:
                 port = sockets[0].getsockname()[1]
                 async with httpx.AsyncClient(cookies=client.cookies) as other:
-                    return await other.post(f"http://127.0.0.1:{port}/logout")
+                    return await other.post(
+                        f"http://127.0.0.1:{port}/logout", headers={"X-CSRF-Token": token}
+                    )
             finally:
                 http_server.stop()
                 await http_server.close_all_connections()

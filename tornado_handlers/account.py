@@ -46,10 +46,11 @@ class PreferencesHandler(BaseHandler):
     Flask page. Errors: 415 unless ``Content-Type: application/json``, 400
     for a body that is not a JSON object, 422 naming ``theme``.
 
-    CSRF: this writes state on the strength of a cookie, so it only takes JSON
-    bodies -- a cross-site ``<form>`` cannot send ``application/json``, and a
-    cross-site ``fetch`` with it needs a CORS preflight the server does not
-    grant -- and the cookie is ``SameSite=Lax``.
+    CSRF: this writes state on the strength of a cookie, so a ``PUT`` that
+    carries the session cookie needs the session's CSRF token in ``X-CSRFToken``
+    (from the page's ``<meta name="csrf-token">``, the token Flask forms use:
+    ``BaseHandler``'s ``CSRFMixin``), else 400. Taking only JSON, and the
+    ``SameSite=Lax`` cookie, are further layers, not the defence.
     """
 
     def get(self) -> None:

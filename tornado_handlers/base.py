@@ -13,7 +13,9 @@ from typing import Any
 
 from flask import Flask
 
+from app.security_headers import security_headers
 from tornado_handlers.mixins import (
+    CSRFMixin,
     FlaskSessionMixin,
     InFlightMixin,
     JSONErrorsMixin,
@@ -23,7 +25,7 @@ from wsgi_bridge import ensure_request_id
 from wsgi_bridge.compat import headers_written, pending_output
 
 
-class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFlightMixin):
+class BaseHandler(CSRFMixin, FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFlightMixin):
     """A native JSON handler with the service's shared dependencies.
 
     Route kwargs (passed to :meth:`initialize` from the route table,
@@ -36,9 +38,11 @@ class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFligh
     executor (``run_in_executor``, ``run_in_session``), JSON in and out as
     Flask (``json_body``, ``write_json``), errors as Flask answers them, Flask's
     session, login and URLs (``session``, ``current_user``, ``flask_url``),
-    ``HEAD``/``OPTIONS``/``Allow`` as Flask, and in-flight counting for the
-    graceful shutdown. Every response carries ``X-Request-ID`` (the id the
-    access log shows).
+    ``HEAD``/``OPTIONS``/``Allow`` as Flask, in-flight counting for the
+    graceful shutdown, and Flask-WTF's CSRF token on unsafe requests that carry
+    the session cookie (``CSRFMixin``; ``csrf_exempt = True`` opts out). Every
+    response carries ``X-Request-ID`` (the id the access log shows) and the
+    security headers (:mod:`app.security_headers`), error answers included.
     """
 
     bytes_sent: int
@@ -50,8 +54,17 @@ class BaseHandler(FlaskSessionMixin, JSONErrorsMixin, MethodParityMixin, InFligh
         self.bytes_sent = 0
 
     def set_default_headers(self) -> None:
-        """Every response carries this request's ``X-Request-ID``."""
+        """Every response carries this request's ``X-Request-ID`` and the security headers."""
         self.set_header("X-Request-ID", ensure_request_id(self.request))
+        # Application settings: set_default_headers runs before initialize().
+        hsts = int(self.settings.get("hsts_seconds", 0))
+        for name, value in security_headers(hsts, self.request.protocol == "https"):
+            self.set_header(name, value)
+
+    def prepare(self) -> None:
+        """Count the request in flight, then check its CSRF token (``CSRFMixin``)."""
+        super().prepare()
+        self.check_csrf()
 
     def flush(self, include_footers: bool = False) -> Any:
         """Write the session cookie with the headers, count body bytes for the access log."""

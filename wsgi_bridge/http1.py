@@ -36,7 +36,7 @@ import copy
 import functools
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from tornado import gen, httputil, iostream
@@ -49,6 +49,8 @@ from tornado.ioloop import IOLoop
 from tornado.log import gen_log
 
 from . import compat
+from .forwarded import TrustedForwarding
+from .proxy import TrustedProxies
 
 __all__ = [
     "CHUNK_LINE_LIMIT",
@@ -513,12 +515,42 @@ class HTTPServer(_TornadoHTTPServer):
     """``tornado.httpserver.HTTPServer`` whose connections follow this module's rules.
 
     Same constructor and methods as Tornado's (``max_header_size`` in bytes,
-    ``idle_connection_timeout`` and ``body_timeout`` in seconds, ...).  Use it for
-    every server that serves the bridge::
+    ``idle_connection_timeout`` and ``body_timeout`` in seconds, ...), plus
+    ``trusted_proxies``.  Use it for every server that serves the bridge::
 
-        server = HTTPServer(application, max_body_size=limit)
+        server = HTTPServer(application, max_body_size=limit, trusted_proxies=["10.0.0.0/8"])
         server.add_sockets(sockets)
+
+    * ``idle_connection_timeout`` (seconds): how long a keep-alive connection may wait
+      for the next request, and a request head may take to arrive *in all* (measured
+      from when the server starts waiting for it, so a client trickling a byte at a
+      time is dropped too); default 3600, as Tornado's.
+    * ``body_timeout`` (seconds): how long the request body may take, in all; then the
+      connection is closed.  Default none, as Tornado's.
+    * ``trusted_proxies``: IP addresses or CIDRs (a list, or one comma-separated
+      string) whose ``X-Forwarded-For``/``-Proto``/``-Host`` are applied to
+      ``request.remote_ip``, ``request.protocol`` and ``Host`` before routing
+      (:class:`~wsgi_bridge.forwarded.TrustedForwarding`); default none.  Never use
+      Tornado's ``xheaders=True`` with it: that trusts every peer.
+
+    :raises ValueError: a ``trusted_proxies`` entry is not an address or network.
     """
+
+    def initialize(
+        self, *args: Any, trusted_proxies: Iterable[str] | str = (), **kwargs: Any
+    ) -> None:
+        """Tornado's ``initialize`` (the constructor's arguments), plus ``trusted_proxies``."""
+        super().initialize(*args, **kwargs)
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        """The request's delegate, wrapped to apply trusted ``X-Forwarded-*`` (IOLoop thread)."""
+        delegate = super().start_request(server_conn, request_conn)
+        if self.trusted_proxies:
+            delegate = TrustedForwarding(delegate, request_conn, self.trusted_proxies)
+        return delegate
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).

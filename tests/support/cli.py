@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,10 +22,15 @@ SERVING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 """The start-up line ``manage.py serve`` logs once it listens; group 1 is the port."""
 
 
+SECRET_KEY = secrets.token_urlsafe(48)
+"""The ``SECRET_KEY`` of :func:`environment`: made at random per test run, so that a
+test with ``APP_ENV=production`` passes the key checks (a key in the repository would not)."""
+
+
 def environment(database_url: str, site: Path | None = None, **extra: str) -> dict[str, str]:
     """The process environment: this test's database, testing mode, no stray settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "APP_ENV")}
-    env.update({"DATABASE_URL": database_url, "APP_ENV": "testing", "SECRET_KEY": "x" * 32})
+    env.update({"DATABASE_URL": database_url, "APP_ENV": "testing", "SECRET_KEY": SECRET_KEY})
     if site is not None:
         env["PYTHONPATH"] = str(site)
     env.update(extra)

@@ -28,6 +28,13 @@ def csrf_token(page: str) -> str:
     return match.group(1)
 
 
+def meta_csrf_token(page: str) -> str:
+    """The CSRF token of ``<meta name="csrf-token">`` in ``page`` (what scripts send)."""
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert match, "no csrf-token meta tag in the page"
+    return match.group(1)
+
+
 def browser(server: LiveServer) -> httpx.Client:
     """A client that keeps cookies, like a browser."""
     return httpx.Client(base_url=server.url, timeout=10)

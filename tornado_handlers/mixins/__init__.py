@@ -8,13 +8,15 @@
 * :class:`.FlaskSessionMixin` -- Flask's session, login and URLs (``session``,
   ``current_user``, ``load_user``, ``flask_url``);
 * :class:`.MethodParityMixin` -- ``HEAD``, ``OPTIONS``, ``Allow`` and no ``ETag``, as Flask;
-* :class:`.InFlightMixin` -- counts native requests in flight for the graceful shutdown.
+* :class:`.InFlightMixin` -- counts native requests in flight for the graceful shutdown;
+* :class:`.CSRFMixin` -- Flask-WTF's CSRF token on unsafe requests with the session cookie.
 
 Each is a :class:`tornado.web.RequestHandler` subclass (so it type-checks on its
 own) and reads only ``self.executor`` and ``self.flask_app``, which
 ``BaseHandler.initialize`` sets from the route table.
 """
 
+from tornado_handlers.mixins.csrf import CSRFMixin
 from tornado_handlers.mixins.errors import JSONErrorsMixin
 from tornado_handlers.mixins.executor import ExecutorMixin
 from tornado_handlers.mixins.in_flight import InFlightMixin
@@ -23,6 +25,7 @@ from tornado_handlers.mixins.methods import MethodParityMixin
 from tornado_handlers.mixins.session import FlaskSessionMixin
 
 __all__ = [
+    "CSRFMixin",
     "ExecutorMixin",
     "FlaskSessionMixin",
     "InFlightMixin",

@@ -32,7 +32,12 @@ class TaskNotesHandler(BaseHandler):
     ``1..2**31-1`` (checked first, as Flask's ``<task_id:...>`` rule does),
     400 for a body that is not a JSON object, 422 naming the field, 409 when
     the write conflicts -- and then nothing is written.
+
+    CSRF-exempt, as Flask's ``/api/tasks`` blueprint is (``csrf.exempt``): the
+    example's JSON API acts on no login or session.
     """
+
+    csrf_exempt = True
 
     async def get(self, task_id: str) -> None:
         """``GET``: ``{"notes": [...]}``, oldest first."""
