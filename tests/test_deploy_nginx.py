@@ -6,11 +6,16 @@ site file's two port placeholders are replaced (``tests/support/nginx.py``).
 Through it: a page, a form POST with its CSRF token, and the client's address
 in the service's access log. The skeleton has no WebSocket of its own: a
 feature's tests check theirs behind nginx (the example's, in its test folder).
+And the restart docs/deploy.md describes for one host: two instances behind
+nginx, one stopped while requests flow, and not one request fails.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,8 +23,9 @@ from typing import Any
 import httpx
 
 from config.settings import SESSION_COOKIE_NAME
+from tests.support.cli import ServerProcess
 from tests.support.login import EMAIL, PASSWORD, csrf_token
-from tests.support.nginx import proxied_server, requires_nginx
+from tests.support.nginx import nginx, proxied_server, requires_nginx, service_environment
 
 pytestmark = requires_nginx
 
@@ -81,3 +87,55 @@ def test_the_access_log_has_the_client_behind_nginx(tmp_path: Path, migrated: st
     assert ours[0]["client"] == "203.0.113.7"
     assert ours[0]["side"] == "flask"
     assert ours[0]["path"] == "/" and ours[0]["status"] == 200
+
+
+LOGIN_SERVED = re.compile(r"(/auth/login)")
+"""An access line of ``/auth/login``, in either log format."""
+
+
+def test_stopping_one_of_two_instances_behind_nginx_fails_no_request(
+    tmp_path: Path, migrated: str
+) -> None:
+    env = service_environment(migrated)
+    first, second = ServerProcess(env=env), ServerProcess(env=env)
+    statuses: dict[str, list[int]] = {"GET": [], "POST": []}
+    done = threading.Event()
+
+    def browse(proxy_url: str, method: str) -> None:
+        with httpx.Client(base_url=proxy_url, timeout=10) as client:
+            # The token and its session cookie come from whichever instance
+            # answers: both have the same key, neither keeps sessions in memory.
+            page = client.get("/auth/login").text
+            form = {"csrf_token": csrf_token(page), "email": EMAIL, "password": "wrong"}
+            while not done.is_set():
+                if method == "GET":
+                    statuses[method].append(client.get("/auth/login").status_code)
+                else:
+                    statuses[method].append(client.post("/auth/login", data=form).status_code)
+
+    try:
+        with nginx(tmp_path / "nginx", first.port(), second.port()) as proxy:
+            browsers = [
+                threading.Thread(target=browse, args=(proxy.url, method))
+                for method in ("GET", "GET", "POST", "POST")
+            ]
+            for browser in browsers:
+                browser.start()
+            try:
+                first.wait_for_line(LOGIN_SERVED)  # both instances take requests
+                second.wait_for_line(LOGIN_SERVED)
+                assert first.stop(timeout=30)[0] == 0  # SIGTERM, as systemctl restart does
+                served = len(statuses["POST"])
+                deadline = time.monotonic() + 10
+                while len(statuses["POST"]) < served + 20 and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the second instance alone serves on
+            finally:
+                done.set()
+                for browser in browsers:
+                    browser.join(15)
+    finally:
+        first.close()
+        second.close()
+    assert len(statuses["POST"]) >= served + 20
+    assert set(statuses["GET"]) == {200}
+    assert set(statuses["POST"]) == {422}  # the form again: a wrong password, a valid token

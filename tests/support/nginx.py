@@ -18,7 +18,7 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +70,16 @@ def free_port() -> int:
         return port
 
 
-def site_config(listen_port: int, upstream_port: int) -> str:
-    """:data:`SITE` with its two placeholder lines' ports replaced, and nothing else changed."""
+def site_config(listen_port: int, upstream_ports: Sequence[int]) -> str:
+    """:data:`SITE` with its two placeholder lines' ports replaced, and nothing else changed.
+
+    :param listen_port: nginx's port.
+    :param upstream_ports: the service's port; several give one ``server`` line
+        each (instances restarted in turn, docs/deploy.md).
+    """
     text, listens = LISTEN_PLACEHOLDER.subn(rf"\1listen 127.0.0.1:{listen_port};", SITE.read_text())
-    text, upstreams = UPSTREAM_PLACEHOLDER.subn(rf"\1server 127.0.0.1:{upstream_port};", text)
+    servers = "\n".join(f"\\1server 127.0.0.1:{port};" for port in upstream_ports)
+    text, upstreams = UPSTREAM_PLACEHOLDER.subn(servers, text)
     assert (listens, upstreams) == (1, 1), f"{SITE}: one `listen 80;`, one `server 127.0.0.1:PORT;`"
     return text
 
@@ -103,18 +109,18 @@ def main_config(folder: Path, site: Path) -> str:
 
 
 @contextlib.contextmanager
-def nginx(folder: Path, upstream_port: int, timeout: float = 10) -> Iterator[Proxy]:
-    """Run nginx in the foreground in front of ``127.0.0.1:upstream_port``; stop it afterwards.
+def nginx(folder: Path, *upstream_ports: int, timeout: float = 10) -> Iterator[Proxy]:
+    """Run nginx in the foreground in front of ``127.0.0.1:<upstream_ports>``; stop it afterwards.
 
     :param folder: an empty folder for its configuration, pid, logs and temporary files.
-    :param upstream_port: the service's port.
+    :param upstream_ports: the service's port, or its instances' ports.
     :raises AssertionError: if the configuration is invalid (``nginx -t``'s output
         says why) or nginx does not listen within ``timeout`` seconds.
     """
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     site = folder / "hybrid.conf"
-    site.write_text(site_config(port, upstream_port))
+    site.write_text(site_config(port, upstream_ports))
     conf = folder / "nginx.conf"
     conf.write_text(main_config(folder, site))
     command = [str(NGINX), "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")]
@@ -143,6 +149,23 @@ def nginx(folder: Path, upstream_port: int, timeout: float = 10) -> Iterator[Pro
         process.stderr.close()
 
 
+def service_environment(database_url: str, **env: str) -> dict[str, str]:
+    """The environment of ``manage.py serve`` behind nginx: trusting 127.0.0.1, JSON logs.
+
+    :param database_url: a migrated database.
+    :param env: more variables; they win over ``TRUSTED_PROXIES=127.0.0.1``,
+        ``LOG_FORMAT=json``, ``PORT=0`` and ``AUTORELOAD=false``.
+    """
+    variables = {
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "LOG_FORMAT": "json",
+        "PORT": "0",
+        "AUTORELOAD": "false",
+        **env,
+    }
+    return environment(database_url, **variables)
+
+
 @contextlib.contextmanager
 def proxied_server(
     folder: Path, database_url: str, **env: str
@@ -154,14 +177,7 @@ def proxied_server(
     :param env: more variables of the service (they win over the defaults here:
         ``TRUSTED_PROXIES=127.0.0.1``, ``LOG_FORMAT=json``, ``PORT=0``, no autoreload).
     """
-    variables = {
-        "TRUSTED_PROXIES": "127.0.0.1",
-        "LOG_FORMAT": "json",
-        "PORT": "0",
-        "AUTORELOAD": "false",
-        **env,
-    }
-    server = ServerProcess(env=environment(database_url, **variables))
+    server = ServerProcess(env=service_environment(database_url, **env))
     try:
         with nginx(folder, server.port()) as proxy:
             yield proxy, server
