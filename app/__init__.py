@@ -60,13 +60,22 @@ def create_app(
 
 def register_extensions(app: Flask) -> None:
     """Bind Flask-SQLAlchemy, Flask-Migrate, CSRF protection, the security headers
-    (:mod:`app.security_headers`) and Flask-Login to ``app``."""
+    (:mod:`app.security_headers`) and Flask-Login to ``app``.
+
+    The engine's pool has a connection per worker thread, pinged before use
+    (:func:`app.database.engine_options`).
+    """
     from app import security_headers
-    from app.database import configure_sqlite, ensure_sqlite_directory
+    from app.database import configure_sqlite, engine_options, ensure_sqlite_directory
     from app.extensions import csrf, db
     from app.schema_migrations import init_migrations
 
-    ensure_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
+    database_url = app.config["SQLALCHEMY_DATABASE_URI"]
+    ensure_sqlite_directory(database_url)
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        engine_options(database_url, app.extensions["settings"].threads),
+    )
     db.init_app(app)
     init_migrations(app)
     csrf.init_app(app)

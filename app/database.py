@@ -3,8 +3,12 @@
 * :class:`Base` -- the declarative base; its ``metadata`` is the only one.
 * :func:`configure_sqlite` -- WAL, busy timeout and foreign keys on every new
   SQLite connection, so the thread pool does not trip over ``database is locked``.
+* :func:`engine_options` -- the engine's pool: one connection per worker
+  thread, each pinged when taken from the pool, so a database restart costs
+  no failed request.
 * :func:`call_in_session` -- run a function with a session bound to the Flask
-  app, commit on success, roll back on error, always clean up. Native Tornado
+  app, commit on success, roll back on error, always clean up; retried once
+  if its connection turns out dead before any statement ran. Native Tornado
   handlers call it on the shared executor (see ``tornado_handlers.base``).
 
 Alembic's set-up (branches, version locations) is :mod:`app.schema_migrations`.
@@ -20,7 +24,9 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import Connection, Engine, MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 from config import ConfigError
@@ -40,6 +46,12 @@ NAMING_CONVENTION = {
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 """How long (milliseconds) a SQLite connection waits for a lock before failing."""
+
+
+POOL_OVERFLOW = 10
+"""Connections a process may open beyond one per worker thread (SQLAlchemy's default
+``max_overflow``), for threads outside the shared pool: a feature's own timer
+thread, start-up checks, ``manage.py shell``. Closed again when returned."""
 
 
 def utcnow() -> datetime:
@@ -83,6 +95,38 @@ def configure_sqlite(engine: Engine) -> None:
             cursor.close()
 
 
+def engine_options(database_url: str, threads: int) -> dict[str, Any]:
+    """Return the ``create_engine`` options (Flask-SQLAlchemy's ``SQLALCHEMY_ENGINE_OPTIONS``).
+
+    * ``pool_pre_ping``: each connection is tested when taken from the pool,
+      and replaced if the database closed it (a restart, a failover, an idle
+      timeout), before any statement runs; when one is found dead, every
+      connection older than it is replaced too ("Dealing with Disconnects --
+      pessimistic" in SQLAlchemy's pooling docs).
+    * ``pool_size``: one connection per worker thread of the shared executor
+      (``THREADS``): every Flask request, native handler and background job runs on
+      one of them, so they never wait for a connection. SQLAlchemy's default
+      (5, plus 10 overflow) made the 16th concurrent job at ``THREADS=16``
+      wait 30 seconds and fail. ``max_overflow`` is :data:`POOL_OVERFLOW`.
+
+    SQLite files get a ``QueuePool`` too (SQLAlchemy 2.0 and later), sized the
+    same way; an in-memory SQLite database keeps Flask-SQLAlchemy's single
+    shared connection (``StaticPool``), which takes no size.
+
+    :param database_url: the SQLAlchemy URL (``DATABASE_URL``).
+    :param threads: the worker threads of the shared executor (``THREADS``).
+    :returns: keyword arguments of :func:`sqlalchemy.create_engine`.
+    """
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    url = make_url(database_url)
+    in_memory = url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
+    if not in_memory:
+        options.update(pool_size=threads, max_overflow=POOL_OVERFLOW)
+    return options
+
+
 def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     """Run ``fn(session)`` in a unit of work, in the calling (worker) thread.
 
@@ -90,6 +134,13 @@ def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     ``db.session`` to one), calls ``fn`` with ``db.session``, commits if it
     returns, rolls back if it raises, and always removes the session and pops
     the context, so nothing leaks to the next call on this thread.
+
+    If the connection turns out to be dead (the database restarted, or closed
+    it) on the unit of work's first statement, the database has done nothing:
+    the unit of work is run again, once, on a new connection. A disconnect
+    after a statement succeeded, or during the commit, is not retried (the
+    work may have been done): it is raised. So ``fn`` may be called twice;
+    keep it to database work, with side effects elsewhere after it returns.
 
     Blocking: call it from a worker thread, never on the IOLoop thread.
 
@@ -101,17 +152,37 @@ def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     :raises Exception: whatever ``fn`` or the commit raised, after the rollback.
     """
     db: SQLAlchemy = flask_app.extensions["sqlalchemy"]
-    with flask_app.app_context():
-        session = db.session
-        try:
-            result = fn(session())
-            session.commit()
-            return result
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            db.session.remove()
+    for attempt in (1, 2):
+        with flask_app.app_context():
+            session = db.session
+            statements: list[None] = []
+            try:
+                statements = _count_statements(session.connection())  # pinged, then counted
+                result = fn(session())
+                session.commit()
+                return result
+            except DBAPIError as error:
+                session.rollback()
+                if attempt == 1 and error.connection_invalidated and not statements:
+                    continue  # nothing was done: once more, on a new connection
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                db.session.remove()
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _count_statements(connection: Connection) -> list[None]:
+    """Return a list that grows by one each time a statement on ``connection`` succeeds."""
+    done: list[None] = []
+
+    @event.listens_for(connection, "after_cursor_execute")
+    def _done(*_args: Any) -> None:
+        done.append(None)
+
+    return done
 
 
 def ensure_sqlite_directory(database_url: str) -> None:

@@ -163,10 +163,15 @@ def mentions_of_tasks(project: Path) -> list[str]:
 
 def test_the_twins_render_to_this_repositorys_own_files(generate: Generate) -> None:
     project = generate("same", **SKELETON_ANSWERS)
-    for name in ("config/defaults.py", "server/features.py"):
+    for name in (
+        "config/defaults.py",
+        "server/features.py",
+        "deploy/nginx.conf",
+        "deploy/hybrid.service",
+    ):
         assert (project / name).read_text() == (PROJECT_ROOT / name).read_text(), name
     # .ci/run: the skeleton's also installs wrk, for its benchmark smoke test.
-    ours = (PROJECT_ROOT / ".ci" / "run").read_text().replace("chromium wrk", "chromium")
+    ours = (PROJECT_ROOT / ".ci" / "run").read_text().replace(" wrk nginx", " nginx")
     assert (project / ".ci" / "run").read_text() == ours
     # pyproject.toml: the same but for what differs on purpose.
     rendered = tomllib.loads((project / "pyproject.toml").read_text())
@@ -396,7 +401,7 @@ def test_a_generated_project_installs_serves_and_passes_its_own_tests(
 
     # The README's test command; its system packages are the CI machine's already.
     test = readme_command(readme, "Install and run the tests")
-    packages = "apt-get update && apt-get install -y chromium && "
+    packages = "apt-get update && apt-get install -y chromium nginx && "
     assert test.startswith(packages), test
     env = clean_environment()
     suite = subprocess.run(
