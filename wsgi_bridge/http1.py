@@ -584,6 +584,19 @@ class HTTPServer(_TornadoHTTPServer):
         ``stop()``.  Idempotent."""
         self.draining = True
 
+    def stop(self) -> None:
+        """Stop listening, as Tornado's, but first accept and serve the connections
+        already waiting in the listen queue (IOLoop thread).
+
+        Closing a listening socket makes the kernel reset the connections it had
+        completed and queued for ``accept``: their clients (a reverse proxy) may have
+        sent a request already, which cannot be retried elsewhere when it is not
+        idempotent.  Accepted here, they are served like any other (with ``Connection:
+        close`` while draining) and finish with the requests in flight.
+        """
+        compat.accept_pending(self)  # after a first stop(), the sockets are closed: none
+        super().stop()
+
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).
 
