@@ -13,7 +13,6 @@ Flask without the native routes), and ``routes`` lists both sides.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -75,7 +74,7 @@ cli.commands.pop("run", None)
 _default_to_every_branch()
 
 
-@cli.command("serve")
+@cli.command("serve", with_appcontext=False)  # it builds its own app, after the checks
 @click.option("--host", help="Interface to listen on (HOST).")
 @click.option("--port", type=int, help="TCP port (PORT); 0 picks a free one.")
 @click.option("--threads", type=int, help="Worker threads of the shared executor (THREADS).")
@@ -84,8 +83,24 @@ _default_to_every_branch()
     default=None,
     help="Restart when code changes (AUTORELOAD; default on in development).",
 )
+@click.option(
+    "--processes",
+    type=int,
+    help="Server processes sharing the port (PROCESSES; default 1; 0: one per CPU core).",
+)
+@click.option(
+    "--loop",
+    "event_loop",
+    type=click.Choice(["asyncio", "uvloop"]),
+    help="Event loop (EVENT_LOOP; default asyncio; uvloop needs the uvloop extra).",
+)
 def serve_command(
-    host: str | None, port: int | None, threads: int | None, reload: bool | None
+    host: str | None,
+    port: int | None,
+    threads: int | None,
+    reload: bool | None,
+    processes: int | None,
+    event_loop: str | None,
 ) -> None:
     """Serve native routes and the Flask app on one port.
 
@@ -94,17 +109,33 @@ def serve_command(
     server refuses to start on a database that is not at the head revision).
     A start-up failure (configuration, database, address) is one ``Error:``
     line and exit status 1; a shutdown on SIGTERM/SIGINT exits 0.
+    With ``--processes`` other than 1, a supervisor forks the server processes
+    after the checks and replaces any that dies (``server/processes.py``).
     """
     from sqlalchemy.exc import DBAPIError
 
     from app.schema_migrations import upgrade_database
     from server.build import build_hybrid
     from server.checks import StartupError, check_known_revisions, database_error_message
-    from server.serve import configure_logging, serve
+    from server.metrics import MULTIPROC_DIR_ENV, child_exited, prepare_multiprocess_dir
+    from server.processes import serve_in_processes
+    from server.serve import configure_logging, run_event_loop, serve
 
-    overrides = {"host": host, "port": port, "threads": threads, "autoreload": reload}
+    overrides = {
+        "host": host,
+        "port": port,
+        "threads": threads,
+        "autoreload": reload,
+        "processes": processes,
+        "event_loop": event_loop,
+    }
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format or "text")
+    if settings.processes != 1:
+        try:  # before any metric exists, so that every child writes to the shared files
+            prepare_multiprocess_dir()
+        except OSError as error:
+            raise click.ClickException(f"cannot prepare {MULTIPROC_DIR_ENV}: {error}") from None
     try:
         hybrid = build_hybrid(settings)
     except ConfigError as error:
@@ -113,7 +144,11 @@ def serve_command(
         if settings.app_env == "development":
             check_known_revisions(hybrid.flask_app)
             upgrade_database(hybrid.flask_app)
-        busy = asyncio.run(serve(settings, hybrid))
+        if settings.processes != 1:
+            status = serve_in_processes(settings, hybrid.flask_app, on_child_exit=child_exited)
+            hybrid.close()
+            sys.exit(status)
+        busy = run_event_loop(serve(settings, hybrid), settings.event_loop)
     except StartupError as error:
         hybrid.close()
         raise click.ClickException(str(error)) from None

@@ -75,9 +75,11 @@ class ServerProcess:
         start_timeout: float = 30.0,
         wrapper: list[str] | None = None,
         stop_signal: int = signal.SIGTERM,
+        processes: int = 1,
     ) -> None:
         self.spec = spec
         self.threads = threads
+        self.processes_count = processes
         self.cpu = cpu
         self.log_path = log_path
         self.start_timeout = start_timeout
@@ -95,7 +97,7 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         """Full command line, including ``taskset`` pinning when a CPU is set."""
-        cmd = self.spec.command(self.port, self.threads)
+        cmd = self.spec.command(self.port, self.threads, processes=self.processes_count)
         if self.wrapper:
             cmd = [cmd[0], *self.wrapper, *cmd[1:]]
         if self.cpu is not None:

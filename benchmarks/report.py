@@ -255,8 +255,12 @@ def render_markdown(data: Mapping[str, Any]) -> str:
             "",
         ]
     cfg = meta["config"]
+    processes = cfg.get("processes", 1)
     pin = (
         f"servers on CPU {cfg['server_cpu']}, load generators on CPU {cfg['client_cpu']}"
+        if cfg["pinned"] and processes == 1
+        else f"{processes} server processes on every CPU, load generators on CPU "
+        f"{cfg['client_cpu']} (they compete with the servers for it)"
         if cfg["pinned"]
         else "unpinned"
     )

@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-mb", type=float, help=f"S6 size in MiB (default {d.upload_mb:g})")
     p.add_argument("--threads", type=int, default=d.threads, help="WSGI threads per server")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=d.processes,
+        help="server processes (workers) per server; above 1, servers run unpinned and "
+        "single-process servers are left out",
+    )
+    p.add_argument(
         "--scenarios",
         type=_csv,
         default=list(SCENARIOS),
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """Turn parsed arguments into a :class:`BenchConfig` (``--quick`` sets short values)."""
-    cfg = BenchConfig(threads=args.threads)
+    cfg = BenchConfig(threads=args.threads, processes=args.processes)
     if args.quick:
         cfg.rounds, cfg.duration, cfg.warmup = 1, 1.0, 1.0
         cfg.stream_mb, cfg.upload_mb = 32.0, 32.0
@@ -123,7 +130,8 @@ def run_benchmarks(
     """Run all rounds; return the samples and the list of errors."""
     samples: report.Samples = {}
     errors: list[dict[str, Any]] = []
-    server_cpu = cfg.server_cpu if cfg.pinned else None
+    # Several server processes get every CPU: pinned to one they could not run in parallel.
+    server_cpu = cfg.server_cpu if cfg.pinned and cfg.processes == 1 else None
     for rnd in range(cfg.rounds):
         shift = rnd % len(servers)
         order = list(servers[shift:]) + list(servers[:shift])
@@ -137,6 +145,7 @@ def run_benchmarks(
                 threads=cfg.threads,
                 cpu=server_cpu,
                 log_path=log_dir / f"{name}-round{rnd + 1}.log",
+                processes=cfg.processes,
             )
             try:
                 server.start()
@@ -195,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown server or scenario: {', '.join(unknown)}")
     if cfg.rounds < 1 or cfg.duration < 1:
         parser.error("--rounds and --duration must be at least 1")
+    if cfg.processes < 1:
+        parser.error("--processes must be at least 1")
     if any(SCENARIOS[s].uses_wrk for s in args.scenarios) and wrk_path() is None:
         print("error: wrk is not installed; apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -204,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     servers = list(dict.fromkeys(args.servers))
     skipped: dict[str, str] = {}
+    if cfg.processes != 1:
+        for name in [s for s in servers if not SERVERS[s].multiprocess]:
+            print(f"warning: skipping {name}: it runs one process only", file=sys.stderr)
+            skipped[name] = "runs one process only"
+            servers.remove(name)
     for name in list(servers):
         reason = SERVERS[name].check()
         if reason is None:

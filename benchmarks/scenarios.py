@@ -24,6 +24,7 @@ class BenchConfig:
     connections: int = 32
     wrk_threads: int = 1
     threads: int = 16
+    processes: int = 1
     burst: int = 64
     block_ms: int = 200
     s4_blockers: int = 24

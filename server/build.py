@@ -7,6 +7,7 @@ bridge, the native handlers, the Flask app and the features.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +40,10 @@ class Hybrid:
     :ivar flask_app: the Flask app behind the bridge.
     :ivar container: the WSGI bridge running ``flask_app`` on ``executor``.
     :ivar application: the Tornado application: native rules, then the fallback.
-        Its settings hold ``in_flight`` (native requests in flight) and
-        ``websockets`` (the open WebSocket handlers, closed at shutdown).
+        Its settings hold ``in_flight`` (native requests in flight),
+        ``websockets`` (the open WebSocket handlers, closed at shutdown) and
+        ``draining`` (a :class:`threading.Event` set when the shutdown begins;
+        ``/readyz`` answers 503 from then on).
     :ivar features: the features wired in, in order.
     :ivar metrics: this process's Prometheus metrics (:mod:`server.metrics`).
     """
@@ -63,6 +66,12 @@ class Hybrid:
         """The WebSocket connections open now (IOLoop thread only)."""
         sockets: set[tornado.websocket.WebSocketHandler] = self.application.settings["websockets"]
         return sockets
+
+    @property
+    def draining(self) -> threading.Event:
+        """Set once the graceful stop begins (``/readyz`` then answers 503); thread-safe."""
+        event: threading.Event = self.application.settings["draining"]
+        return event
 
     def close(self, wait: bool = True) -> None:
         """Shut the executor down (queued work is cancelled).
@@ -120,6 +129,7 @@ def build_hybrid(
         log_function=metrics.log_function,
         in_flight=InFlight(),
         websockets=set(),
+        draining=threading.Event(),
         **settings.tornado_settings(),
     )
     # Flask templates' native_url() reverses names with this very route table.

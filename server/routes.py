@@ -16,8 +16,10 @@ from tornado.web import url
 
 from app.feature import Feature, Shared
 from app.security_headers import security_headers
+from server.checks import check_known_revisions
 from tornado_handlers.account import MeHandler, PreferencesHandler
-from tornado_handlers.health import HealthHandler
+from tornado_handlers.health import HealthHandler, ReadyHandler
+from tornado_handlers.readiness import Readiness
 from wsgi_bridge import WSGIContainer, WSGIFallback, access_log_function
 
 
@@ -39,8 +41,11 @@ def make_routes(
         and the metrics; the Application's ``log_function`` does it for native ones).
     :returns: :class:`tornado.routing.Rule` objects for ``tornado.web.Application``.
     """
+    flask_app = shared.flask_app
+    readiness = Readiness(flask_app, container, lambda: not check_known_revisions(flask_app)[1])
     rules: list[Rule] = [
         url(r"/healthz", HealthHandler, shared.kwargs(container=container), name="healthz"),
+        url(r"/readyz", ReadyHandler, shared.kwargs(readiness=readiness), name="readyz"),
         url(r"/api/me", MeHandler, shared.kwargs(), name="me"),
         url(r"/api/preferences", PreferencesHandler, shared.kwargs(), name="preferences"),
         *metrics_rules,

@@ -5,17 +5,31 @@ listening, :func:`serve` checks that the database is reachable and migrated
 (:mod:`server.checks`), runs each feature's ``start`` hook, and turns a
 failure to listen into one :class:`~server.checks.StartupError` line.
 
-On SIGTERM or SIGINT, :func:`shutdown` runs, within ``SHUTDOWN_TIMEOUT``
-seconds in all:
+On SIGTERM or SIGINT, :func:`shutdown` runs:
 
-1. stop accepting connections;
-2. let in-flight native and WSGI requests finish;
-3. run each feature's ``stop`` hook (stop background work: e.g. queued jobs are
+1. drain: ``/readyz`` answers 503 and every response from now on says
+   ``Connection: close`` and closes its connection
+   (:meth:`wsgi_bridge.HTTPServer.start_draining`);
+2. wait ``DRAIN_GRACE`` seconds while the listener still accepts and serves
+   normally, so that a load balancer polling ``/readyz`` stops sending new
+   connections before they would be refused;
+3. stop accepting connections;
+
+then, within ``SHUTDOWN_TIMEOUT`` seconds in all:
+
+4. let in-flight native and WSGI requests finish;
+5. run each feature's ``stop`` hook (stop background work: e.g. queued jobs are
    recorded as cut short, running ones told to stop);
-4. close WebSockets with 1001 "going away", then the remaining connections;
-5. shut the executor down (queued work cancelled) and wait, without blocking
+6. close WebSockets with 1001 "going away", then the remaining connections;
+7. shut the executor down (queued work cancelled) and wait, without blocking
    the IOLoop, for its threads to finish;
-6. run each feature's ``closed`` hook (record what is still unfinished).
+8. run each feature's ``closed`` hook (record what is still unfinished).
+
+With ``PROCESSES`` other than 1, :mod:`server.processes` binds the sockets and
+checks the database once, then forks; each child runs :func:`serve` on the
+inherited sockets (``sockets=``) and drains as above when the supervisor
+forwards it SIGTERM. :func:`run_event_loop` runs the server's coroutine on the
+event loop ``EVENT_LOOP`` names (asyncio's, or uvloop's).
 
 A thread that is still busy after that (background work that never checks
 whether to stop, a view blocked on I/O) cannot be killed; :func:`serve` returns how many there
@@ -29,8 +43,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import tornado.autoreload
 import tornado.httpserver
@@ -44,7 +59,9 @@ from server.metrics import start_admin_listener
 from wsgi_bridge import HTTPServer
 from wsgi_bridge.compat import live_threads
 
-__all__ = ["StartupError", "configure_logging", "serve", "shutdown"]
+__all__ = ["StartupError", "configure_logging", "run_event_loop", "serve", "shutdown"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("hybrid.server")
 
@@ -55,11 +72,36 @@ CONNECTIONS_CLOSE_TIMEOUT = 5.0
 """Seconds idle HTTP connections get to close at shutdown."""
 
 
+def run_event_loop(main: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
+    """Run ``main`` to completion on a new event loop of the kind ``event_loop`` names.
+
+    Like ``asyncio.run``; Tornado runs on any asyncio event loop, uvloop's included.
+
+    :param main: the coroutine to run (e.g. :func:`serve`'s).
+    :param event_loop: ``"asyncio"`` (the standard library's loop) or ``"uvloop"``
+        (``EVENT_LOOP``; the settings check it is installed).
+    :returns: what ``main`` returned.
+    :raises ModuleNotFoundError: for ``"uvloop"`` when uvloop is not installed.
+    """
+    if event_loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
+
+
+def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``"uvloop"`` or ``"asyncio"``: which implementation ``loop`` is."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 async def serve(
     settings: Settings,
     hybrid: Hybrid | None = None,
     on_ready: Callable[[list[socket.socket]], None] | None = None,
     stop: asyncio.Event | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
@@ -74,14 +116,18 @@ async def serve(
     :param on_ready: called with the listening sockets once they accept
         connections (tests read the port chosen for ``port=0`` from it).
     :param stop: an event that, once set, starts the shutdown like a signal.
+    :param sockets: listening sockets bound already (a child of
+        :mod:`server.processes`); then the caller has checked the database too,
+        and neither is done here. Default: check, then bind ``host:port``.
     :returns: how many executor threads were still busy when the shutdown
         gave up on them (0 after a clean stop); see :func:`shutdown`.
     :raises StartupError: if the database is unreachable or not migrated to
         the head revision, or the server cannot listen on ``host:port``.
     """
     hybrid = hybrid or build_hybrid(settings)
-    check_database(hybrid.flask_app)
-    sockets = bind(settings.host, settings.port)
+    if sockets is None:
+        check_database(hybrid.flask_app)
+        sockets = bind(settings.host, settings.port)
     runtime = hybrid.runtime
     for feature in hybrid.features:
         await feature.start(runtime)
@@ -109,6 +155,7 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
     if settings.autoreload:
         tornado.autoreload.start()
+    log.info("event loop: %s", event_loop_name(loop))
     for sock in sockets:
         host, port = sock.getsockname()[:2]
         log.info("serving on http://%s:%d (threads=%d)", host, port, settings.threads)
@@ -118,7 +165,9 @@ async def serve(
         await stop.wait()
     finally:
         sampler.stop()
-        busy = await shutdown(hybrid, server, settings.shutdown_timeout)
+        busy = await shutdown(
+            hybrid, server, settings.shutdown_timeout, grace=settings.drain_grace or 0.0
+        )
         if admin is not None:
             admin.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,23 +176,38 @@ async def serve(
     return busy
 
 
-async def shutdown(hybrid: Hybrid, server: tornado.httpserver.HTTPServer, timeout: float) -> int:
-    """Stop accepting, drain requests, stop features, close connections and the pool.
+async def shutdown(
+    hybrid: Hybrid,
+    server: tornado.httpserver.HTTPServer,
+    timeout: float,
+    grace: float = 0.0,
+) -> int:
+    """Turn not-ready, wait the grace period, stop accepting, drain, close everything.
 
     The steps are listed in this module's docstring; all of them together take
-    about ``timeout`` seconds at most (plus up to
+    about ``grace + timeout`` seconds at most (plus up to
     :data:`WEBSOCKET_CLOSE_TIMEOUT` and :data:`CONNECTIONS_CLOSE_TIMEOUT` for
     clients that do not hang up).
 
     :param hybrid: the running service.
-    :param server: its HTTP server.
-    :param timeout: seconds, in all, for in-flight requests and background work to finish.
+    :param server: its HTTP server; a :class:`wsgi_bridge.HTTPServer` also makes
+        every response close its connection from the first step on.
+    :param timeout: seconds, in all, for in-flight requests and background work to
+        finish, counted from the end of the grace period.
+    :param grace: seconds ``/readyz`` answers 503 while the listener still accepts
+        and serves (``DRAIN_GRACE``).
     :returns: how many executor threads are still busy (background work that does not
         call ``report``, a blocked view); 0 after a clean stop. Python would
         wait for them at interpreter exit, so the caller should exit without
         joining them (``manage.py`` calls ``os._exit(0)``).
     """
     loop = asyncio.get_running_loop()
+    hybrid.draining.set()
+    if isinstance(server, HTTPServer):
+        server.start_draining()
+    if grace > 0:
+        log.info("draining: /readyz answers 503; the listener closes in %g s", grace)
+        await asyncio.sleep(grace)
     deadline = loop.time() + timeout
     log.info("shutting down: waiting up to %g s for requests and work in flight", timeout)
     server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,44 @@ def test_admission_and_deadline_settings_reach_the_bridge(monkeypatch: pytest.Mo
         assert (container.max_queue, container.admission_limit) == (7, 10)
     finally:
         hybrid.close()
+
+
+def test_process_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.processes, settings.event_loop, settings.drain_grace) == (1, "asyncio", 0)
+    assert settings.process_count == 1
+    monkeypatch.setenv("PROCESSES", "0")
+    settings = load_settings()
+    assert settings.process_count >= 1  # one per core
+    assert settings.autoreload is False  # development's default gives way to processes
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
+    assert load_settings().drain_grace == 5  # a load balancer needs time to see /readyz
+    monkeypatch.setenv("DRAIN_GRACE", "0.5")
+    assert load_settings().drain_grace == 0.5
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"PROCESSES": "2", "AUTORELOAD": "true"}, r"^AUTORELOAD: cannot be on with PROCESSES=2"),
+        ({"PROCESSES": "-1"}, r"^PROCESSES: Input should be greater than or equal to 0"),
+        ({"EVENT_LOOP": "trio"}, r"^EVENT_LOOP: Input should be 'asyncio' or 'uvloop'"),
+        ({"DRAIN_GRACE": "-1"}, r"^DRAIN_GRACE: Input should be greater than or equal to 0"),
+    ],
+)
+def test_invalid_process_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+
+
+def test_uvloop_must_be_installed_to_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENT_LOOP", "uvloop")
+    assert load_settings().event_loop == "uvloop"  # installed with the test extra
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # how Python spells "not importable"
+    with pytest.raises(ConfigError, match=r"^EVENT_LOOP: .*uvloop is not installed"):
+        load_settings()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -115,7 +116,11 @@ def test_native_route_answers_while_every_worker_is_blocked(live_server: ServerF
         try:
             health = httpx.get(f"{server.url}/healthz", timeout=2)
             assert health.status_code == 200
-            assert health.json() == {"status": "ok", "wsgi": {"in_flight": threads}}
+            assert health.json() == {
+                "status": "ok",
+                "pid": os.getpid(),  # the live server runs in this process
+                "wsgi": {"in_flight": threads},
+            }
             assert not any(future.done() for future in held)  # still blocked
         finally:
             release.set()

@@ -20,8 +20,9 @@ def test_routes_lists_both_sides_in_match_order(database_url: str) -> None:
     native = [row for row in rows if row[2] == "native"]
     flask = [row for row in rows if row[2] == "flask"]
     assert rows == native + flask  # native rules first: they are matched first
-    assert native[:3] == [  # the skeleton's own rules come before any feature's
+    assert native[:4] == [  # the skeleton's own rules come before any feature's
         ["/healthz", "GET", "native", "tornado_handlers.health.HealthHandler", "native-only"],
+        ["/readyz", "GET", "native", "tornado_handlers.health.ReadyHandler", "native-only"],
         ["/api/me", "GET", "native", "tornado_handlers.account.MeHandler", "native-only"],
         [
             "/api/preferences",

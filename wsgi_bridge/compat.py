@@ -23,16 +23,18 @@ of reaching into Tornado themselves.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from tornado import httpserver, httputil, iostream
+from tornado import httpserver, httputil, iostream, tcpserver
 from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.web import RequestHandler
 
 __all__ = [
     "HTTP1_OVERRIDES",
+    "accept_pending",
     "body_future",
     "busy_threads",
     "close_after_response",
@@ -175,6 +177,30 @@ def server_connections(server: httpserver.HTTPServer) -> set[Any]:
     ``close_all_connections()`` closes and ``on_close`` removes from."""
     connections: set[Any] = server._connections
     return connections
+
+
+def accept_pending(server: tcpserver.TCPServer) -> int:
+    """Accept the connections waiting in ``server``'s listen queues and serve them.
+
+    Reads ``TCPServer._sockets`` (the listening sockets, non-blocking) and calls
+    ``TCPServer._handle_connection`` (what Tornado's accept handler calls per
+    connection).  Call it just before ``stop()``: closing a listening socket resets
+    the connections the kernel already completed but the server had not accepted
+    yet, and a proxy cannot retry a request it already sent (a POST) elsewhere.
+
+    :returns: how many connections were accepted.
+    """
+    sockets: dict[int, socket.socket] = server._sockets
+    accepted = 0
+    for sock in list(sockets.values()):
+        while True:
+            try:
+                connection, address = sock.accept()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            server._handle_connection(connection, address)
+            accepted += 1
+    return accepted
 
 
 # ------------------------------------------------------------------ tornado.httputil

@@ -18,6 +18,10 @@ apply before routing:
   §5), and a request line that alone exceeds ``max_header_size`` gets ``414 URI Too
   Long`` (RFC 9110 §15.5.15), then a lingering close; Tornado resets the connection
   with no response;
+* **draining** (:meth:`HTTPServer.start_draining`, a graceful stop): from then on every
+  response says ``Connection: close`` (RFC 9112 §9.6) and its connection closes after
+  it, on native routes and the WSGI fallback alike, so a keep-alive client sends its
+  next request elsewhere instead of finding the connection closed under it;
 * **answering before the request body was read**: the response says ``Connection:
   close`` (RFC 9112 §9.6) and the connection closes gently (lingering close, as
   Apache and nginx do): the write side is shut down after the response, then what the
@@ -228,6 +232,7 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         *,
         head_timeout: float | None = None,
         next_head: Awaitable[bytes] | None = None,
+        server: HTTPServer | None = None,
     ) -> None:
         """Arguments as ``tornado.http1connection.HTTP1Connection``, plus:
 
@@ -237,8 +242,11 @@ class HTTP1Connection(_TornadoHTTP1Connection):
             timed once per request (by the size check), not twice.
         :param next_head: the previous connection's :meth:`read_ahead` read of this
             request's head, if any.
+        :param server: the server this connection belongs to; while it is draining
+            (:attr:`HTTPServer.draining`), each response closes the connection.
         """
         super().__init__(stream, is_client, params, context)
+        self._server = server
         self._head_timeout = (
             head_timeout if head_timeout is not None else self.params.header_timeout
         )
@@ -344,10 +352,20 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         chunk: bytes | None = None,
     ) -> Future[None]:
         """As Tornado's, plus: a response that starts before the request body was read
-        says ``Connection: close`` and ends with a lingering close (RFC 9112 §9.6)."""
-        if not self.is_client and not compat.request_read_finished(self):
-            compat.close_after_response(self)
-            self._linger = True
+        says ``Connection: close`` and ends with a lingering close (RFC 9112 §9.6), and
+        so does every response while the server drains (not a ``101`` upgrade)."""
+        if not self.is_client:
+            if not compat.request_read_finished(self):
+                compat.close_after_response(self)
+                self._linger = True
+            elif (
+                self._server is not None
+                and self._server.draining
+                and isinstance(start_line, httputil.ResponseStartLine)
+                and start_line.code != 101
+            ):
+                # Tornado writes "Connection: close" itself for an HTTP/1.1 request.
+                compat.close_after_response(self)
         return super().write_headers(start_line, headers, chunk)
 
     def close(self) -> None:
@@ -457,6 +475,7 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
         # Tornado's own read then finds it complete, so it needs no second timer.
         params = copy.copy(self.params)
         params.header_timeout = None
+        server = delegate if isinstance(delegate, HTTPServer) else None
         next_head: Awaitable[bytes] | None = None
         try:
             while True:
@@ -467,6 +486,7 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
                     self.context,
                     head_timeout=self.params.header_timeout,
                     next_head=next_head,
+                    server=server,
                 )
                 request_delegate = delegate.start_request(self, conn)
                 try:
@@ -533,6 +553,9 @@ class HTTPServer(_TornadoHTTPServer):
       (:class:`~wsgi_bridge.forwarded.TrustedForwarding`); default none.  Never use
       Tornado's ``xheaders=True`` with it: that trusts every peer.
 
+    For a graceful stop, call :meth:`start_draining` first (responses close their
+    connections from then on), then Tornado's ``stop()`` and ``close_all_connections()``.
+
     :raises ValueError: a ``trusted_proxies`` entry is not an address or network.
     """
 
@@ -551,6 +574,28 @@ class HTTPServer(_TornadoHTTPServer):
         if self.trusted_proxies:
             delegate = TrustedForwarding(delegate, request_conn, self.trusted_proxies)
         return delegate
+
+    #: True once :meth:`start_draining` was called (IOLoop thread).
+    draining: bool = False
+
+    def start_draining(self) -> None:
+        """Make every response from now on say ``Connection: close`` and close its
+        connection (IOLoop thread).  The listener still accepts: close it with
+        ``stop()``.  Idempotent."""
+        self.draining = True
+
+    def stop(self) -> None:
+        """Stop listening, as Tornado's, but first accept and serve the connections
+        already waiting in the listen queue (IOLoop thread).
+
+        Closing a listening socket makes the kernel reset the connections it had
+        completed and queued for ``accept``: their clients (a reverse proxy) may have
+        sent a request already, which cannot be retried elsewhere when it is not
+        idempotent.  Accepted here, they are served like any other (with ``Connection:
+        close`` while draining) and finish with the requests in flight.
+        """
+        compat.accept_pending(self)  # after a first stop(), the sockets are closed: none
+        super().stop()
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).

@@ -33,6 +33,16 @@ _PREFIX = os.urandom(6).hex()
 _counter = itertools.count(1)
 
 
+def _new_prefix() -> None:
+    """A forked child (``serve --processes``) gets a prefix of its own, not its parent's."""
+    global _PREFIX, _counter
+    _PREFIX = os.urandom(6).hex()
+    _counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
 def is_valid_request_id(value: str | None) -> TypeGuard[str]:
     """True for 1-128 characters of ``A-Z a-z 0-9 . _ : -`` (safe in logs and headers)."""
     return value is not None and _VALID_RE.match(value) is not None

@@ -135,8 +135,9 @@ class BridgeServer:
         ``max_queue`` applies as usual.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.  The attributes
-    ``port``, ``container``, ``executor`` and ``loop`` are set once started.  Only
-    :meth:`call` may touch ``container`` from the test thread (it runs on the IOLoop).
+    ``port``, ``container``, ``executor``, ``loop`` and ``http_server`` (the
+    :class:`~wsgi_bridge.HTTPServer`) are set once started.  Only :meth:`call` may touch
+    ``container`` or ``http_server`` from the test thread (it runs on the IOLoop).
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class BridgeServer:
         self.container: Any = None
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: IOLoop | None = None
+        self.http_server: HTTPServer | None = None
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
@@ -224,6 +226,7 @@ class BridgeServer:
         self.port = sockets[0].getsockname()[1]
         server = HTTPServer(app, **self.server_kwargs)
         server.add_sockets(sockets)
+        self.http_server = server
         self._stop = asyncio.Event()
         self._started.set()
         await self._stop.wait()

@@ -40,7 +40,9 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     from app.tasks.models import Task, TaskStatus
     from app.tasks.runner import TaskRunner
     from app.tasks.service import NO_SUCH_TASK, TaskNotFound
+    from app.tasks.settings import TaskSettings
     from app.tasks.settings import task_threads as resolve_task_threads
+    from config import load_feature_settings
 
     executor = flask_app.extensions.get("executor")
     if executor is None:
@@ -52,7 +54,11 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     events = TaskEvents()
     flask_app.extensions["task_events"] = events
     flask_app.extensions["task_runner"] = TaskRunner(
-        flask_app, executor, events, max_running=resolve_task_threads(settings, task_threads)
+        flask_app,
+        executor,
+        events,
+        max_running=resolve_task_threads(settings, task_threads),
+        heartbeat_interval=load_feature_settings(TaskSettings).task_heartbeat_interval,
     )
     flask_app.register_blueprint(views.blueprint)
     flask_app.register_blueprint(api.blueprint)

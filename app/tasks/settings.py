@@ -9,11 +9,15 @@ from config import ConfigError, Settings, load_feature_settings
 
 
 class TaskSettings(BaseSettings):
-    """Variables of the tasks feature (``TASK_THREADS``).
+    """Variables of the tasks feature (``TASK_THREADS``, ``TASK_HEARTBEAT_INTERVAL``).
 
     :ivar task_threads: background tasks allowed to run at once on the shared
         executor (threads); default ``max(1, THREADS // 4)``; below ``THREADS``,
         so that requests always keep at least one thread.
+    :ivar task_heartbeat_interval: seconds between lease refreshes
+        (:data:`app.tasks.runner.HEARTBEAT_INTERVAL` by default); every process
+        also sweeps this often for tasks of processes that died (``serve
+        --processes``, several hosts), whose lease is stale after 3 intervals.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -23,6 +27,13 @@ class TaskSettings(BaseSettings):
         ge=1,
         le=1024,
         description="Background tasks allowed to run at once; default max(1, THREADS // 4).",
+    )
+    task_heartbeat_interval: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds between a process's lease refreshes of its running tasks; "
+        "a task whose lease is 3 intervals old is recorded interrupted by another process.",
     )
 
 

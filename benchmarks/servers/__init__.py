@@ -36,9 +36,21 @@ class ServerSpec:
     requires: tuple[str, ...] = field(default=())
     #: Python snippet run in a subprocess to check availability (must exit 0).
     check_code: str | None = None
+    #: Whether ``--processes N`` runs N processes (workers) on the port.
+    multiprocess: bool = False
 
-    def command(self, port: int, threads: int, python: str = sys.executable) -> list[str]:
-        """Return the command line that starts this server on ``127.0.0.1:port``."""
+    def command(
+        self, port: int, threads: int, python: str = sys.executable, processes: int = 1
+    ) -> list[str]:
+        """Return the command line that starts this server on ``127.0.0.1:port``.
+
+        :param processes: server processes (``--processes``); only for a
+            :attr:`multiprocess` server, else it must be 1.
+        :raises ValueError: ``processes`` other than 1 for a single-process server.
+        """
+        if processes != 1 and not self.multiprocess:
+            raise ValueError(f"{self.name} runs one process only")
+        more = ("--processes", str(processes)) if processes != 1 else ()
         return [
             python,
             "-m",
@@ -50,6 +62,7 @@ class ServerSpec:
             "--threads",
             str(threads),
             *self.extra_args,
+            *more,
         ]
 
     def check(self, python: str = sys.executable, timeout: float = 30.0) -> str | None:
@@ -100,19 +113,31 @@ SERVERS: dict[str, ServerSpec] = {
             frozenset({WSGI, NATIVE, SIMPLE}),
             extra_args=HYBRID_BRIDGE_ARGS,
             check_code=_HYBRID_CHECK,
+            multiprocess=True,
+        ),
+        ServerSpec(
+            "hybrid-uvloop",
+            "benchmarks.servers.hybrid",
+            "the hybrid server as above, on uvloop's event loop (serve --loop uvloop)",
+            frozenset({WSGI, NATIVE, SIMPLE}),
+            extra_args=(*HYBRID_BRIDGE_ARGS, "--loop", "uvloop"),
+            check_code=_HYBRID_CHECK + "import uvloop\n",
+            multiprocess=True,
         ),
         ServerSpec(
             "tornado-wsgi",
             "benchmarks.servers.tornado_wsgi",
             "Tornado + native route + tornado.wsgi.WSGIContainer(executor=16 threads)",
             frozenset({WSGI, NATIVE, SIMPLE}),
+            multiprocess=True,
         ),
         ServerSpec(
             "gunicorn-gthread",
             "benchmarks.servers.gunicorn_gthread",
-            "gunicorn -k gthread --workers 1 --threads 16",
+            "gunicorn -k gthread --workers 1 --threads 16 (--workers N with --processes N)",
             frozenset({WSGI, SIMPLE}),
             requires=("gunicorn",),
+            multiprocess=True,
         ),
         ServerSpec(
             "waitress",
@@ -133,6 +158,7 @@ SERVERS: dict[str, ServerSpec] = {
             "benchmarks.servers.tornado_bare",
             "bare Tornado RequestHandlers for /hello, /json, /native (upper bound)",
             frozenset({NATIVE, SIMPLE}),
+            multiprocess=True,
         ),
     )
 }

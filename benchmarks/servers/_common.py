@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tornado.httpserver
+import tornado.netutil
+import tornado.process
 import tornado.web
 
 from benchmarks.flask_app import HELLO_BODY, JSON_PAYLOAD
@@ -24,6 +26,12 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=16, help="WSGI worker threads")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes on the port (pre-forked)"
+    )
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
+    )
     return parser
 
 
@@ -61,20 +69,39 @@ class NativeHelloHandler(tornado.web.RequestHandler):
 
 
 def serve_tornado(
-    app: tornado.web.Application,
+    app: tornado.web.Application | Callable[[], tornado.web.Application],
     host: str,
     port: int,
     server_class: type[tornado.httpserver.HTTPServer] = tornado.httpserver.HTTPServer,
+    processes: int = 1,
+    loop: str = "asyncio",
 ) -> None:
     """Serve ``app`` on ``host:port`` until the process is terminated.
 
+    :param app: the application, or a function building it; with ``processes`` other
+        than 1 pass a function, so that each process builds its own (executor
+        included) after the fork.
     :param server_class: Tornado's ``HTTPServer`` or a subclass (the hybrid server
         passes ``wsgi_bridge.HTTPServer``).
+    :param processes: processes serving the port: the socket is bound once, then
+        ``tornado.process.fork_processes`` forks them (pre-fork, as ``manage.py serve
+        --processes`` does; the runner stops the whole process tree by PID).
+    :param loop: ``"asyncio"`` or ``"uvloop"``.
     """
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    if processes != 1:
+        tornado.process.fork_processes(processes, max_restarts=0)
+    application = app if isinstance(app, tornado.web.Application) else app()
 
     async def _main() -> None:
-        server = server_class(app, max_body_size=TORNADO_MAX_BODY_SIZE)
-        server.listen(port, address=host)
+        server = server_class(application, max_body_size=TORNADO_MAX_BODY_SIZE)
+        server.add_sockets(sockets)
         await asyncio.Event().wait()
 
-    asyncio.run(_main())
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_main())
+    else:
+        asyncio.run(_main())

@@ -1,4 +1,7 @@
-"""``gunicorn-gthread``: gunicorn ``-k gthread --workers 1 --threads N``, access log off."""
+"""``gunicorn-gthread``: gunicorn ``-k gthread --workers P --threads N``, access log off.
+
+``P`` is ``--processes`` (default 1); ``--loop`` is accepted and ignored.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +31,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run gunicorn with one gthread worker."""
+    """Run gunicorn with ``--processes`` gthread workers (default one)."""
     args = parse_args(__doc__ or "", argv)
     options = {
         "bind": f"{args.host}:{args.port}",
-        "workers": 1,
+        "workers": args.processes,
         "worker_class": "gthread",
         "threads": args.threads,
         "accesslog": None,

@@ -3,7 +3,9 @@
 A Tornado application with a native ``/native`` route first and, as the last rule, the
 benchmark Flask app behind ``wsgi_bridge.WSGIContainer`` with a shared
 ``ThreadPoolExecutor``. Access logs are off. Container options can be given with
-``--bridge-option NAME=VALUE`` (integers are converted), e.g. ``max_queue=64``.
+``--bridge-option NAME=VALUE`` (integers are converted), e.g. ``max_queue=64``;
+``--processes N`` pre-forks N processes on the port, each building its own application
+and executor; ``--loop uvloop`` runs on uvloop.
 """
 
 from __future__ import annotations
@@ -62,10 +64,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bridge-option", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
     quiet_logging()
-    app = make_app(args.threads, **parse_bridge_options(args.bridge_option))
-    import wsgi_bridge  # after make_app, which raised ImportError if it is missing
+    options = parse_bridge_options(args.bridge_option)
+    import wsgi_bridge  # ImportError here, before forking, if the bridge is missing
 
-    serve_tornado(app, args.host, args.port, server_class=wsgi_bridge.HTTPServer)
+    serve_tornado(
+        lambda: make_app(args.threads, **options),
+        args.host,
+        args.port,
+        server_class=wsgi_bridge.HTTPServer,
+        processes=args.processes,
+        loop=args.loop,
+    )
 
 
 if __name__ == "__main__":

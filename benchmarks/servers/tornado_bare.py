@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the bare Tornado server (``--threads`` is accepted and ignored)."""
     args = parse_args(__doc__ or "", argv)
     quiet_logging()
-    serve_tornado(make_app(), args.host, args.port)
+    serve_tornado(make_app, args.host, args.port, processes=args.processes, loop=args.loop)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the tornado-wsgi server."""
     args = parse_args(__doc__ or "", argv)
     quiet_logging()
-    serve_tornado(make_app(args.threads), args.host, args.port)
+    serve_tornado(
+        lambda: make_app(args.threads),
+        args.host,
+        args.port,
+        processes=args.processes,
+        loop=args.loop,
+    )
 
 
 if __name__ == "__main__":

@@ -391,3 +391,25 @@ def test_unread_puts_bytes_back_in_front_of_the_read_buffer() -> None:
     assert asyncio.run(main()) == [b"head\r\n\r\n", b"head\r\n\r\n", b"rest"], _moved(
         "BaseIOStream", "_read_buffer_size", "unread"
     )
+
+
+def test_accept_pending() -> None:
+    from tornado.tcpserver import TCPServer
+
+    async def main() -> None:
+        server = HTTPServer(tornado.web.Application([]))
+        sockets = bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        try:
+            listening = server._sockets
+            assert list(listening.values()) == sockets, _moved(
+                "TCPServer", "_sockets", "accept_pending"
+            )
+            assert "self._handle_connection" in inspect.getsource(TCPServer.add_sockets), _moved(
+                "TCPServer", "_handle_connection", "accept_pending"
+            )
+            assert compat.accept_pending(server) == 0  # nothing queued
+        finally:
+            server.stop()
+
+    asyncio.run(main())

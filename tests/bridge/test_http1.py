@@ -530,3 +530,51 @@ def test_next_head_is_read_ahead_while_the_response_is_in_progress() -> None:
         during = calls[before:]
     assert data.count(b"HTTP/1.1 200 OK") == 2
     assert not during, during
+
+
+# ------------------------------------------------------ draining: Connection: close
+@pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
+def test_while_draining_each_response_closes_its_keep_alive_connection(path: str) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with BridgeServer(echo_path) as server, server.raw() as sock:
+        sock.sendall(request)
+        head, body = read_response_head(sock)
+        assert status_of(head) == 200 and header_value(head, "Connection") is None
+        while len(body) < int(header_value(head, "Content-Length") or 0):
+            body += sock.recv(65536)
+        assert server.http_server is not None
+        server.call(server.http_server.start_draining)
+        sock.sendall(request)  # the same connection, kept alive so far
+        data, closed = read_until_close(sock)
+        head, _, _ = data.partition(b"\r\n\r\n")
+        assert status_of(head) == 200
+        assert header_value(head, "Connection") == "close"
+        assert closed  # the server closed it after the response
+
+
+# ------------------------------------------------------ stop(): the listen queue is served
+@pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
+def test_stop_serves_the_connections_waiting_to_be_accepted(path: str) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with BridgeServer(echo_path) as server:
+        assert server.http_server is not None
+        http_server = server.http_server
+
+        def queue_then_stop() -> list[socket.socket]:
+            # On the IOLoop thread: the loop cannot accept these before stop() runs.
+            clients = []
+            for _ in range(3):
+                client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                client.sendall(request)
+                clients.append(client)
+            http_server.start_draining()
+            http_server.stop()
+            return clients
+
+        clients = server.call(queue_then_stop)
+        for client in clients:
+            with client:
+                data, closed = read_until_close(client)
+            head = data.partition(b"\r\n\r\n")[0]
+            assert head and status_of(head) == 200, data
+            assert header_value(head, "Connection") == "close" and closed
