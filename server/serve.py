@@ -69,7 +69,8 @@ WEBSOCKET_CLOSE_TIMEOUT = 2.0
 """Seconds WebSocket clients get to answer the closing handshake at shutdown."""
 
 CONNECTIONS_CLOSE_TIMEOUT = 5.0
-"""Seconds idle HTTP connections get to close at shutdown."""
+"""Seconds a connection whose request arrived as the listener closed gets to be
+served at shutdown (idle connections close at once)."""
 
 
 def run_event_loop(main: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
@@ -224,10 +225,18 @@ async def shutdown(
     for feature in hybrid.features:
         await _hook(feature.stop(runtime), f"stop the {feature.name} feature")
     await close_websockets(hybrid.websockets, WEBSOCKET_CLOSE_TIMEOUT)
-    try:
-        await asyncio.wait_for(server.close_all_connections(), CONNECTIONS_CLOSE_TIMEOUT)
-    except TimeoutError:
-        log.warning("some connections did not close within %.0f s", CONNECTIONS_CLOSE_TIMEOUT)
+    if isinstance(server, HTTPServer):
+        # Idle connections close now; one whose request has just arrived is served first.
+        cut_short = await server.close_connections(CONNECTIONS_CLOSE_TIMEOUT)
+    else:
+        cut_short = 0
+        await server.close_all_connections()
+    if cut_short:
+        log.warning(
+            "%d connection(s) still serving a request after %.0f s were closed",
+            cut_short,
+            CONNECTIONS_CLOSE_TIMEOUT,
+        )
     hybrid.close(wait=False)
     busy = await wait_for_threads(hybrid.executor, max(0.0, deadline - loop.time()))
     for feature in hybrid.features:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from tornado import httpserver, httputil, iostream, tcpserver
+from tornado import http1connection, httpserver, httputil, iostream, tcpserver
 from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.web import RequestHandler
 
@@ -102,6 +102,19 @@ def response_pending(connection: object) -> bool:
     return getattr(connection, "_write_finished", True) is False and (
         getattr(connection, "_disconnect_on_finish", True) is False
     )
+
+
+def read_buffer_size(stream: iostream.BaseIOStream) -> int:
+    """Bytes received and buffered by ``stream`` but not yet read by anyone
+    (``BaseIOStream._read_buffer_size``)."""
+    size: int = getattr(stream, "_read_buffer_size")  # noqa: B009
+    return size
+
+
+def request_start_line(connection: http1connection.HTTP1Connection) -> Any:
+    """The parsed request line of a server-side ``HTTP1Connection``, or None before its
+    head was read (``HTTP1Connection._request_start_line``)."""
+    return getattr(connection, "_request_start_line")  # noqa: B009
 
 
 def unread(stream: iostream.BaseIOStream, data: bytes) -> None:

@@ -74,6 +74,8 @@ LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 4 * 1024 * 1024
 #: Bytes allowed for one chunk-size line, extensions and CRLF included.
 CHUNK_LINE_LIMIT = 4096
+#: Seconds between two looks at the connections ``HTTPServer.close_connections`` waits for.
+CLOSE_POLL_INTERVAL = 0.01
 
 #: Reason phrases of the answers to an oversized head (RFC 9110 §15.5.15, RFC 6585 §5).
 _REFUSAL_REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
@@ -157,6 +159,21 @@ def _header_probe(limit: int) -> bytes:
     the request is refused.
     """
     return rb"\A(?:[\s\S]{0,%d}?\r?\n\r?\n|[\s\S]{%d})" % (max(limit - 4, 0), limit + 1)
+
+
+def _bytes_waiting(sock: socket.socket | None) -> bool:
+    """True if the kernel holds received bytes for ``sock`` (peeked, not read).
+
+    End of stream (the client closed) and errors count as no bytes: nothing to serve.
+    """
+    if sock is None:
+        return False
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
 
 
 def _retrieve_error(future: Future[bytes]) -> None:
@@ -281,26 +298,52 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         """Wait for the head; 0 if it fits, 431 or 414 if not, None after a timeout."""
         limit = self.params.max_header_size
         probe: Awaitable[bytes] | None = self._head_read
-        self._head_read = None
         if probe is None:
-            probe = self.stream.read_until_regex(_header_probe(limit))
+            probe = self._head_read = self.stream.read_until_regex(_header_probe(limit))
         timeout = self._head_timeout
-        if timeout is None or (isinstance(probe, Future) and probe.done()):
-            data = await probe
-        else:
-            try:
-                data = await gen.with_timeout(
-                    self.stream.io_loop.time() + timeout,
-                    probe,
-                    quiet_exceptions=iostream.StreamClosedError,
-                )
-            except TimeoutError:
-                self.close()
-                return None
+        try:
+            if timeout is None or (isinstance(probe, Future) and probe.done()):
+                data = await probe
+            else:
+                try:
+                    data = await gen.with_timeout(
+                        self.stream.io_loop.time() + timeout,
+                        probe,
+                        quiet_exceptions=iostream.StreamClosedError,
+                    )
+                except TimeoutError:
+                    self.close()
+                    return None
+        finally:
+            # From here on the head's bytes are in the stream again (or refused):
+            # awaiting_request() sees them there, not in this read.
+            self._head_read = None
         if len(data) <= limit:
             compat.unread(self.stream, data)  # Tornado reads and parses it next
             return 0
         return 431 if b"\n" in data else 414
+
+    def awaiting_request(self) -> bool:
+        """True while no byte of a request has arrived on this connection (IOLoop thread).
+
+        False as soon as a request is under way: its head was parsed, a read of it
+        has completed, or bytes of it wait in the stream's buffer or in the
+        kernel's receive queue (peeked without reading).  A connection for which
+        this is True can be closed without cutting a request short: the basis of
+        :meth:`HTTPServer.close_connections`.  A TLS stream's kernel bytes may
+        be a record without a request; they count as one (the safe side).
+        """
+        if compat.request_start_line(self) is not None:
+            return False
+        head_read = self._head_read
+        if isinstance(head_read, Future) and head_read.done():
+            return False
+        stream = self.stream
+        if stream is None or stream.closed():
+            return True
+        if compat.read_buffer_size(stream):
+            return False
+        return not _bytes_waiting(stream.socket)
 
     def read_ahead(self) -> None:
         """Start reading the next request's head while this response is in progress.
@@ -469,6 +512,14 @@ class HTTP1Connection(_TornadoHTTP1Connection):
 class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
     """Tornado's ``HTTP1ServerConnection`` serving each request with :class:`HTTP1Connection`."""
 
+    #: The request connection being served, or awaiting the next request (IOLoop thread).
+    current: HTTP1Connection | None = None
+
+    def idle(self) -> bool:
+        """True if closing now cuts no request short (:meth:`HTTP1Connection.awaiting_request`)."""
+        current = self.current
+        return current is None or current.awaiting_request()
+
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         # Tornado's loop, with our HTTP1Connection (Tornado names its class inline).
         # The head's timeout is applied by our size check, which waits for the head;
@@ -479,7 +530,7 @@ class HTTP1ServerConnection(_TornadoHTTP1ServerConnection):
         next_head: Awaitable[bytes] | None = None
         try:
             while True:
-                conn = HTTP1Connection(
+                conn = self.current = HTTP1Connection(
                     self.stream,
                     False,
                     params,
@@ -554,7 +605,7 @@ class HTTPServer(_TornadoHTTPServer):
       Tornado's ``xheaders=True`` with it: that trusts every peer.
 
     For a graceful stop, call :meth:`start_draining` first (responses close their
-    connections from then on), then Tornado's ``stop()`` and ``close_all_connections()``.
+    connections from then on), then ``stop()`` and :meth:`close_connections`.
 
     :raises ValueError: a ``trusted_proxies`` entry is not an address or network.
     """
@@ -596,6 +647,38 @@ class HTTPServer(_TornadoHTTPServer):
         """
         compat.accept_pending(self)  # after a first stop(), the sockets are closed: none
         super().stop()
+
+    async def close_connections(self, timeout: float) -> int:
+        """Close every connection: idle ones now, the others once their request is served.
+
+        Tornado's ``close_all_connections()`` (still there, unchanged) closes each
+        connection at once, which cuts short a request whose bytes had arrived but
+        that no handler had started yet (accepted during :meth:`stop`, or sent on a
+        kept-alive connection just before): its client (a reverse proxy with a
+        POST) gets no answer and cannot safely retry.
+        Here a connection is closed only while no byte of a request has arrived
+        (:meth:`HTTP1ServerConnection.idle`, checked every
+        :data:`CLOSE_POLL_INTERVAL` seconds); one with a request under way is
+        closed after its response (which says ``Connection: close`` while
+        draining: call :meth:`start_draining` first).  IOLoop thread.
+
+        :param timeout: seconds to wait for requests under way; then every
+            connection left is closed as Tornado's ``close_all_connections()`` would.
+        :returns: how many connections were still serving a request at the timeout
+            and were closed anyway (0 when every request finished).
+        """
+        connections = compat.server_connections(self)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while connections and loop.time() < deadline:
+            idle = [c for c in connections if not isinstance(c, HTTP1ServerConnection) or c.idle()]
+            if idle:
+                await asyncio.gather(*(c.close() for c in idle))
+            if connections:
+                await asyncio.sleep(CLOSE_POLL_INTERVAL)
+        cut_short = len(connections)
+        await super().close_all_connections()  # Tornado's: whatever is left, at once
+        return cut_short
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         """Serve a new connection with :class:`HTTP1ServerConnection` (IOLoop thread).

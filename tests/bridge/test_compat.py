@@ -413,3 +413,37 @@ def test_accept_pending() -> None:
             server.stop()
 
     asyncio.run(main())
+
+
+def test_read_buffer_size_and_request_start_line() -> None:
+    """``BaseIOStream._read_buffer_size`` and ``HTTP1Connection._request_start_line``,
+    which ``HTTP1Connection.awaiting_request`` reads (``HTTPServer.close_connections``)."""
+
+    async def main() -> tuple[int, int, Any, Any]:
+        left, right = socket.socketpair()
+        reader, writer = IOStream(left), IOStream(right)
+        try:
+            connection = HTTP1Connection(reader, False)
+            before = compat.request_start_line(connection)
+            await writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+            read = httputil.HTTPMessageDelegate()
+            await connection.read_response(read)
+            empty = compat.read_buffer_size(reader)
+            compat.unread(reader, b"next")
+            return (
+                empty,
+                compat.read_buffer_size(reader),
+                before,
+                compat.request_start_line(connection),
+            )
+        finally:
+            reader.close()
+            writer.close()
+
+    empty, buffered, before, after = asyncio.run(main())
+    assert (empty, buffered) == (0, 4), _moved(
+        "BaseIOStream", "_read_buffer_size", "read_buffer_size"
+    )
+    assert before is None and after is not None and after.path == "/x", _moved(
+        "HTTP1Connection", "_request_start_line", "request_start_line"
+    )

@@ -23,6 +23,7 @@ from tornado.netutil import bind_sockets
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
+from wsgi_bridge.compat import server_connections
 from wsgi_bridge.http1 import LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -578,3 +579,78 @@ def test_stop_serves_the_connections_waiting_to_be_accepted(path: str) -> None:
             head = data.partition(b"\r\n\r\n")[0]
             assert head and status_of(head) == 200, data
             assert header_value(head, "Connection") == "close" and closed
+
+
+# ------------------------------------------------ close_connections: arrived requests are served
+def busy_connections(http_server: HTTPServer) -> int:
+    """Connections of ``http_server`` with a request under way (IOLoop thread)."""
+    return sum(not conn.idle() for conn in server_connections(http_server))
+
+
+def _keep_alive_exchange(sock: socket.socket, request: bytes) -> None:
+    """One request on ``sock`` with its whole response read, the connection kept."""
+    sock.sendall(request)
+    head, body = read_response_head(sock)
+    assert status_of(head) == 200 and header_value(head, "Connection") is None
+    while len(body) < int(header_value(head, "Content-Length") or 0):
+        body += sock.recv(65536)
+
+
+@pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
+def test_close_connections_serves_a_request_that_arrived_before_it(path: str) -> None:
+    # The request reaches the kernel of an accepted, idle keep-alive connection in the
+    # same IOLoop callback that starts closing: nothing has read it yet. Tornado's
+    # close_all_connections() would close the connection and the client get no answer.
+    request = f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with BridgeServer(echo_path) as server, server.raw() as sock:
+        _keep_alive_exchange(sock, request)
+        http_server = server.http_server
+        assert http_server is not None
+
+        def send_then_close() -> Any:
+            sock.sendall(request)
+            http_server.start_draining()
+            return http_server.close_connections(5)
+
+        cut_short = server.call(send_then_close)
+        data, closed = read_until_close(sock)
+        head = data.partition(b"\r\n\r\n")[0]
+        assert head and status_of(head) == 200, data
+        assert header_value(head, "Connection") == "close" and closed
+        assert cut_short == 0
+
+
+@pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
+def test_close_connections_waits_for_a_head_under_way_and_closes_idle_ones(path: str) -> None:
+    head_part, rest = f"GET {path} HTTP/1.1\r\n".encode(), b"Host: t\r\n\r\n"
+    request = head_part + rest
+    with BridgeServer(echo_path) as server, server.raw() as busy, server.raw() as idle:
+        _keep_alive_exchange(busy, request)
+        _keep_alive_exchange(idle, request)
+        http_server = server.http_server
+        assert http_server is not None
+        busy.sendall(head_part)  # half a head: a request under way
+        wait_for(lambda: server.call(lambda: busy_connections(http_server)) == 1)
+        server.call(http_server.start_draining)
+        assert server.loop is not None
+        closing = asyncio.run_coroutine_threadsafe(
+            http_server.close_connections(5), server.loop.asyncio_loop
+        )
+        assert read_until_close(idle)[1]  # the idle connection is closed at once ...
+        assert not closing.done()  # ... while the other one is waited for
+        busy.sendall(rest)
+        data, closed = read_until_close(busy)
+        head = data.partition(b"\r\n\r\n")[0]
+        assert head and status_of(head) == 200, data
+        assert header_value(head, "Connection") == "close" and closed
+        assert closing.result(5) == 0
+
+
+def test_close_connections_gives_up_on_a_head_that_never_ends() -> None:
+    with BridgeServer(echo_path) as server, server.raw() as sock:
+        http_server = server.http_server
+        assert http_server is not None
+        sock.sendall(b"GET /native HTTP/1.1\r\n")  # and nothing more
+        wait_for(lambda: server.call(lambda: busy_connections(http_server)) == 1)
+        assert server.call(lambda: http_server.close_connections(0.2)) == 1
+        assert read_until_close(sock)[1]
