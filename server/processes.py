@@ -109,6 +109,9 @@ class Supervisor:
         never runs the parent's code after the fork.
     :param on_child_exit: called in the parent with the pid of every child that
         exited, expected or not (e.g. ``prometheus_client.multiprocess.mark_process_dead``).
+    :param on_stop: called once in the parent when the stop begins (a signal, or too
+        many crashes), before the children are told: e.g. close the parent's copy of
+        the listening sockets, which it kept only to fork replacements.
     :param max_crashes: see :data:`MAX_CRASHES`.
     :param crash_window: seconds; see :data:`CRASH_WINDOW`.
     :param backoff: seconds; see :data:`BACKOFF`.
@@ -120,6 +123,7 @@ class Supervisor:
         child_main: Callable[[int], int],
         *,
         on_child_exit: Callable[[int], None] = _ignore_exit,
+        on_stop: Callable[[], None] = lambda: None,
         max_crashes: int = MAX_CRASHES,
         crash_window: float = CRASH_WINDOW,
         backoff: float = BACKOFF,
@@ -129,6 +133,7 @@ class Supervisor:
         self.count = count
         self.child_main = child_main
         self.on_child_exit = on_child_exit
+        self.on_stop = on_stop
         self.max_crashes = max_crashes
         self.crash_window = crash_window
         self.backoff = backoff
@@ -165,6 +170,11 @@ class Supervisor:
 
     def stop(self) -> None:
         """Send SIGTERM to every child; they drain and exit, and are not replaced."""
+        if not self.stopping:
+            try:
+                self.on_stop()
+            except Exception:
+                log.exception("on_stop failed")
         self.stopping = True
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
@@ -294,11 +304,21 @@ def serve_in_processes(
     def child_main(index: int) -> int:
         return _serve_child(settings, sockets, parent_pid)
 
-    try:
-        return Supervisor(count, child_main, on_child_exit=on_child_exit).run()
-    finally:
+    def close_sockets() -> None:
+        # Once stopping, the parent forks no replacement: its copy of the listening
+        # sockets must go, or the kernel would go on queueing connections for it
+        # after the children closed theirs (no one would accept them; a proxy
+        # would wait, then get a reset, instead of a refusal it can retry elsewhere).
         for sock in sockets:
             sock.close()
+
+    try:
+        supervisor = Supervisor(
+            count, child_main, on_child_exit=on_child_exit, on_stop=close_sockets
+        )
+        return supervisor.run()
+    finally:
+        close_sockets()
 
 
 def _serve_child(settings: Settings, sockets: list[socket.socket], parent_pid: int) -> int:

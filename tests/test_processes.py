@@ -80,6 +80,7 @@ server.build.make_routes = make_routes
 
 STARTED = re.compile(r"slow request started \((\w+)\)")
 DRAINING = re.compile(r"(draining): /readyz answers 503")
+LISTENER_CLOSED = re.compile(r"(shutting down): waiting up to")
 STARTED_CHILD = re.compile(r"started process \d+ \(pid (\d+)\)")
 
 
@@ -178,6 +179,9 @@ def test_sigterm_turns_not_ready_then_lets_requests_in_flight_finish(
     assert ready.status_code == 503
     assert ready.json()["checks"]["draining"] != "ok"
     assert ready.headers["Connection"] == "close"
+    server.wait_for_line(LISTENER_CLOSED, count=int(processes))
+    with pytest.raises(httpx.ConnectError):  # refused, not queued for no one
+        httpx.get(f"{base}/healthz", timeout=5)
     for thread in threads:
         thread.join(15)
     assert answers["flask"].status_code == 200 and answers["flask"].text == "flask done"
