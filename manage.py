@@ -13,6 +13,7 @@ Flask without the native routes), and ``routes`` lists both sides.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -112,14 +113,8 @@ def serve_command(
     With ``--processes`` other than 1, a supervisor forks the server processes
     after the checks and replaces any that dies (``server/processes.py``).
     """
-    from sqlalchemy.exc import DBAPIError
-
-    from app.schema_migrations import upgrade_database
-    from server.build import build_hybrid
-    from server.checks import StartupError, check_known_revisions, database_error_message
-    from server.metrics import MULTIPROC_DIR_ENV, child_exited, prepare_multiprocess_dir
-    from server.processes import serve_in_processes
-    from server.serve import configure_logging, run_event_loop, serve
+    from server.metrics import MULTIPROC_DIR_ENV, multiprocess_metrics
+    from server.serve import configure_logging
 
     overrides = {
         "host": host,
@@ -131,11 +126,27 @@ def serve_command(
     }
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format or "text")
+    cleanup = contextlib.ExitStack()
     if settings.processes != 1:
         try:  # before any metric exists, so that every child writes to the shared files
-            prepare_multiprocess_dir()
+            cleanup.enter_context(multiprocess_metrics())
         except OSError as error:
             raise click.ClickException(f"cannot prepare {MULTIPROC_DIR_ENV}: {error}") from None
+    with cleanup:  # a metrics directory made for this run is removed at the end
+        _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    """``serve``'s body, once logging and the metrics directory are set up."""
+    from sqlalchemy.exc import DBAPIError
+
+    from app.schema_migrations import upgrade_database
+    from server.build import build_hybrid
+    from server.checks import StartupError, check_known_revisions, database_error_message
+    from server.metrics import child_exited
+    from server.processes import serve_in_processes
+    from server.serve import run_event_loop, serve
+
     try:
         hybrid = build_hybrid(settings)
     except ConfigError as error:

@@ -34,7 +34,9 @@ needs ``Authorization: Bearer <token>``.  See docs/observability.md.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import logging
 import os
 import shutil
 import tempfile
@@ -71,9 +73,12 @@ __all__ = [
     "child_exited",
     "metrics_rules",
     "multiprocess_dir",
+    "multiprocess_metrics",
     "prepare_multiprocess_dir",
     "start_admin_listener",
 ]
+
+log = logging.getLogger("hybrid.metrics")
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """The variable ``prometheus_client`` reads to switch to multi-process mode."""
@@ -101,24 +106,48 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str] | None = None) -> Path
     """Switch this process (and the children it forks) to multi-process metrics.
 
     Call it in the parent before forking and before any :class:`Metrics` exists:
-    it empties (or creates) the directory, so counters of an earlier run do not
-    add up with this one, sets ``PROMETHEUS_MULTIPROC_DIR`` and makes
-    ``prometheus_client`` write every value created from now on to files there.
+    it removes ``prometheus_client``'s value files (``*.db``) left in the directory
+    by an earlier run, so their counts do not add up with this one (anything else
+    in the directory is left alone), or creates the directory; sets
+    ``PROMETHEUS_MULTIPROC_DIR`` and makes ``prometheus_client`` write every value
+    created from now on to files there.
 
     :param path: the directory; default ``$PROMETHEUS_MULTIPROC_DIR`` when set,
-        else a new temporary directory.
+        else a new temporary directory (:func:`multiprocess_metrics` removes it
+        again at exit).
     :returns: the directory.
-    :raises OSError: it cannot be emptied or created.
+    :raises OSError: it cannot be created, or a value file cannot be removed.
     """
     given = path if path is not None else multiprocess_dir()
     directory = Path(given) if given is not None else Path(tempfile.mkdtemp(prefix="metrics-"))
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.db"):
+        leftover.unlink()
     os.environ[MULTIPROC_DIR_ENV] = str(directory)
     # prometheus_client chose its value class when it was imported; choose again.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return directory
+
+
+@contextlib.contextmanager
+def multiprocess_metrics() -> Iterator[Path]:
+    """:func:`prepare_multiprocess_dir` for the length of a ``with`` block.
+
+    A directory it had to create (``PROMETHEUS_MULTIPROC_DIR`` unset) is removed
+    when the block ends; one the operator chose is kept (its value files are
+    removed at the next start).  Forked children leave with ``os._exit`` and never
+    run the clean-up.
+
+    :raises OSError: as :func:`prepare_multiprocess_dir`.
+    """
+    temporary = multiprocess_dir() is None
+    directory = prepare_multiprocess_dir()
+    log.info("metrics of every process in %s%s", directory, " (removed at exit)" * temporary)
+    try:
+        yield directory
+    finally:
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def child_exited(pid: int) -> None:

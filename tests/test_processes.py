@@ -269,7 +269,10 @@ def test_processes_that_keep_crashing_at_start_make_the_supervisor_give_up(
 def test_metrics_add_up_across_the_processes_and_forget_a_dead_one(
     migrated: str, site: Path, servers: list[ServerProcess], tmp_path: Path
 ) -> None:
-    directory = tmp_path / "prometheus"  # serve empties or creates it, before forking
+    directory = tmp_path / "prometheus"  # an earlier run's value files are removed, nothing else
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"an earlier run's counts")
+    (directory / "README").write_text("the operator's")
     server = start(site, migrated, "--processes", "2", PROMETHEUS_MULTIPROC_DIR=str(directory))
     servers.append(server)
     base = f"http://127.0.0.1:{server.port()}"
@@ -293,6 +296,8 @@ def test_metrics_add_up_across_the_processes_and_forget_a_dead_one(
 
     healthz = {"side": "native", "route": "/healthz", "status": "200"}
     slow = {"side": "flask", "route": "/_test/slow", "status": "200"}
+    assert not (directory / "counter_999999.db").exists()
+    assert (directory / "README").read_text() == "the operator's"
     assert total("http_requests_total", **healthz) == sum(answered.values())
     assert total("http_requests_total", **slow) == 6
     # A killed process's live gauges are forgotten (on_child_exit), its counts stay.
@@ -304,3 +309,18 @@ def test_metrics_add_up_across_the_processes_and_forget_a_dead_one(
     assert total("http_requests_total", **healthz) >= sum(answered.values())
     status, _ = server.stop(20)
     assert status == 0, server.log
+
+
+def test_a_metrics_directory_made_for_the_run_is_removed_at_exit(
+    migrated: str, site: Path, servers: list[ServerProcess]
+) -> None:
+    server = start(site, migrated, "--processes", "2")
+    servers.append(server)
+    server.port(2)
+    line = server.wait_for_line(
+        re.compile(r"metrics of every process in (\S+) \(removed at exit\)")
+    )
+    assert Path(line).is_dir()
+    status, _ = server.stop(20)
+    assert status == 0, server.log
+    assert not Path(line).exists()
