@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
-from config.secret_key import check_production_key
+from config.secret_key import HOW_TO_MAKE_A_KEY, check_production_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The checkout's root directory (where ``manage.py`` lives)."""
@@ -297,7 +297,10 @@ class Settings(BaseSettings):
     def _environment_defaults(self) -> Settings:
         if self.secret_key is None:
             if self.app_env == "production":
-                raise ValueError("SECRET_KEY: required when APP_ENV=production")
+                raise ValueError(
+                    "SECRET_KEY: required when APP_ENV=production; "
+                    f"make one with: {HOW_TO_MAKE_A_KEY}"
+                )
             self.secret_key = SecretStr(DEVELOPMENT_SECRET_KEY)
         elif self.app_env == "production":
             check_production_key("SECRET_KEY", self.secret_key.get_secret_value(), PROJECT_ROOT)

@@ -62,8 +62,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from tornado.routing import Rule
 
+from app.security_headers import security_headers
 from config import Settings
-from wsgi_bridge import WSGIContainer, access_log_function
+from wsgi_bridge import WSGIContainer, access_log_function, ensure_request_id
 from wsgi_bridge.compat import busy_threads
 
 __all__ = [
@@ -363,6 +364,13 @@ class MetricsHandler(tornado.web.RequestHandler):
         """Take the route kwargs (Tornado calls it per request)."""
         self.metrics = metrics
         self.token = token
+
+    def set_default_headers(self) -> None:
+        """``X-Request-ID`` and the security headers, as every other response has."""
+        self.set_header("X-Request-ID", ensure_request_id(self.request))
+        hsts = int(self.settings.get("hsts_seconds", 0))
+        for name, value in security_headers(hsts, self.request.protocol == "https"):
+            self.set_header(name, value)
 
     async def get(self) -> None:
         """Answer the scrape, or 401."""

@@ -37,7 +37,8 @@ def test_environment_variables_win_over_dotenv(monkeypatch: pytest.MonkeyPatch) 
 
 def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "production")
-    with pytest.raises(ConfigError, match=r"^SECRET_KEY: required when APP_ENV=production$"):
+    missing = r"^SECRET_KEY: required when APP_ENV=production; make one with: python -c "
+    with pytest.raises(ConfigError, match=missing):
         load_settings()
     monkeypatch.setenv("SECRET_KEY", "short")
     with pytest.raises(ConfigError, match=r"SECRET_KEY: must be at least 32 bytes"):

@@ -87,6 +87,9 @@ def test_the_access_log_has_the_client_behind_nginx(tmp_path: Path, migrated: st
     assert ours[0]["client"] == "203.0.113.7"
     assert ours[0]["side"] == "flask"
     assert ours[0]["path"] == "/" and ours[0]["status"] == 200
+    # nginx's own line, in the site's `hybrid` format, carries the same id.
+    nginx_lines = (tmp_path / "nginx" / "access.log").read_text().splitlines()
+    assert [line for line in nginx_lines if f"request_id={request_id} " in line], nginx_lines
 
 
 LOGIN_SERVED = re.compile(r"(/auth/login)")

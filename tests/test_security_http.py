@@ -115,9 +115,12 @@ def test_security_headers_on_both_sides_errors_and_static_files(
         "flask 404": httpx.get(server.url + "/app/no-such-page"),
         "flask static": httpx.get(server.url + "/app/static/style.css"),
         "bridge's own 404": httpx.get(server.url + "/outside-the-mount"),
+        "metrics": httpx.get(server.url + "/metrics", headers={"X-Request-ID": "scrape-1"}),
     }
-    assert [r.status_code for r in responses.values()] == [200, 405, 200, 404, 200, 404]
+    assert [r.status_code for r in responses.values()] == [200, 405, 200, 404, 200, 404, 200]
+    assert responses["metrics"].headers["X-Request-ID"] == "scrape-1"
     for side, response in responses.items():
+        assert response.headers.get("X-Request-ID"), side
         for name, value in SECURITY_HEADERS.items():
             assert response.headers.get(name) == value, (side, name)
         assert "strict-transport-security" not in response.headers, side  # http, no HSTS

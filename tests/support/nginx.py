@@ -97,13 +97,14 @@ def main_config(folder: Path, site: Path) -> str:
         f"error_log {folder / 'error.log'} info;\n"
         "events { worker_connections 128; }\n"
         "http {\n"
-        f"    access_log {folder / 'access.log'};\n"
         f"    client_body_temp_path {temp['client_body']};\n"
         f"    proxy_temp_path {temp['proxy']};\n"
         f"    fastcgi_temp_path {temp['fastcgi']};\n"
         f"    uwsgi_temp_path {temp['uwsgi']};\n"
         f"    scgi_temp_path {temp['scgi']};\n"
         f"    include {site};\n"
+        # The site's format, as docs/deploy.md says to name it (after the include).
+        f"    access_log {folder / 'access.log'} hybrid;\n"
         "}\n"
     )
 
