@@ -426,16 +426,21 @@ def test_read_buffer_size_and_request_start_line() -> None:
             connection = HTTP1Connection(reader, False)
             before = compat.request_start_line(connection)
             await writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-            read = httputil.HTTPMessageDelegate()
-            await connection.read_response(read)
+            head_read = asyncio.Event()
+
+            class Delegate(httputil.HTTPMessageDelegate):
+                def headers_received(self, start_line: Any, headers: Any) -> None:
+                    head_read.set()
+
+            # A server connection's read_response waits for the response too: leave it.
+            serving = asyncio.ensure_future(connection.read_response(Delegate()))
+            await asyncio.wait_for(head_read.wait(), 5)
+            after = compat.request_start_line(connection)
             empty = compat.read_buffer_size(reader)
             compat.unread(reader, b"next")
-            return (
-                empty,
-                compat.read_buffer_size(reader),
-                before,
-                compat.request_start_line(connection),
-            )
+            buffered = compat.read_buffer_size(reader)
+            serving.cancel()
+            return empty, buffered, before, after
         finally:
             reader.close()
             writer.close()
