@@ -167,9 +167,12 @@ def test_process_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) ->
         ({"PROCESSES": "-1"}, r"^PROCESSES: Input should be greater than or equal to 0"),
         ({"EVENT_LOOP": "trio"}, r"^EVENT_LOOP: Input should be 'asyncio' or 'uvloop'"),
         ({"DRAIN_GRACE": "-1"}, r"^DRAIN_GRACE: Input should be greater than or equal to 0"),
+        ({"LOG_FORMAT": "xml"}, r"^LOG_FORMAT: Input should be 'json' or 'text'"),
+        ({"METRICS_PORT": "0"}, r"^METRICS_PORT: Input should be greater than or equal to 1"),
+        ({"METRICS_PORT": "9100", "PORT": "9100"}, r"METRICS_PORT: must differ from PORT"),
     ],
 )
-def test_invalid_process_settings_name_the_variable(
+def test_invalid_server_settings_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
 ) -> None:
     for name, value in variables.items():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from config.settings import SESSION_COOKIE_NAME
-from tests.support.server import LiveServer, close_websocket
+from tests.support.server import close_websocket
 
 EMAIL = "ada@example.com"
 """The account :func:`register_and_log_in` creates."""
@@ -35,12 +35,21 @@ def meta_csrf_token(page: str) -> str:
     return match.group(1)
 
 
-def browser(server: LiveServer) -> httpx.Client:
+class Site(Protocol):
+    """Anything served at a base URL: a :class:`LiveServer`, nginx in front of one ..."""
+
+    @property
+    def url(self) -> str:
+        """The base URL, without a trailing slash."""
+        ...
+
+
+def browser(server: Site) -> httpx.Client:
     """A client that keeps cookies, like a browser."""
     return httpx.Client(base_url=server.url, timeout=10)
 
 
-def register_and_log_in(server: LiveServer) -> httpx.Client:
+def register_and_log_in(server: Site) -> httpx.Client:
     """Register :data:`EMAIL` through Flask's form (which logs in), log out, log in again.
 
     :returns: the browser, holding the login's ``session`` cookie.

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from config.settings import SESSION_COOKIE_NAME as COOKIE
-from tests.support.login import EMAIL, PASSWORD, csrf_token, websocket_hello
+from tests.support.login import EMAIL, register_and_log_in, websocket_hello
 from tests.support.nginx import proxied_server, requires_nginx
 
 pytestmark = requires_nginx
@@ -23,18 +21,8 @@ def test_the_progress_socket_behind_nginx_knows_who_logged_in(
     tmp_path: Path, migrated: str
 ) -> None:
     with proxied_server(tmp_path / "nginx", migrated) as (proxy, _server):
-        with httpx.Client(base_url=proxy.url, timeout=10) as client:
-            page = client.get("/auth/register").text
-            registered = client.post(
-                "/auth/register",
-                data={
-                    "csrf_token": csrf_token(page),
-                    "email": EMAIL,
-                    "password": PASSWORD,
-                    "confirm": PASSWORD,
-                },
-            )
-            assert registered.status_code == 302, registered.text
-            cookie = f"{COOKIE}={client.cookies[COOKIE]}"
+        client = register_and_log_in(proxy)  # Flask's forms, through nginx
+        cookie = f"{COOKIE}={client.cookies[COOKIE]}"
+        client.close()
         hello = websocket_hello(f"{proxy.ws_url}/ws/tasks", cookie)
     assert hello == {"type": "hello", "task": None, "user": {"id": 1, "email": EMAIL}}
