@@ -317,10 +317,9 @@ def test_a_metrics_directory_made_for_the_run_is_removed_at_exit(
     server = start(site, migrated, "--processes", "2")
     servers.append(server)
     server.port(2)
-    line = server.wait_for_line(
-        re.compile(r"metrics of every process in (\S+) \(removed at exit\)")
-    )
-    assert Path(line).is_dir()
+    made = re.compile(r"metrics of every process in (\S+) \(removed at exit\)")
+    directory = Path(server.wait_for_line(made))
+    assert directory.is_dir()
     status, _ = server.stop(20)
     assert status == 0, server.log
-    assert not Path(line).exists()
+    assert not directory.exists()
