@@ -20,7 +20,9 @@ then, within ``SHUTDOWN_TIMEOUT`` seconds in all:
 4. let in-flight native and WSGI requests finish;
 5. run each feature's ``stop`` hook (stop background work: e.g. queued jobs are
    recorded as cut short, running ones told to stop);
-6. close WebSockets with 1001 "going away", then the remaining connections;
+6. close WebSockets with 1001 "going away", then the remaining connections:
+   idle ones at once, one whose request has just arrived after its response
+   (:meth:`wsgi_bridge.HTTPServer.close_connections`);
 7. shut the executor down (queued work cancelled) and wait, without blocking
    the IOLoop, for its threads to finish;
 8. run each feature's ``closed`` hook (record what is still unfinished).
@@ -69,8 +71,11 @@ WEBSOCKET_CLOSE_TIMEOUT = 2.0
 """Seconds WebSocket clients get to answer the closing handshake at shutdown."""
 
 CONNECTIONS_CLOSE_TIMEOUT = 5.0
-"""Seconds a connection whose request arrived as the listener closed gets to be
-served at shutdown (idle connections close at once)."""
+"""Seconds, at most, a connection whose request arrived as the listener closed gets
+to be served at shutdown (idle connections close at once)."""
+
+CONNECTIONS_LAST_CALL = 0.5
+"""Seconds such a connection gets at least, even when ``SHUTDOWN_TIMEOUT`` is spent."""
 
 
 def run_event_loop(main: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
@@ -225,17 +230,18 @@ async def shutdown(
     for feature in hybrid.features:
         await _hook(feature.stop(runtime), f"stop the {feature.name} feature")
     await close_websockets(hybrid.websockets, WEBSOCKET_CLOSE_TIMEOUT)
+    # Idle connections close now; one whose request has just arrived is served first,
+    # within what is left of the timeout (at least CONNECTIONS_LAST_CALL: a request
+    # still running past the timeout is stuck, and is not waited for twice).
+    wait = min(CONNECTIONS_CLOSE_TIMEOUT, max(CONNECTIONS_LAST_CALL, deadline - loop.time()))
     if isinstance(server, HTTPServer):
-        # Idle connections close now; one whose request has just arrived is served first.
-        cut_short = await server.close_connections(CONNECTIONS_CLOSE_TIMEOUT)
+        cut_short = await server.close_connections(wait)
     else:
         cut_short = 0
         await server.close_all_connections()
     if cut_short:
         log.warning(
-            "%d connection(s) still serving a request after %.0f s were closed",
-            cut_short,
-            CONNECTIONS_CLOSE_TIMEOUT,
+            "%d connection(s) still serving a request after %.1f s were closed", cut_short, wait
         )
     hybrid.close(wait=False)
     busy = await wait_for_threads(hybrid.executor, max(0.0, deadline - loop.time()))
