@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import PROJECT_ROOT
-from tests.support.cli import ServerProcess, environment
+from tests.support.cli import ServerProcess, environment, sitecustomize_dir
 from wsgi_bridge.testing import wait_for
 
 SITECUSTOMIZE = f"""
@@ -87,10 +87,7 @@ STARTED_CHILD = re.compile(r"started process \d+ \(pid (\d+)\)")
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A directory holding the test-only ``sitecustomize``."""
-    directory = tmp_path / "site"
-    directory.mkdir()
-    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return directory
+    return sitecustomize_dir(tmp_path, SITECUSTOMIZE)
 
 
 def pids_seen(base: str, wanted: int, attempts: int = 400) -> set[int]:

@@ -22,7 +22,7 @@ import pytest
 from app.schema_migrations import head_revisions
 from config import PROJECT_ROOT, Settings
 from server.build import build_hybrid
-from tests.support.cli import SERVING, ServerProcess, environment, run
+from tests.support.cli import SERVING, ServerProcess, environment, run, sitecustomize_dir
 
 # Adds GET /_test/stuck, a view that never returns, to every app create_app makes.
 SITECUSTOMIZE = f"""
@@ -54,10 +54,7 @@ app.create_app = create_app  # before server.build imports it
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A directory holding the test-only ``sitecustomize``."""
-    directory = tmp_path / "site"
-    directory.mkdir()
-    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return directory
+    return sitecustomize_dir(tmp_path, SITECUSTOMIZE)
 
 
 @pytest.fixture

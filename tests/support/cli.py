@@ -27,6 +27,16 @@ SECRET_KEY = secrets.token_urlsafe(48)
 test with ``APP_ENV=production`` passes the key checks (a key in the repository would not)."""
 
 
+def sitecustomize_dir(parent: Path, code: str) -> Path:
+    """Make ``parent/site`` holding ``sitecustomize.py`` with ``code``: put it on a
+    ``manage.py`` process's path (``environment(..., site=...)``) to add test-only routes
+    or kinds to the real server."""
+    directory = parent / "site"
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(code)
+    return directory
+
+
 def environment(database_url: str, site: Path | None = None, **extra: str) -> dict[str, str]:
     """The process environment: this test's database, testing mode, no stray settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "APP_ENV")}

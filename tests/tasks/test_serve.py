@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import PROJECT_ROOT
-from tests.support.cli import ServerProcess, environment, run
+from tests.support.cli import ServerProcess, environment, run, sitecustomize_dir
 
 # Registers the kind "stuck", which never calls report(): it cannot be stopped.
 SITECUSTOMIZE = f"""
@@ -46,10 +46,7 @@ kinds.KINDS["stuck"] = kinds.TaskKind("stuck", NoParams, run_stuck, "test only")
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A directory holding the test-only ``sitecustomize``."""
-    directory = tmp_path / "site"
-    directory.mkdir()
-    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return directory
+    return sitecustomize_dir(tmp_path, SITECUSTOMIZE)
 
 
 def tasks_in(database_url: str) -> dict[int, tuple[str, str | None]]:
