@@ -10,6 +10,7 @@ Runs on SQLite by default and on PostgreSQL when ``TEST_DATABASE_URL`` is set.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -184,15 +185,25 @@ def test_concurrent_writes_from_both_sides_are_exact(
     server = serve_users(live_server, threads=8)
     requests = [USER_PATHS["flask" if i % 2 else "native"] for i in range(200)]
 
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    # One client per thread: a sync httpx client shared by 32 threads races on its
+    # connection pool (a CI run saw "[Errno 9] Bad file descriptor" on the client side).
+    local = threading.local()
+    clients: list[httpx.Client] = []
 
-        def post(index_path: tuple[int, str]) -> int:
-            index, path = index_path
-            return client.post(path, json={"emails": [f"user{index}@example.com"]}).status_code
+    def post(index_path: tuple[int, str]) -> int:
+        index, path = index_path
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=server.url, timeout=30)
+            clients.append(local.client)
+        return local.client.post(path, json={"emails": [f"user{index}@example.com"]}).status_code
 
+    try:
         with ThreadPoolExecutor(32) as pool:
             statuses = list(pool.map(post, enumerate(requests)))
-        listed = client.get(USER_PATHS["native"]).json()["emails"]
+    finally:
+        for client in clients:
+            client.close()
+    listed = httpx.get(f"{server.url}{USER_PATHS['native']}", timeout=30).json()["emails"]
 
     assert statuses == [201] * 200
     rows = call_in_session(
