@@ -22,10 +22,13 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     """Add the tasks feature to ``flask_app``.
 
     Registers the pages and the API blueprints, the ``task_id`` URL converter,
-    the error mappings (``TaskNotFound`` -> 404), the navigation links, the
-    shell context and the Alembic branch ``tasks`` (:data:`MIGRATIONS`), and
-    creates the event hub and the runner on the shared executor:
-    ``flask_app.extensions["task_events"]`` and ``["task_runner"]``.
+    the error mappings (``TaskNotFound`` -> 404, and the task API's errors:
+    :mod:`app.tasks.client`), the navigation links, the shell context and the
+    Alembic branch ``tasks`` (:data:`MIGRATIONS`), and creates the event hub,
+    the backend ``TASK_BACKEND`` names and the one task API both sides use:
+    ``flask_app.extensions["task_events"]``, ``["task_backend"]`` (and, in
+    process, the same object as ``["task_runner"]``) and ``["tasks"]`` (a
+    :class:`app.tasks.client.TaskClient`).
 
     :param flask_app: an app made by :func:`app.create_app` with an executor.
     :param task_threads: tasks allowed to run at once; default ``TASK_THREADS``.
@@ -36,7 +39,15 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     from app.nav import add_nav_link
     from app.schema_migrations import add_migrations
     from app.tasks import api, views
+    from app.tasks.client import (
+        IdempotencyKeyReused,
+        ParamsTooLarge,
+        TaskBackendUnavailable,
+        TaskClient,
+        TaskStateConflict,
+    )
     from app.tasks.events import TaskEvents
+    from app.tasks.execution import TaskBackend
     from app.tasks.models import Task, TaskStatus
     from app.tasks.runner import TaskRunner
     from app.tasks.service import NO_SUCH_TASK, TaskNotFound
@@ -51,18 +62,32 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
             "create the app with create_app(settings, executor, features)"
         )
     settings = flask_app.extensions["settings"]
+    task_settings = load_feature_settings(TaskSettings)
     events = TaskEvents()
     flask_app.extensions["task_events"] = events
-    flask_app.extensions["task_runner"] = TaskRunner(
-        flask_app,
-        executor,
-        events,
-        max_running=resolve_task_threads(settings, task_threads),
-        heartbeat_interval=load_feature_settings(TaskSettings).task_heartbeat_interval,
-    )
+    backend: TaskBackend
+    if task_settings.task_backend == "queue":
+        from app.tasks.queue import QueueBackend
+
+        backend = QueueBackend(task_settings.redis_url, prefix=task_settings.task_queue_prefix)
+    else:
+        backend = TaskRunner(
+            flask_app,
+            executor,
+            events,
+            max_running=resolve_task_threads(settings, task_threads),
+            heartbeat_interval=task_settings.task_heartbeat_interval,
+        )
+        flask_app.extensions["task_runner"] = backend
+    flask_app.extensions["task_backend"] = backend
+    flask_app.extensions["tasks"] = TaskClient(flask_app, backend, events)
     flask_app.register_blueprint(views.blueprint)
     flask_app.register_blueprint(api.blueprint)
     map_exception(flask_app, TaskNotFound, 404, lambda _error: {"error": NO_SUCH_TASK})
+    map_exception(flask_app, ParamsTooLarge, 413, lambda error: {"error": str(error)})
+    map_exception(flask_app, IdempotencyKeyReused, 409, lambda error: {"error": str(error)})
+    map_exception(flask_app, TaskStateConflict, 409, lambda error: {"error": str(error)})
+    map_exception(flask_app, TaskBackendUnavailable, 503, lambda error: {"error": str(error)})
     add_migrations(flask_app, MIGRATIONS)
     add_nav_link(flask_app, "Tasks", "tasks.index")
     add_nav_link(flask_app, "API", "tasks_api.index")

@@ -13,7 +13,7 @@ from app.tasks.kinds import KINDS
 class TaskForm(FlaskForm):
     """Kind plus the parameters of every kind; blank numbers take the kind's defaults.
 
-    Range checks are left to :func:`app.tasks.service.validate_task`, the one
+    Range checks are left to :func:`app.tasks.client.validate_task`, the one
     place the API uses too.
     """
 

@@ -6,11 +6,19 @@ records progress (an ``int`` from 0 to 100); the returned ``dict`` is stored as
 the task's ``result``. To add a kind, write both and add it to :data:`KINDS`.
 
 Call ``report`` between steps, at least every second or so: it is also how a
-task learns that the server is stopping. Once it is, ``report`` raises
-:class:`app.tasks.runner.TaskInterrupted`; let it propagate (use ``finally``
-to clean up) and the task is recorded ``interrupted``. A kind that never
-calls ``report`` cannot be stopped: at shutdown the server gives up on its
-thread after ``SHUTDOWN_TIMEOUT`` seconds and exits anyway.
+task learns that it must stop -- the process is stopping, someone cancelled
+it, or it ran past its kind's :attr:`TaskKind.time_limit`. ``report`` then
+raises (:class:`app.tasks.execution.TaskStop` and its subclasses, which derive
+from ``BaseException`` so that ``except Exception`` does not swallow them);
+let it propagate (use ``finally`` to clean up). A kind that never calls
+``report`` cannot be stopped by the in-process backend; the queue backend's
+workers interrupt it a few seconds after its time limit (Dramatiq's
+``TimeLimit``), and at shutdown give up on it after ``SHUTDOWN_TIMEOUT``.
+
+Each kind runs *at least once* per enqueue: a worker that dies mid-task has
+its attempt run again elsewhere (bounded by :attr:`TaskKind.max_attempts`).
+Write kinds so that running one twice is harmless (idempotent), as with any
+queue that promises at-least-once delivery (docs/tasks.md).
 """
 
 from __future__ import annotations
@@ -80,16 +88,50 @@ def run_primes(params: PrimesParams, report: Report) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TaskKind:
-    """A runnable kind of task: its name, params model and function."""
+    """A runnable kind of task: its name, params model and function, and how it is run.
+
+    :ivar name: the kind's name (``[a-z0-9_]``, at most 32 characters); also
+        the Dramatiq actor's name, ``task.<name>``.
+    :ivar params_model: the pydantic model of its ``params`` (strict, JSON types).
+    :ivar run: ``run(params, report) -> result``; the result must be a JSON object.
+    :ivar description: one line, shown on the task page.
+    :ivar queue: the queue it is sent to with the queue backend (``manage.py
+        worker --queues`` picks queues); ignored in process.
+    :ivar time_limit: seconds an attempt may run; past it, ``report()`` raises
+        and the task is recorded ``failed`` (not retried).
+    :ivar max_attempts: attempts allowed, first one included (>= 1): a failing
+        attempt (an exception, or its worker dying) is retried until then.
+    :ivar retry_backoff: seconds before the first retry, doubled for each
+        later one (at most :data:`MAX_RETRY_BACKOFF`).
+    """
 
     name: str
     params_model: type[BaseModel]
     run: Callable[[Any, Report], dict[str, Any]]
     description: str
+    queue: str = "default"
+    time_limit: float = 300.0
+    max_attempts: int = 3
+    retry_backoff: float = 1.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after ``attempt`` (1-based).
+
+        ``retry_backoff * 2 ** (attempt - 1)``, at most :data:`MAX_RETRY_BACKOFF`.
+        """
+        return float(min(self.retry_backoff * 2 ** max(0, attempt - 1), MAX_RETRY_BACKOFF))
+
+
+MAX_RETRY_BACKOFF = 300.0
+"""Longest wait between two attempts, in seconds."""
 
 
 KINDS: dict[str, TaskKind] = {
-    "sleep": TaskKind("sleep", SleepParams, run_sleep, "Sleep in steps (slow I/O stand-in)"),
-    "primes": TaskKind("primes", PrimesParams, run_primes, "Count primes below a limit (CPU)"),
+    "sleep": TaskKind(
+        "sleep", SleepParams, run_sleep, "Sleep in steps (slow I/O stand-in)", time_limit=11_000
+    ),
+    "primes": TaskKind(
+        "primes", PrimesParams, run_primes, "Count primes below a limit (CPU)", time_limit=600
+    ),
 }
 """Every kind, by name."""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.database import utcnow
@@ -24,14 +25,23 @@ NOTE_MAX_LENGTH = 2000
 MAX_NOTES_PER_TASK = 1000
 """How many notes one task may have (enforced by the database)."""
 
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+"""Longest :attr:`Task.idempotency_key`, in characters."""
+
 
 class TaskStatus(enum.StrEnum):
     """Life cycle of a task: ``queued`` -> ``running`` -> one of the final states.
 
-    ``interrupted`` is set when the server stops before the task finished: by
-    the stopping server itself (graceful shutdown), or at start-up for tasks
-    whose runner stopped sending heartbeats (see
-    :func:`app.tasks.runner.recover_interrupted`).
+    A failed attempt with attempts left goes back to ``queued`` (with the
+    error of that attempt) until it is retried. ``interrupted`` is set, with
+    the in-process backend only, when the server stops before the task
+    finished: by the stopping server itself (graceful shutdown), or at
+    start-up for tasks whose runner stopped sending heartbeats (see
+    :func:`app.tasks.runner.recover_interrupted`); the queue backend puts such
+    a task back in the queue instead. ``cancelled`` follows a cancel request
+    (at once for a queued task, at the next ``report()`` for a running one).
+    ``failed``, ``interrupted`` and ``cancelled`` tasks can be retried
+    (:meth:`app.tasks.client.TaskClient.retry`).
     """
 
     QUEUED = "queued"
@@ -39,6 +49,16 @@ class TaskStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED}
+)
+"""Statuses a task does not leave on its own (only a retry takes it back to ``queued``)."""
+
+RETRYABLE_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED})
+"""Statuses :meth:`app.tasks.client.TaskClient.retry` accepts."""
 
 
 class Task(db.Model):  # type: ignore[name-defined]
@@ -55,6 +75,16 @@ class Task(db.Model):  # type: ignore[name-defined]
     process runs it (``host:pid:random``, see
     :attr:`app.tasks.runner.TaskRunner.runner_id`) and when that process last
     said it is alive (UTC). Both are ``None`` until a runner takes the task.
+
+    ``attempts`` counts the attempts started (a worker that stopped gracefully
+    gives its attempt back); ``max_attempts`` bounds them (copied from the
+    kind at enqueue: :attr:`app.tasks.kinds.TaskKind.max_attempts`). A running
+    task is only ever recorded by the runner holding the lease *for that
+    attempt* (``runner_id`` and ``attempts`` both match), so a late writer --
+    a worker presumed dead that was only slow -- cannot overwrite the outcome
+    of the attempt that replaced it. ``idempotency_key`` is unique: enqueueing
+    twice with one key gives one task. ``cancel_requested`` asks a running
+    task to stop at its next ``report()``.
     """
 
     __tablename__ = "tasks"
@@ -64,9 +94,10 @@ class Task(db.Model):  # type: ignore[name-defined]
             f"note_count >= 0 AND note_count <= {MAX_NOTES_PER_TASK}", name="note_count_range"
         ),
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')",
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted', 'cancelled')",
             name="status_known",
         ),
+        CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -83,6 +114,12 @@ class Task(db.Model):  # type: ignore[name-defined]
     note_count: Mapped[int] = mapped_column(default=0, server_default="0")
     runner_id: Mapped[str | None] = mapped_column(String(RUNNER_ID_MAX_LENGTH), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(default=1, server_default="1")
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(IDEMPOTENCY_KEY_MAX_LENGTH), unique=True, default=None
+    )
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     notes: Mapped[list[TaskNote]] = relationship(
         back_populates="task",
@@ -110,6 +147,10 @@ class Task(db.Model):  # type: ignore[name-defined]
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "note_count": self.note_count,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "idempotency_key": self.idempotency_key,
+            "cancel_requested": self.cancel_requested,
         }
 
     def __repr__(self) -> str:

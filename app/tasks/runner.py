@@ -1,4 +1,9 @@
-"""Run tasks on the shared executor and record what happens to them.
+"""The in-process backend (``TASK_BACKEND=inprocess``, the default): the shared executor runs tasks.
+
+What one attempt is -- claim, run with ``report()``, record the outcome,
+retry after a back-off -- is :mod:`app.tasks.execution`, shared with the
+queue backend; this module decides where and when attempts run in one
+process.
 
 Every state change is its own short unit of work (:func:`app.database.call_in_session`),
 so a long task never holds a database session or a transaction open, and each
@@ -44,7 +49,8 @@ from sqlalchemy.orm import Session
 
 from app.database import call_in_session, utcnow
 from app.tasks.events import TaskEvents
-from app.tasks.kinds import KINDS
+from app.tasks.execution import INTERRUPTED_ERROR, AfterCommit, Execution, TaskInterrupted
+from app.tasks.kinds import TaskKind
 from app.tasks.models import RUNNER_ID_MAX_LENGTH, Task, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -55,26 +61,17 @@ HEARTBEAT_INTERVAL = 10.0
 STALE_AFTER = 3 * HEARTBEAT_INTERVAL
 """Seconds without a heartbeat after which a task's runner is presumed gone."""
 
-INTERRUPTED_ERROR = "interrupted: the server stopped before the task finished"
-"""The ``error`` of every task recorded ``interrupted``."""
-
 UNFINISHED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
-
-class TaskInterrupted(BaseException):
-    """Raised by ``report(percent)`` once the runner is stopping.
-
-    A kind should let it propagate (clean up with ``try``/``finally`` if it
-    must); the runner records the task ``interrupted``. It derives from
-    :class:`BaseException`, as :class:`asyncio.CancelledError` does, so that a
-    kind's ``except Exception`` does not swallow it by accident.
-
-    :param task_id: the task being interrupted.
-    """
-
-    def __init__(self, task_id: int) -> None:
-        super().__init__(f"task {task_id} interrupted: the server is stopping")
-        self.task_id = task_id
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "INTERRUPTED_ERROR",
+    "STALE_AFTER",
+    "TaskInterrupted",
+    "TaskRunner",
+    "new_runner_id",
+    "recover_interrupted",
+]
 
 
 def new_runner_id() -> str:
@@ -88,7 +85,13 @@ def new_runner_id() -> str:
 
 
 class TaskRunner:
-    """Submits tasks to ``executor``, at most ``max_running`` at once, and runs them.
+    """The in-process backend: submits tasks to ``executor``, at most ``max_running`` at once.
+
+    It is a :class:`app.tasks.execution.TaskBackend` (``name = "inprocess"``):
+    :meth:`dispatch` stamps the task with this runner's lease in the unit of
+    work that queues it and submits it once that commits; a retry's back-off
+    is a timer. An attempt cut short by :meth:`stop` is recorded
+    ``interrupted`` (``requeue_on_stop = False``): no one else would run it.
 
     Thread-safe: :meth:`submit` is called from Flask request threads, tasks
     finish on worker threads, :meth:`stop` is called by the server's shutdown.
@@ -132,6 +135,55 @@ class TaskRunner:
         self._stopping = threading.Event()
         self._wakeup = threading.Event()  # a task finished, or stop(): re-check at once
         self._heartbeat_thread: threading.Thread | None = None
+        self._timers: set[threading.Timer] = set()  # retries waiting for their back-off
+        self.execution = Execution(
+            flask_app,
+            events,
+            self,
+            runner_id=self.runner_id,
+            stopping=self._stopping,
+            stale_after=3 * heartbeat_interval,
+        )
+
+    name = "inprocess"
+    requeue_on_stop = False
+
+    def dispatch(self, task: Task, kind: TaskKind, delay: float = 0.0) -> AfterCommit | None:
+        """Stamp ``task`` with this runner's lease; submit it once the unit of work commits.
+
+        The lease is taken in the same unit of work, so no other instance's
+        recovery sweep can see the task unowned between the commit and the
+        submit. See :class:`app.tasks.execution.TaskBackend`.
+
+        :param delay: seconds to wait (a timer) before submitting: a retry's back-off.
+        """
+        task.runner_id = self.runner_id
+        task.heartbeat_at = utcnow()
+        task_id = task.id
+        if delay <= 0:
+            return lambda: self._submit_quietly(task_id)
+        return lambda: self._submit_later(task_id, delay)
+
+    def _submit_quietly(self, task_id: int) -> None:
+        self.submit(task_id)
+
+    def _submit_later(self, task_id: int, delay: float) -> None:
+        def fire() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+            try:
+                self.submit(task_id)
+            except Exception:
+                log.exception("task %s: could not submit its retry", task_id)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._lock:
+            if self._stopping.is_set():
+                return  # stop() records the queued task interrupted
+            self._timers.add(timer)
+            self._start_heartbeat_locked()
+        timer.start()
 
     @property
     def stopping(self) -> bool:
@@ -185,61 +237,20 @@ class TaskRunner:
         return future
 
     def run(self, task_id: int) -> None:
-        """Run task ``task_id`` to its end in the calling thread.
+        """Run one attempt of task ``task_id`` in the calling thread (:class:`Execution`).
 
-        Marks it ``running`` (taking its lease), calls its kind's function,
-        and records ``succeeded`` with the result (and no error), ``failed``
-        with the error, or ``interrupted`` if the runner stopped meanwhile.
-        Does nothing if the task is no longer ``queued``. Never raises for a
-        failing task: the failure is data.
+        Claims it (if it is still ``queued``), calls its kind's function, and
+        records the outcome: ``succeeded``, ``failed``, ``cancelled``,
+        ``interrupted`` if the runner stopped meanwhile, or ``queued`` again
+        for a retry after a back-off. Never raises for a failing task: the
+        failure is data.
         """
         if self._stopping.is_set():
             self._interrupt(Task.id == task_id, Task.status == TaskStatus.QUEUED.value)
             return
-        task = self._start(task_id)
-        if task is None:
+        verdict = self.execution.run(task_id)
+        if verdict in ("skipped", "missing"):
             log.warning("task %s is no longer queued; not running it", task_id)
-            return
-        last_percent = 0
-
-        def report(percent: int) -> None:
-            nonlocal last_percent
-            if self._stopping.is_set():
-                raise TaskInterrupted(task_id)
-            percent = max(0, min(100, int(percent)))
-            if percent != last_percent:
-                last_percent = percent
-                self._update(task_id, progress=percent)
-
-        try:
-            kind = KINDS[task["kind"]]
-            params = kind.params_model.model_validate(task["params"])
-            result = kind.run(params, report)
-        except TaskInterrupted:
-            log.warning("task %s (%s) interrupted: the server is stopping", task_id, task["kind"])
-            self._update(
-                task_id,
-                status=TaskStatus.INTERRUPTED.value,
-                error=INTERRUPTED_ERROR,
-                finished_at=utcnow(),
-            )
-        except Exception as error:
-            log.exception("task %s (%s) failed", task_id, task["kind"])
-            self._update(
-                task_id,
-                status=TaskStatus.FAILED.value,
-                error=f"{type(error).__name__}: {error}",
-                finished_at=utcnow(),
-            )
-        else:
-            self._update(
-                task_id,
-                status=TaskStatus.SUCCEEDED.value,
-                progress=100,
-                result=result,
-                error=None,
-                finished_at=utcnow(),
-            )
 
     def heartbeat(self) -> int:
         """Refresh the lease of every unfinished task of this runner, in one UPDATE.
@@ -278,6 +289,10 @@ class TaskRunner:
             self._waiting.clear()
             futures = [self._futures.pop(task_id) for task_id in waiting]
             timer = self._heartbeat_thread
+            retries = list(self._timers)
+            self._timers.clear()
+        for retry in retries:
+            retry.cancel()
         self._wakeup.set()
         if timer is not None and timer is not threading.current_thread():
             timer.join(5)  # so no refresh runs after the caller disposes of the engine
@@ -357,7 +372,7 @@ class TaskRunner:
         next_beat = time.monotonic() + self.heartbeat_interval
         while True:
             with self._lock:
-                if self._stopping.is_set() or not (self._active or self._waiting):
+                if self._stopping.is_set() or not (self._active or self._waiting or self._timers):
                     self._heartbeat_thread = None
                     return
             delay = next_beat - time.monotonic()
@@ -380,36 +395,6 @@ class TaskRunner:
             )
 
         call_in_session(self.flask_app, stamp)
-
-    def _start(self, task_id: int) -> dict[str, Any] | None:
-        def change(session: Session) -> dict[str, Any] | None:
-            task = session.get_one(Task, task_id)
-            if task.status != TaskStatus.QUEUED.value:
-                return None
-            now = utcnow()
-            task.status = TaskStatus.RUNNING.value
-            task.started_at = now
-            task.runner_id = self.runner_id
-            task.heartbeat_at = now
-            session.flush()
-            return task.to_dict()
-
-        data = call_in_session(self.flask_app, change)
-        if data is not None:
-            self.events.publish({"type": "task", "task": data})
-        return data
-
-    def _update(self, task_id: int, **values: Any) -> dict[str, Any]:
-        def change(session: Session) -> dict[str, Any]:
-            task = session.get_one(Task, task_id)
-            for name, value in values.items():
-                setattr(task, name, value)
-            session.flush()
-            return task.to_dict()
-
-        data = call_in_session(self.flask_app, change)
-        self.events.publish({"type": "task", "task": data})
-        return data
 
     def _interrupt(self, *conditions: ColumnElement[bool]) -> int:
         """Record the tasks matching ``conditions`` ``interrupted``; publish each."""

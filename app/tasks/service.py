@@ -18,9 +18,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.routing import ValidationError as RoutingValidationError
 
-from app.database import AnySession, utcnow
+from app.database import AnySession
 from app.extensions import db
-from app.tasks.kinds import KINDS
+from app.tasks.client import task_client
 from app.tasks.models import (
     NAME_MAX_LENGTH,
     NOTE_MAX_LENGTH,
@@ -28,7 +28,6 @@ from app.tasks.models import (
     TaskNote,
     TaskStatus,
 )
-from app.tasks.runner import TaskRunner
 from app.validation import InvalidInput, parse
 
 TASK_ID_MIN = 1
@@ -132,49 +131,30 @@ class NewNote(BaseModel):
     body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
 
 
-def validate_task(kind: Any, params: Any) -> dict[str, Any]:
-    """Check ``kind`` and ``params`` and return the params with defaults filled in.
+def create_task(
+    kind: Any, params: Any, name: str | None = None, *, idempotency_key: str | None = None
+) -> Task:
+    """Enqueue a new task through the app's :class:`~app.tasks.client.TaskClient`; return it.
 
-    :param kind: the kind's name, a ``str`` among :data:`app.tasks.kinds.KINDS`.
-    :param params: a ``dict`` of the kind's parameters (missing ones take defaults).
-    :raises InvalidInput: naming every invalid field.
-    """
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise InvalidInput({"kind": f"must be one of: {', '.join(sorted(KINDS))}"})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise InvalidInput({"params": "must be an object"})
-    return parse(KINDS[kind].params_model, params, prefix="params.").model_dump()
-
-
-def create_task(kind: Any, params: Any, name: str | None = None) -> Task:
-    """Validate, store and submit a new task; return it (status ``queued``).
-
-    Runs inside a Flask request or app context. The row is committed before the
-    task is submitted, so the worker always finds it.
+    Runs inside a Flask request or app context (the pages and the Flask API
+    call it). The task is returned as a detached :class:`Task` (``queued``,
+    or what an idempotency key gave back).
 
     :raises InvalidInput: if ``kind``, ``params`` or ``name`` is invalid.
-    :raises sqlalchemy.exc.IntegrityError: if a task named ``name`` exists
-        (the session is rolled back; the API answers 409). Nothing is written
-        or submitted in either case.
+    :raises app.tasks.client.ParamsTooLarge: params too large (413).
+    :raises app.tasks.client.IdempotencyKeyReused: key used for other arguments (409).
+    :raises app.tasks.client.TaskBackendUnavailable: the queue is unreachable (503).
+    :raises sqlalchemy.exc.IntegrityError: if a task named ``name`` exists (409).
+        Nothing is written or submitted in any of these cases.
     """
-    clean = validate_task(kind, params)
-    runner: TaskRunner = current_app.extensions["task_runner"]
-    # The lease is taken in the same insert, so no other instance's start-up
-    # recovery can see this task unowned between the commit and submit().
-    task = Task(
-        name=name,
-        kind=kind,
-        params=clean,
-        status=TaskStatus.QUEUED.value,
-        progress=0,
-        runner_id=runner.runner_id,
-        heartbeat_at=utcnow(),
+    if name is not None and not 1 <= len(name) <= NAME_MAX_LENGTH:
+        raise InvalidInput({"name": f"must be 1 to {NAME_MAX_LENGTH} characters"})
+    enqueued = task_client(current_app).enqueue(
+        kind, params, name=name, idempotency_key=idempotency_key
     )
-    db.session.add(task)
-    db.session.commit()
-    runner.submit(task.id)
+    task = db.session.get(Task, enqueued.id)
+    if task is None:  # deleted in between
+        raise TaskNotFound(enqueued.id)
     return task
 
 

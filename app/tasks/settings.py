@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config import ConfigError, Settings, load_feature_settings
 
 
 class TaskSettings(BaseSettings):
-    """Variables of the tasks feature (``TASK_THREADS``, ``TASK_HEARTBEAT_INTERVAL``).
+    """Variables of the tasks feature.
+
+    :ivar task_backend: ``inprocess`` (the default: tasks run on this
+        process's shared executor, nothing to set up) or ``queue`` (Dramatiq on
+        Redis; ``python manage.py worker`` runs them). See docs/tasks.md.
+    :ivar redis_url: the Redis of the queue backend (``redis://``,
+        ``rediss://`` or ``unix://``); unused in process.
+    :ivar task_queue_prefix: the prefix of every Redis key and channel of the
+        queue backend, so several services can share one Redis.
 
     :ivar task_threads: background tasks allowed to run at once on the shared
         executor (threads); default ``max(1, THREADS // 4)``; below ``THREADS``,
@@ -22,6 +32,20 @@ class TaskSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
+    task_backend: Literal["inprocess", "queue"] = Field(
+        "inprocess",
+        description="Where tasks run: inprocess (this process's executor) or queue "
+        "(Dramatiq on Redis, run by `manage.py worker`).",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for TASK_BACKEND=queue: the broker and the progress events.",
+    )
+    task_queue_prefix: str = Field(
+        "tasks",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of the queue backend's Redis keys and channels.",
+    )
     task_threads: int | None = Field(
         None,
         ge=1,
@@ -35,6 +59,13 @@ class TaskSettings(BaseSettings):
         description="Seconds between a process's lease refreshes of its running tasks; "
         "a task whose lease is 3 intervals old is recorded interrupted by another process.",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
 
 def task_threads(settings: Settings, override: int | None = None) -> int:

@@ -65,7 +65,8 @@ def test_native_task_json_has_flasks_bytes(live_server: ServerFactory) -> None:
     server = live_server()
     stats = httpx.get(server.url + "/api/stats")
     assert stats.content == (
-        b'{"tasks":{"failed":0,"interrupted":0,"queued":0,"running":0,"succeeded":0},"total":0}\n'
+        b'{"tasks":{"cancelled":0,"failed":0,"interrupted":0,"queued":0,"running":0,"succeeded":0},'
+        b'"total":0}\n'
     )
     with server.hybrid.flask_app.app_context():
         expected = server.hybrid.flask_app.json.response(stats.json()).get_data()
@@ -147,7 +148,14 @@ def test_native_stats_read_the_same_models(live_server: ServerFactory) -> None:
                 break
             time.sleep(0.02)
         assert stats == {
-            "tasks": {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "interrupted": 0},
+            "tasks": {
+                "queued": 0,
+                "running": 0,
+                "succeeded": 1,
+                "failed": 0,
+                "interrupted": 0,
+                "cancelled": 0,
+            },
             "total": 1,
         }
         assert "x-request-id" in client.get("/api/stats").headers

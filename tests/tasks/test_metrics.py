@@ -28,6 +28,7 @@ def test_metrics_count_tasks_by_status(live_server: ServerFactory) -> None:
         "succeeded": 0,
         "failed": 0,
         "interrupted": 0,
+        "cancelled": 0,
     }
     created = httpx.post(
         server.url + "/api/tasks", json={"kind": "sleep", "params": {"steps": 1, "delay": 0}}

@@ -139,7 +139,7 @@ def test_an_unmigrated_database_names_the_examples_branch(database_url: str, app
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: the database is not migrated (no revision yet, head is "), last
-    assert "tasks_0001" in last and last.endswith("run python manage.py db upgrade"), last
+    assert "tasks_0002" in last and last.endswith("run python manage.py db upgrade"), last
 
 
 def test_development_serve_creates_the_task_tables_on_first_start(tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def test_progress_of_a_real_task_arrives_over_the_websocket(live_server: ServerF
         assert response.status_code == 201
 
     events = asyncio.run(collect_until_final(f"{server.ws_url}/ws/tasks?task=1", create))
-    assert [e["status"] for e in events] == ["running"] * 5 + ["succeeded"]
-    assert [e["progress"] for e in events] == [0, 25, 50, 75, 100, 100]
+    assert [e["status"] for e in events] == ["queued"] + ["running"] * 5 + ["succeeded"]
+    assert [e["progress"] for e in events] == [0, 0, 25, 50, 75, 100, 100]
     assert events[-1]["result"] == {"slept_seconds": 0.2}
 
 
