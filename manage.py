@@ -3,6 +3,7 @@
 
     python manage.py serve            # the hybrid server (Tornado + Flask)
     python manage.py routes [--json]  # every route of both sides
+    python manage.py worker           # background workers (e.g. a queue's consumers)
     python manage.py db upgrade       # Alembic, via Flask-Migrate (every branch)
     python manage.py shell            # a Python shell with the app and models
 
@@ -176,6 +177,44 @@ def _serve(settings: Settings) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+@cli.command("worker", with_appcontext=False)
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes (0: one per CPU core).",
+)
+@click.option("--threads", type=int, help="Threads per process that run jobs (default THREADS).")
+@click.option(
+    "--queues",
+    help="Comma-separated queues to consume (default: every queue the features use).",
+)
+def worker_command(processes: int, threads: int | None, queues: str | None) -> None:
+    """Run the features' background workers (e.g. the queue consumers) until SIGTERM.
+
+    Like ``serve``: a start-up failure (configuration, database, broker) is one
+    ``Error:`` line and exit status 1; SIGTERM/SIGINT lets jobs under way end
+    or hands them back to the queue within SHUTDOWN_TIMEOUT, and exits 0.
+    """
+    from app.feature import WorkerOptions
+    from server.checks import StartupError
+    from server.serve import configure_logging
+    from server.worker import run_workers
+
+    settings = _load()
+    configure_logging(settings.log_level, settings.log_format or "text")
+    names = tuple(name.strip() for name in (queues or "").split(",") if name.strip())
+    options = WorkerOptions(
+        threads=threads if threads is not None else settings.threads, queues=names
+    )
+    try:
+        status = run_workers(settings, options, processes)
+    except (StartupError, ConfigError) as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(status)
 
 
 @cli.command("routes")

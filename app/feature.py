@@ -22,6 +22,8 @@ hook                   what the feature does there
 :meth:`~Feature.closed`        after the pool shut down (record what was cut short)
 :meth:`~Feature.collectors`    Prometheus collectors ``GET /metrics`` runs at scrape
                                time (e.g. rows by state, read from the database)
+:meth:`~Feature.worker`        a :class:`BackgroundWorker` for ``manage.py worker``
+                               (e.g. queue consumers), or ``None``
 =====================  ==========================================================
 
 Removing a feature is deleting its folders and its line in ``server/features.py``.
@@ -32,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from flask import Flask
 from pydantic_settings import BaseSettings
@@ -78,6 +80,39 @@ class Runtime:
     executor: Executor
     flask_app: Flask
     application: Application
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What ``python manage.py worker`` was asked for, handed to :meth:`Feature.worker`.
+
+    :ivar threads: threads per worker process that run jobs (``--threads``, default ``THREADS``).
+    :ivar queues: the queues to consume (``--queues``); empty means every queue
+        the feature knows.
+    """
+
+    threads: int
+    queues: tuple[str, ...] = ()
+
+
+class BackgroundWorker(Protocol):
+    """What a feature runs in a ``manage.py worker`` process (:meth:`Feature.worker`).
+
+    :meth:`start` returns once the worker runs (its own threads do the work);
+    :meth:`stop` is called once, on SIGTERM/SIGINT.
+    """
+
+    def describe(self) -> str:
+        """One line for the start-up log: what it consumes, with how many threads."""
+        ...
+
+    def start(self) -> None:
+        """Start consuming; raise an exception whose message says what is wrong to refuse."""
+        ...
+
+    def stop(self, timeout: float) -> None:
+        """Stop consuming and let the jobs under way end or be handed back, within ``timeout`` s."""
+        ...
 
 
 class Feature:
@@ -137,6 +172,18 @@ class Feature:
         :param runtime: the process's settings, executor, Flask app and application.
         """
         return ()
+
+    def worker(self, flask_app: Flask, options: WorkerOptions) -> BackgroundWorker | None:
+        """Return what this feature runs in a ``manage.py worker`` process, or ``None``.
+
+        Called in each worker process, after its Flask app is built. A feature
+        whose jobs run elsewhere (or that has none) returns ``None``.
+
+        :param flask_app: this process's Flask app.
+        :param options: the command's ``--threads`` and ``--queues``.
+        :raises config.ConfigError: the options do not fit the feature (e.g. an unknown queue).
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<Feature {self.name}>"

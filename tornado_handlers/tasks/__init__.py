@@ -20,7 +20,7 @@ from tornado.routing import Rule
 from tornado.web import url
 
 from app import tasks
-from app.feature import Feature, Runtime, Shared
+from app.feature import BackgroundWorker, Feature, Runtime, Shared, WorkerOptions
 from app.tasks.metrics import TaskStatusCollector
 from app.tasks.runner import TaskRunner, recover_interrupted
 from app.tasks.settings import TaskSettings
@@ -86,6 +86,26 @@ class TasksFeature(Feature):
             ),
         ]
 
+    def worker(self, flask_app: Flask, options: WorkerOptions) -> BackgroundWorker | None:
+        """With ``TASK_BACKEND=queue``: the Dramatiq consumers of the kinds' queues
+        (:class:`app.tasks.worker.TaskWorker`); in process, ``None`` (the server runs tasks).
+        """
+        from app.tasks.queue import QueueBackend
+
+        backend = flask_app.extensions["task_backend"]
+        if not isinstance(backend, QueueBackend):
+            return None
+        from app.tasks.worker import TaskWorker
+        from config import load_feature_settings
+
+        return TaskWorker(
+            flask_app,
+            backend,
+            flask_app.extensions["task_events"],
+            options,
+            heartbeat_interval=load_feature_settings(TaskSettings).task_heartbeat_interval,
+        )
+
     def collectors(self, runtime: Runtime) -> Sequence[Collector]:
         """``tasks{status}`` for ``GET /metrics``, counted in the database at scrape time."""
         return [TaskStatusCollector(runtime.flask_app)]
@@ -100,6 +120,8 @@ class TasksFeature(Feature):
         ``interrupted`` before the process restarts.
         """
         flask_app = runtime.flask_app
+        if "task_runner" not in flask_app.extensions:
+            return  # the queue backend: workers run tasks and repair leases (app.tasks.worker)
         runner = task_runner(flask_app)
         stale_after = 3 * runner.heartbeat_interval
         await asyncio.to_thread(recover_interrupted, flask_app, stale_after)
@@ -135,11 +157,17 @@ class TasksFeature(Feature):
         )
         if sweeper is not None:
             sweeper.stop()
-        await asyncio.to_thread(task_runner(runtime.flask_app).stop)
+        if "task_runner" in runtime.flask_app.extensions:
+            await asyncio.to_thread(task_runner(runtime.flask_app).stop)
 
     async def closed(self, runtime: Runtime) -> None:
-        """Record ``interrupted`` the tasks still unfinished once the pool is down."""
-        await asyncio.to_thread(task_runner(runtime.flask_app).interrupt_unfinished)
+        """Record ``interrupted`` the tasks still unfinished once the pool is down (in process);
+        with the queue backend, close this process's Redis connections."""
+        extensions = runtime.flask_app.extensions
+        if "task_runner" in extensions:
+            await asyncio.to_thread(task_runner(runtime.flask_app).interrupt_unfinished)
+        else:
+            await asyncio.to_thread(extensions["task_backend"].close)
 
 
 feature = TasksFeature()
