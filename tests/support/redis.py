@@ -123,6 +123,7 @@ class RedisServer:
         if self.process is None:
             return
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server would not act on TERM
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -130,6 +131,26 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted by the kernel but
+        nothing is answered, as with a hung Redis; :meth:`resume` undoes it.
+
+        :raises RuntimeError: if it is not running.
+        """
+        self._running().send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a :meth:`pause` d server run again (SIGCONT).
+
+        :raises RuntimeError: if it is not running.
+        """
+        self._running().send_signal(signal.SIGCONT)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"redis-server on port {self.port} is not running")
+        return self.process
 
     def kill(self) -> None:
         """Kill the server (SIGKILL), as a crash would; no-op if not running."""
