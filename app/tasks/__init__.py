@@ -25,18 +25,22 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     the error mappings (``TaskNotFound`` -> 404), the navigation links, the
     shell context and the Alembic branch ``tasks`` (:data:`MIGRATIONS`), and
     creates the event hub and the runner on the shared executor:
-    ``flask_app.extensions["task_events"]`` and ``["task_runner"]``.
+    ``flask_app.extensions["task_events"]`` and ``["task_runner"]``. The hub is
+    :class:`~app.tasks.events.RedisTaskEvents` (Redis pub/sub, every process)
+    with ``TASK_BACKEND=queue``, else the in-process
+    :class:`~app.tasks.events.TaskEvents`.
 
     :param flask_app: an app made by :func:`app.create_app` with an executor.
     :param task_threads: tasks allowed to run at once; default ``TASK_THREADS``.
     :raises RuntimeError: if the app has no shared executor.
-    :raises config.ConfigError: if ``TASK_THREADS`` is invalid.
+    :raises config.ConfigError: if ``TASK_THREADS`` (or another ``TaskSettings``
+        variable, e.g. ``REDIS_URL``) is invalid.
     """
     from app.errors import map_exception
     from app.nav import add_nav_link
     from app.schema_migrations import add_migrations
     from app.tasks import api, views
-    from app.tasks.events import TaskEvents
+    from app.tasks.events import RedisTaskEvents, TaskEvents
     from app.tasks.models import Task, TaskStatus
     from app.tasks.runner import TaskRunner
     from app.tasks.service import NO_SUCH_TASK, TaskNotFound
@@ -51,7 +55,14 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
             "create the app with create_app(settings, executor, features)"
         )
     settings = flask_app.extensions["settings"]
-    events = TaskEvents()
+    # The event hub by backend (issue 13, events part): across processes through Redis
+    # with the queue backend, whose tasks run in other processes than the WebSockets.
+    task_settings = load_feature_settings(TaskSettings)
+    events: TaskEvents
+    if task_settings.task_backend == "queue":
+        events = RedisTaskEvents(task_settings.redis_url, prefix=task_settings.task_queue_prefix)
+    else:
+        events = TaskEvents()
     flask_app.extensions["task_events"] = events
     flask_app.extensions["task_runner"] = TaskRunner(
         flask_app,
