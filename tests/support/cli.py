@@ -62,6 +62,8 @@ class ServerProcess:
     :param manage: the command before ``serve``; default this interpreter and
         this checkout's ``manage.py``.
     :param cwd: the working directory; default the test's.
+    :param command: the ``manage.py`` command: ``serve``, or ``worker`` (a
+        long-running process read, waited for and stopped the same way).
     """
 
     def __init__(
@@ -70,9 +72,10 @@ class ServerProcess:
         env: dict[str, str],
         manage: Sequence[str] = (sys.executable, MANAGE),
         cwd: Path | None = None,
+        command: str = "serve",
     ) -> None:
         self.process = subprocess.Popen(
-            [*manage, "serve", *args],
+            [*manage, command, *args],
             env=env,
             cwd=cwd,
             stderr=subprocess.PIPE,
