@@ -101,6 +101,9 @@ class TaskWorker:
         """
         self.backend.ping()
         self.backend.attach(self.execution)
+        # Dramatiq's own CLI emits this; a Worker started by hand does not, and TimeLimit
+        # starts the thread that enforces the hard time limits on it.
+        self.backend.broker.emit_after("process_boot")
         self.worker = dramatiq.Worker(
             self.backend.broker,
             queues=set(self.queues),
