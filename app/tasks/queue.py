@@ -213,6 +213,9 @@ class QueueBackend:
     def perform(self, kind_name: str, task_id: int, sent_at: float) -> None:
         """The body of every actor: run one attempt of task ``task_id``.
 
+        A worker that is stopping starts no attempt: it sends the message again, for
+        another worker.
+
         :param kind_name: the actor's kind.
         :param task_id: the task.
         :param sent_at: when the message was first sent (UNIX time, seconds).
@@ -220,6 +223,13 @@ class QueueBackend:
         """
         if self.execution is None:
             raise RuntimeError("this process has no task execution: run `manage.py worker`")
+        if self.execution.stopping.is_set():
+            # Dramatiq's idle threads still take messages while the worker stops (e.g. the
+            # requeue of an attempt it just interrupted): hand them to another worker.
+            self.actors[kind_name].send_with_options(
+                args=(task_id, sent_at), delay=int(RESEND_DELAY * 1000)
+            )
+            return
         verdict = self.execution.run(task_id)
         if verdict != "missing":
             return
