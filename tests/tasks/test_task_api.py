@@ -41,6 +41,7 @@ from app.tasks.client import MAX_PARAMS_BYTES
 from app.tasks.models import Task
 from config import Settings
 from server.build import build_hybrid
+from tests.support.parity import COMPARED_HEADERS, assert_parity
 from tests.support.server import LiveServer, ServerFactory, raw_exchange
 from wsgi_bridge.testing import wait_for
 
@@ -474,6 +475,66 @@ def test_redis_stopped_gives_503_with_retry_after_and_writes_nothing(
             assert accepted.status_code == 201, side
         assert http.post(f"/api/v2/tasks/{kept}/retry").json()["status"] == "queued"
     assert row_count(flask_app) == 3
+
+
+# -- the same answers on both sides ---------------------------------------------------------
+
+PARITY_HEADERS = (*(h for h in COMPARED_HEADERS if h != "vary"), "idempotent-replayed")
+"""Response headers both sides must send alike (``Retry-After`` among them). ``Vary:
+Cookie`` is Flask's alone, as in ``test_parity.py``: the native handlers read no cookie."""
+
+
+def test_both_sides_answer_alike(live_server: ServerFactory, backend: Backend, gate: Gate) -> None:
+    """Same status, headers and JSON bytes from Flask's view and the native handler."""
+    server = live_server()
+    flask_app = server.hybrid.flask_app
+    key = {"Idempotency-Key": "same"}
+    with client(server) as http:
+        queued = queued_task(http, "/api/tasks", flask_app, backend)
+        http.post("/api/tasks", json={"kind": "block"}, headers=key)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("", {"json_body": {"kind": "block"}, "headers": key}),  # a replay: 200
+        ("", {"json_body": {"kind": "sleep"}, "headers": key}),  # the key reused: 409
+        ("", {"json_body": {"kind": "mine"}}),
+        ("", {"json_body": {"kind": "block"}, "headers": {"Idempotency-Key": "k" * 256}}),
+        ("", {"json_body": {"kind": "sleep", "params": {"x": "y" * MAX_PARAMS_BYTES}}}),
+        ("", {"body": b"[1]", "headers": {"Content-Type": "application/json"}}),
+        (f"/{queued}/retry", {}),
+        ("/4242/cancel", {}),
+        ("/0/retry", {}),
+    ]
+    for suffix, request in cases:
+        assert_parity(
+            server,
+            "POST",
+            f"/api/tasks{suffix}",
+            native_path=f"/api/v2/tasks{suffix}",
+            compare_headers=PARITY_HEADERS,
+            same_bytes=True,
+            ignore=["started_at", "progress", "status", "attempts"],
+            **request,
+        )
+    assert row_count(flask_app) == 3 if backend.name == "inprocess" else 2
+
+
+def test_both_sides_answer_503_alike(
+    live_server: ServerFactory, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_queue(monkeypatch, private_redis)
+    server = live_server()
+    private_redis.stop()
+    flask, native = assert_parity(
+        server,
+        "POST",
+        "/api/tasks",
+        native_path="/api/v2/tasks",
+        json_body={"kind": "sleep"},
+        compare_headers=PARITY_HEADERS,
+        same_bytes=True,
+    )
+    assert (flask.status, native.status) == (503, 503)
+    assert native.headers["retry-after"] == flask.headers["retry-after"]
+    assert row_count(server.hybrid.flask_app) == 0
 
 
 # -- the task page's buttons (WebTest, CSRF on) ----------------------------------------------
