@@ -123,21 +123,35 @@ def add_note_form(task_id: int) -> Response | tuple[str, int]:
 @blueprint.post("/tasks/<task_id:task_id>/cancel")
 def cancel(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
     """Cancel the task from its page's *Cancel* button; back to the page with a message."""
-    return act_on_task(task_id, task_client(current_app).cancel, "cancelled")
+    return act_on_task(task_id, task_client(current_app).cancel, cancelled_message)
+
+
+def cancelled_message(task: dict[str, Any]) -> str:
+    """The message after a cancel: done, or asked of a running task (it stops at its next report).
+
+    :param task: the task as :meth:`~app.tasks.client.TaskClient.cancel` returned it.
+    """
+    if task["status"] == TaskStatus.CANCELLED:
+        return f"Task {task['id']} cancelled."
+    return f"Task {task['id']} will stop at its next progress report."
 
 
 @blueprint.post("/tasks/<task_id:task_id>/retry")
 def retry(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
     """Queue the task again from its page's *Retry* button; back to the page with a message."""
-    return act_on_task(task_id, task_client(current_app).retry, "queued again")
+    return act_on_task(
+        task_id, task_client(current_app).retry, lambda task: f"Task {task['id']} queued again."
+    )
 
 
 def act_on_task(
-    task_id: int, action: Callable[[int], dict[str, Any]], done: str
+    task_id: int,
+    action: Callable[[int], dict[str, Any]],
+    message: Callable[[dict[str, Any]], str],
 ) -> Response | tuple[str, int, dict[str, str]]:
     """Run ``action(task_id)`` for a button of the task page, after checking its CSRF token.
 
-    On success, flash ``"Task <id> <done>."`` and redirect to the page
+    On success, flash ``message(task)`` and redirect to the page
     (303, so a reload does not post again). Otherwise the page again with the
     reason flashed: 400 for a form without a valid CSRF token (when global
     CSRF protection is off), 409 when the task's state does not allow it, 503
@@ -145,7 +159,7 @@ def act_on_task(
 
     :param task_id: the task.
     :param action: :meth:`~app.tasks.client.TaskClient.cancel` or ``retry``.
-    :param done: the past participle for the message, e.g. ``"cancelled"``.
+    :param message: the success message for the task ``action`` returned.
     """
     headers: dict[str, str] = {}
     if not TaskActionForm().validate_on_submit():
@@ -153,7 +167,7 @@ def act_on_task(
         status = 400
     else:
         try:
-            action(task_id)
+            task = action(task_id)
         except TaskStateConflict as error:
             flash(str(error), "error")
             status = 409
@@ -162,6 +176,6 @@ def act_on_task(
             status = 503
             headers["Retry-After"] = str(error.retry_after)
         else:
-            flash(f"Task {task_id} {done}.", "success")
+            flash(message(task), "success")
             return redirect(url_for("tasks.detail", task_id=task_id), 303)
     return detail_page(task_id), status, headers

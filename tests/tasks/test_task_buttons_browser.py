@@ -122,7 +122,9 @@ def test_the_cancel_button_cancels(live_server: ServerFactory, released: threadi
         page.goto(f"{server.url}/tasks/{task_id}")
         expect(page.locator(f'[data-status="{task_id}"]')).to_have_text("running")
         page.click('button[data-action="cancel"]')
-        expect(page.locator(".flash")).to_have_text(f"Task {task_id} cancelled.")
+        expect(page.locator(".flash")).to_have_text(
+            f"Task {task_id} will stop at its next progress report."
+        )
         expect(page.locator(f'[data-status="{task_id}"]')).to_have_text(
             "cancelled", timeout=WAIT_MS
         )
