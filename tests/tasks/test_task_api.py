@@ -2,7 +2,7 @@
 
 Flask's ``/api/tasks`` and the native ``/api/v2/tasks`` are exercised over real
 sockets (``live_server``), each with the in-process backend and with the
-queue backend (Dramatiq on a private ``redis-server`` started for the test).
+queue backend (Dramatiq on a private ``redis-server``, :mod:`tests.support.redis`).
 No worker runs for the queue backend: what is checked there is the API --
 what an enqueue, a cancel or a retry answers and stores -- and the 503 (with
 ``Retry-After``, nothing written) when Redis is stopped. The life of a task
@@ -17,17 +17,13 @@ before the server is built, so the queue backend has their actors too.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 import webtest
 from flask import Flask
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +38,7 @@ from app.tasks.models import Task
 from config import Settings
 from server.build import build_hybrid
 from tests.support.parity import COMPARED_HEADERS, assert_parity
+from tests.support.redis import RedisServer
 from tests.support.server import LiveServer, ServerFactory, raw_exchange
 from wsgi_bridge.testing import wait_for
 
@@ -51,73 +48,8 @@ WAIT = 15.0
 REQUEST_TIMEOUT = 30.0
 """Seconds an HTTP request of these tests may take before it counts as hung."""
 
-REDIS_SERVER = "/usr/bin/redis-server"
-
 SIDES = {"flask": "/api/tasks", "native": "/api/v2/tasks"}
 """Where each side serves the task API."""
-
-
-# -- a private Redis (tests/support/redis.py was not on main yet) ---------------------------
-
-
-class PrivateRedis:
-    """A ``redis-server`` of this test only, on a free port of 127.0.0.1, without persistence.
-
-    Never the system Redis on 6379: this one is started, stopped and started
-    again by the test (:meth:`stop`, :meth:`start`), on the same port.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it and wait until it answers ``PING`` (at most :data:`WAIT` seconds)."""
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        try:
-            assert wait_for(answers, WAIT, step=0.02), "redis-server did not start"
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        """Stop it (``SIGTERM`` to the process this object started) and wait for it to exit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(WAIT)
-        self.process = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    """A running :class:`PrivateRedis`, stopped after the test."""
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @dataclass
@@ -125,10 +57,10 @@ class Backend:
     """The backend a test runs with: ``name`` and, for ``queue``, its Redis."""
 
     name: str
-    redis: PrivateRedis | None = None
+    redis: RedisServer | None = None
 
 
-def use_queue(monkeypatch: pytest.MonkeyPatch, server: PrivateRedis) -> None:
+def use_queue(monkeypatch: pytest.MonkeyPatch, server: RedisServer) -> None:
     """Make apps built from now on use the queue backend on ``server``."""
     monkeypatch.setenv("TASK_BACKEND", "queue")
     monkeypatch.setenv("REDIS_URL", server.url)
@@ -136,13 +68,15 @@ def use_queue(monkeypatch: pytest.MonkeyPatch, server: PrivateRedis) -> None:
 
 @pytest.fixture(params=["inprocess", "queue"])
 def backend(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Backend]:
     """Each backend in turn: ``inprocess`` (the default) and ``queue`` on a private Redis."""
     if request.param == "inprocess":
         yield Backend("inprocess")
         return
-    server = PrivateRedis(tmp_path)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     use_queue(monkeypatch, server)
     try:
@@ -445,17 +379,17 @@ def test_a_raising_kind_is_retried_up_to_max_attempts_then_failed(
 
 def test_redis_stopped_gives_503_with_retry_after_and_writes_nothing(
     live_server: ServerFactory,
-    private_redis: PrivateRedis,
+    redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
     gate: Gate,
 ) -> None:
-    use_queue(monkeypatch, private_redis)
+    use_queue(monkeypatch, redis_server)
     server = live_server()
     flask_app = server.hybrid.flask_app
     with client(server) as http:
         kept = http.post("/api/tasks", json={"kind": "block"}).json()["id"]
         assert http.post(f"/api/tasks/{kept}/cancel").status_code == 200
-        private_redis.stop()
+        redis_server.stop()
         for side in SIDES.values():
             # A hang would raise httpx.ReadTimeout after REQUEST_TIMEOUT seconds.
             refused = http.post(side, json={"kind": "block"}, headers={"Idempotency-Key": side})
@@ -469,12 +403,37 @@ def test_redis_stopped_gives_503_with_retry_after_and_writes_nothing(
         assert row_count(flask_app) == 1
         assert task_row(flask_app, kept)["status"] == "cancelled"  # the retry changed nothing
 
-        private_redis.start()
+        redis_server.start()
         for side in SIDES.values():
             accepted = http.post(side, json={"kind": "block"}, headers={"Idempotency-Key": side})
             assert accepted.status_code == 201, side
         assert http.post(f"/api/v2/tasks/{kept}/retry").json()["status"] == "queued"
     assert row_count(flask_app) == 3
+
+
+def test_a_hung_redis_gives_503_not_a_hang(
+    live_server: ServerFactory,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    gate: Gate,
+) -> None:
+    """Redis accepts connections but answers nothing (paused): 503 after REDIS_TIMEOUT."""
+    use_queue(monkeypatch, redis_server)
+    server = live_server()
+    with client(server) as http:
+        assert http.post("/api/tasks", json={"kind": "block"}).status_code == 201
+        redis_server.pause()
+        try:
+            for side in SIDES.values():
+                # A hang would raise httpx.ReadTimeout after REQUEST_TIMEOUT seconds.
+                refused = http.post(side, json={"kind": "block"})
+                assert refused.status_code == 503, side
+                assert int(refused.headers["retry-after"]) > 0
+                assert "nothing was queued" in refused.json()["error"]
+        finally:
+            redis_server.resume()
+        assert http.post("/api/v2/tasks", json={"kind": "block"}).status_code == 201
+    assert row_count(server.hybrid.flask_app) == 2
 
 
 # -- the same answers on both sides ---------------------------------------------------------
@@ -518,11 +477,11 @@ def test_both_sides_answer_alike(live_server: ServerFactory, backend: Backend, g
 
 
 def test_both_sides_answer_503_alike(
-    live_server: ServerFactory, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+    live_server: ServerFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_queue(monkeypatch, private_redis)
+    use_queue(monkeypatch, redis_server)
     server = live_server()
-    private_redis.stop()
+    redis_server.stop()
     flask, native = assert_parity(
         server,
         "POST",
@@ -627,14 +586,14 @@ def test_page_shows_attempts_of_a_failed_task(
 
 def test_page_with_the_queue_down_flashes_503_not_500(
     page_app: Callable[[], webtest.TestApp],
-    private_redis: PrivateRedis,
+    redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    use_queue(monkeypatch, private_redis)
+    use_queue(monkeypatch, redis_server)
     testapp = page_app()
     page = start_task(testapp, "sleep")
     cancelled = page.forms["cancel-task"].submit(status=303).follow()
-    private_redis.stop()
+    redis_server.stop()
 
     down = cancelled.forms["retry-task"].submit(status=503)
     assert int(down.headers["Retry-After"]) > 0
