@@ -52,6 +52,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import TimeLimit
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -118,11 +120,14 @@ class QueueBackend:
     ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
+        # No retries inside redis-py (its default waits seconds between three): a
+        # command either answers within ``timeout`` or the queue is unavailable now.
         self.client = redis.Redis.from_url(
             redis_url,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), 0),
         )
         self.broker = RedisBroker(  # type: ignore[no-untyped-call]
             client=self.client,
@@ -180,7 +185,7 @@ class QueueBackend:
         delay_ms = int(delay * 1000) if delay > 0 else None
         try:
             actor.send_with_options(args=(task_id, time.time()), delay=delay_ms)
-        except (redis.RedisError, dramatiq.errors.ConnectionError) as error:
+        except (redis.RedisError, dramatiq.errors.BrokerConnectionError) as error:
             raise self.unavailable(error) from None
 
     def unavailable(self, error: BaseException) -> TaskBackendUnavailable:
