@@ -4,12 +4,12 @@ one database, a private ``redis-server`` (``TASK_BACKEND=queue``).
 What is killed here is killed for real (SIGKILL, SIGTERM, Redis stopped and started
 empty), and the tests read the outcome from the database and a WebSocket:
 
-* a task enqueued over HTTP runs on a worker process;
+* a task enqueued over HTTP, on either side, runs on a worker process;
 * a web process killed mid-task loses nothing: the worker finishes it, and a new web
   process's WebSocket clients see its progress (Redis pub/sub);
 * a worker killed mid-task has its task run again by another (``attempts`` 2), or,
   its attempts spent, recorded ``failed`` with the reason -- never left ``running``;
-* an idempotency key gives one task, run once;
+* one ``Idempotency-Key`` gives one task, run once;
 * with Redis down an enqueue is a 503 and stores nothing; tasks queued before the
   outage all run once Redis is back, empty, and a worker starts;
 * a worker's life cycle: SIGTERM hands its task back, ``--processes 2``, the start-up
@@ -38,15 +38,10 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import create_engine, text
 from tornado.websocket import websocket_connect
 
-from app.extensions import db
-from app.tasks import kinds
-from config import PROJECT_ROOT, Settings
-from server.build import build_hybrid
+from config import PROJECT_ROOT
 from tests.support.cli import ServerProcess, environment, run, sitecustomize_dir
 from tests.support.redis import RedisServer, free_port
 from tests.support.server import close_websocket
@@ -228,9 +223,10 @@ def runner_pid(row: dict[str, Any]) -> int:
     return int(str(row["runner_id"]).split(":")[-2])
 
 
-def enqueue(base: str, kind: str, params: dict[str, Any]) -> int:
-    """``POST /api/tasks``; return the new task's id."""
-    created = httpx.post(f"{base}/api/tasks", json={"kind": kind, "params": params}, timeout=30)
+def enqueue(base: str, kind: str, params: dict[str, Any], path: str = "/api/tasks") -> int:
+    """``POST path`` (Flask's ``/api/tasks`` or the native ``/api/v2/tasks``); return the
+    new task's id."""
+    created = httpx.post(f"{base}{path}", json={"kind": kind, "params": params}, timeout=30)
     assert created.status_code == 201, created.text
     task_id: int = created.json()["id"]
     return task_id
@@ -244,22 +240,6 @@ def running(attempt: int) -> Callable[[dict[str, Any]], bool]:
 def final(row: dict[str, Any]) -> bool:
     """Whether the task is in a final status."""
     return row["status"] not in ("queued", "running")
-
-
-class GateParams(BaseModel):
-    """The gated kind's params, for a test process that enqueues it (the sitecustomize's twin)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    gate: str
-    runs: str
-
-
-def never(params: BaseModel, report: Callable[[int], None]) -> dict[str, Any]:
-    """The gated kind's function in the test process, which only enqueues it.
-
-    :raises AssertionError: always: workers run it.
-    """
-    raise AssertionError("a test kind ran in the test process")
 
 
 @pytest.fixture
@@ -276,10 +256,13 @@ def gate(tmp_path: Path) -> Gate:
     return Gate(tmp_path)
 
 
-def test_a_task_enqueued_over_http_runs_on_a_worker_process(stack: Stack, gate: Gate) -> None:
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/v2/tasks"], ids=["flask", "native"])
+def test_a_task_enqueued_over_http_runs_on_a_worker_process(
+    stack: Stack, gate: Gate, path: str
+) -> None:
     base = stack.web()
     gate.open()
-    task_id = enqueue(base, "gated", gate.params)
+    task_id = enqueue(base, "gated", gate.params, path)
     assert stack.row(task_id)["status"] == "queued"  # nothing runs tasks in the web process
     worker = stack.worker()
     done = stack.wait(task_id, final)
@@ -370,46 +353,46 @@ def test_a_task_whose_workers_die_on_every_attempt_is_recorded_failed(
     assert len(gate.starts()) == 2
 
 
-def test_one_idempotency_key_gives_one_task_run_once(
-    stack: Stack, gate: Gate, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two enqueues at once with one key, from two threads (a client retrying while its
-    first request is still under way): one row, one message, one run."""
-    for name, value in stack.env().items():
-        if name in ("TASK_BACKEND", "REDIS_URL"):
-            monkeypatch.setenv(name, value)
-    # The test kind as the web process knows it: its params model (it runs elsewhere).
-    monkeypatch.setitem(kinds.KINDS, "gated", kinds.TaskKind("gated", GateParams, never, "test"))
-    hybrid = build_hybrid(settings.model_copy(update={"database_url": stack.database_url}))
-    flask_app: Flask = hybrid.flask_app
-    try:
-        tasks = flask_app.extensions["tasks"]
-        barrier = threading.Barrier(2)
-        results: list[Any] = []
+def test_one_idempotency_key_gives_one_task_run_once(stack: Stack, gate: Gate) -> None:
+    """Two ``POST`` s at once with one ``Idempotency-Key``, one to each side (a client
+    retrying while its first request is still under way), then a third: one row, run once."""
+    base = stack.web()
+    barrier = threading.Barrier(2)
+    answers: list[httpx.Response] = []
 
-        def enqueue_once() -> None:
-            barrier.wait(TIMEOUT)
-            results.append(tasks.enqueue("gated", gate.params, idempotency_key="order-42"))
+    def post(path: str) -> None:
+        barrier.wait(TIMEOUT)
+        answers.append(
+            httpx.post(
+                f"{base}{path}",
+                json={"kind": "gated", "params": gate.params},
+                headers={"Idempotency-Key": "order-42"},
+                timeout=30,
+            )
+        )
 
-        threads = [threading.Thread(target=enqueue_once) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(TIMEOUT)
-        assert len(results) == 2
-        assert results[0].id == results[1].id
-        assert sorted(r.created for r in results) == [False, True]
-        again = tasks.enqueue("gated", gate.params, idempotency_key="order-42")
-        assert (again.id, again.created) == (results[0].id, False)
-    finally:
-        hybrid.close()
-        with flask_app.app_context():
-            db.engine.dispose()
+    threads = [threading.Thread(target=post, args=(p,)) for p in ("/api/tasks", "/api/v2/tasks")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+    task_id = answers[0].json()["id"]
+    assert answers[1].json()["id"] == task_id
+    replay = httpx.post(
+        f"{base}/api/tasks",
+        json={"kind": "gated", "params": gate.params},
+        headers={"Idempotency-Key": "order-42"},
+        timeout=30,
+    )
+    assert (replay.status_code, replay.json()["id"]) == (200, task_id)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+
     gate.open()
     worker = stack.worker()
-    done = stack.wait(results[0].id, final)
+    done = stack.wait(task_id, final)
     assert (done["status"], done["attempts"]) == ("succeeded", 1)
-    assert [r["id"] for r in rows(stack.database_url)] == [results[0].id]
+    assert [r["id"] for r in rows(stack.database_url)] == [task_id]
     # A duplicate message would be dropped by the claim; the stop lets the worker
     # finish what it had received before the count.
     status, _ = worker.stop(TIMEOUT)
