@@ -237,8 +237,8 @@ class Execution:
                     _finish(task, TaskStatus.CANCELLED, error=CANCELLED_ERROR)
                     session.flush()
                     return "cancelled", task.to_dict()
-            elif task.status == TaskStatus.RUNNING.value and is_stale(
-                task.heartbeat_at, self.stale_after
+            elif task.status == TaskStatus.RUNNING.value and (
+                is_stale(task.heartbeat_at, self.stale_after) or self._orphaned(task)
             ):
                 log.warning(
                     "task %s: its runner %s stopped during attempt %d; taking it over",
@@ -266,6 +266,12 @@ class Execution:
         if data is not None:
             self._publish(data)
         return verdict, data
+
+    def _orphaned(self, task: Task) -> bool:
+        """Whether ``task`` runs under this runner's lease with no attempt of it running here
+        (the database failed while its attempt was recorded): as good as a dead runner's."""
+        with self._lock:
+            return task.runner_id == self.runner_id and task.id not in self._active
 
     def _attempt(self, task: dict[str, Any], attempt: int) -> str:
         task_id = int(task["id"])

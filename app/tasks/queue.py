@@ -81,6 +81,12 @@ enqueue's commit is still under way; after that the task is taken as rolled back
 RESEND_DELAY = 0.25
 """Seconds before a message for a not-yet-visible task is looked at again."""
 
+INFRA_RETRY_BACKOFF = 0.5
+"""Seconds before a delivery that failed on the database is tried again (doubled each time)."""
+
+INFRA_RETRY_MAX = 30.0
+"""Longest wait, in seconds, between two tries of a delivery that keeps failing on the database."""
+
 
 def redact(url: str) -> str:
     """``url`` without its password, for messages and logs (``redis://:***@host:6379/0``)."""
@@ -151,8 +157,8 @@ class QueueBackend:
         return f"{self.prefix}:epoch"
 
     def _actor(self, kind: TaskKind) -> dramatiq.Actor[Any, Any]:
-        def perform(task_id: int, sent_at: float) -> None:
-            self.perform(kind.name, task_id, sent_at)
+        def perform(task_id: int, sent_at: float, failures: int = 0) -> None:
+            self.perform(kind.name, task_id, sent_at, failures)
 
         perform.__module__ = __name__
         return dramatiq.Actor(
@@ -215,15 +221,22 @@ class QueueBackend:
         """Make this process a worker: received messages run attempts on ``execution``."""
         self.execution = execution
 
-    def perform(self, kind_name: str, task_id: int, sent_at: float) -> None:
+    def perform(self, kind_name: str, task_id: int, sent_at: float, failures: int = 0) -> None:
         """The body of every actor: run one attempt of task ``task_id``.
 
         A worker that is stopping starts no attempt: it sends the message again, for
-        another worker.
+        another worker. If the database fails (locked, restarting) before the
+        attempt could be recorded, the message is sent again after a back-off
+        (:data:`INFRA_RETRY_BACKOFF`, doubled per failure, at most
+        :data:`INFRA_RETRY_MAX`) instead of failing the message: a failed
+        Dramatiq message is dead-lettered, and a task still ``queued`` in the
+        database would then wait for ever. A task left ``running`` by such a
+        failure is taken over once its lease goes stale.
 
         :param kind_name: the actor's kind.
         :param task_id: the task.
         :param sent_at: when the message was first sent (UNIX time, seconds).
+        :param failures: how many times this delivery failed on infrastructure so far.
         :raises RuntimeError: this process is not a worker (:meth:`attach`).
         """
         if self.execution is None:
@@ -235,7 +248,15 @@ class QueueBackend:
                 args=(task_id, sent_at), delay=int(RESEND_DELAY * 1000)
             )
             return
-        verdict = self.execution.run(task_id)
+        try:
+            verdict = self.execution.run(task_id)
+        except Exception:
+            delay = min(INFRA_RETRY_BACKOFF * 2**failures, INFRA_RETRY_MAX)
+            log.exception("task %s: the database failed; trying again in %g s", task_id, delay)
+            self.actors[kind_name].send_with_options(
+                args=(task_id, sent_at, failures + 1), delay=int(delay * 1000)
+            )
+            return
         if verdict != "missing":
             return
         if time.time() - sent_at < NOT_YET_COMMITTED_GRACE:

@@ -63,6 +63,11 @@ STALE_AFTER = 3 * HEARTBEAT_INTERVAL
 
 UNFINISHED = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
+RESUBMIT_DELAY = 1.0
+"""Seconds before a task whose attempt failed on the database (locked, restarting) is
+submitted again: still ``queued``, it is claimed; left ``running`` by this runner, it is
+taken over (:meth:`app.tasks.execution.Execution.claim`)."""
+
 __all__ = [
     "HEARTBEAT_INTERVAL",
     "INTERRUPTED_ERROR",
@@ -336,7 +341,10 @@ class TaskRunner:
         try:
             self.run(task_id)
         except Exception:  # the database failed: the task may stay unfinished, its slot may not
-            log.exception("task %s: could not record its state", task_id)
+            log.exception(
+                "task %s: could not record its state; trying again in %g s", task_id, RESUBMIT_DELAY
+            )
+            self._submit_later(task_id, RESUBMIT_DELAY)  # claimed again, or taken over
         finally:
             self._release(task_id)
 
