@@ -99,7 +99,7 @@ def _describe(error: ValidationError) -> str:
             lines.append(message)
         else:
             got = item.get("input")
-            if location == "database_url" and isinstance(got, str):
+            if location in ("database_url", "redis_url") and isinstance(got, str):
                 got = _hide_password(got)
             lines.append(f"{location.upper()}: {message} (got {got!r})")
     return "; ".join(lines)

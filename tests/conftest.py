@@ -11,7 +11,9 @@
   (built, not serving);
 * ``live_server`` -- the real hybrid server on a random port, in a thread;
 * ``migrated`` (this test's database, migrated by ``manage.py db upgrade``)
-  and ``servers`` (``manage.py serve`` processes, killed after the test).
+  and ``servers`` (``manage.py serve`` processes, killed after the test);
+* ``redis_server`` -- a private ``redis-server`` on a free port
+  (:mod:`tests.support.redis`, registered through ``pytest_plugins``).
 
 Helpers that tests import live in ``tests/support/``; tests never import this file.
 """
@@ -44,6 +46,9 @@ from server.features import FEATURES
 from server.serve import serve
 from tests.support.cli import ServerProcess, environment, run
 from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
+
+pytest_plugins = ["tests.support.redis"]
+"""Fixtures that live with their helpers in ``tests/support/``: ``redis_server``."""
 
 SETTINGS_MODELS: list[type[BaseSettings]] = [Settings, *(m for f in FEATURES for m in f.settings)]
 """The settings models whose environment variables every test runs without."""

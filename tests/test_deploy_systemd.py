@@ -56,10 +56,10 @@ def seconds(value: str) -> float:
     return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
 
 
-def local_copy(tmp_path: Path) -> Path:
-    """The unit with its interpreter replaced by this one (the service name kept)."""
-    text = re.sub(r"/\S+/\.venv/bin/python", sys.executable, UNIT.read_text())
-    copy = tmp_path / UNIT.name
+def local_copy(tmp_path: Path, unit: Path = UNIT) -> Path:
+    """``unit`` with its interpreter replaced by this one (the service name kept)."""
+    text = re.sub(r"/\S+/\.venv/bin/python", sys.executable, unit.read_text())
+    copy = tmp_path / unit.name
     copy.write_text(text)
     return copy
 

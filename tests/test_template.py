@@ -401,7 +401,7 @@ def test_a_generated_project_installs_serves_and_passes_its_own_tests(
 
     # The README's test command; its system packages are the CI machine's already.
     test = readme_command(readme, "Install and run the tests")
-    packages = "apt-get update && apt-get install -y chromium nginx && "
+    packages = "apt-get update && apt-get install -y chromium nginx redis-server && "
     assert test.startswith(packages), test
     env = clean_environment()
     suite = subprocess.run(

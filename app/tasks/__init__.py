@@ -29,11 +29,15 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     ``flask_app.extensions["task_events"]``, ``["task_backend"]`` (and, in
     process, the same object as ``["task_runner"]``) and ``["tasks"]`` (a
     :class:`app.tasks.client.TaskClient`).
+    The hub is :class:`~app.tasks.events.RedisTaskEvents` (Redis pub/sub, every
+    process) with ``TASK_BACKEND=queue``, else the in-process
+    :class:`~app.tasks.events.TaskEvents`.
 
     :param flask_app: an app made by :func:`app.create_app` with an executor.
     :param task_threads: tasks allowed to run at once; default ``TASK_THREADS``.
     :raises RuntimeError: if the app has no shared executor.
-    :raises config.ConfigError: if ``TASK_THREADS`` is invalid.
+    :raises config.ConfigError: if ``TASK_THREADS`` (or another ``TaskSettings``
+        variable, e.g. ``REDIS_URL``) is invalid.
     """
     from app.errors import map_exception
     from app.nav import add_nav_link
@@ -46,7 +50,7 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
         TaskClient,
         TaskStateConflict,
     )
-    from app.tasks.events import TaskEvents
+    from app.tasks.events import RedisTaskEvents, TaskEvents
     from app.tasks.execution import TaskBackend
     from app.tasks.models import Task, TaskStatus
     from app.tasks.runner import TaskRunner
@@ -62,8 +66,14 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
             "create the app with create_app(settings, executor, features)"
         )
     settings = flask_app.extensions["settings"]
+    # The event hub by backend (issue 13, events part): across processes through Redis
+    # with the queue backend, whose tasks run in other processes than the WebSockets.
     task_settings = load_feature_settings(TaskSettings)
-    events = TaskEvents()
+    events: TaskEvents
+    if task_settings.task_backend == "queue":
+        events = RedisTaskEvents(task_settings.redis_url, prefix=task_settings.task_queue_prefix)
+    else:
+        events = TaskEvents()
     flask_app.extensions["task_events"] = events
     backend: TaskBackend
     if task_settings.task_backend == "queue":

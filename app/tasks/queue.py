@@ -52,6 +52,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import TimeLimit
 from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -118,11 +120,14 @@ class QueueBackend:
     ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
+        # No retries inside redis-py (its default waits seconds between three): a
+        # command either answers within ``timeout`` or the queue is unavailable now.
         self.client = redis.Redis.from_url(
             redis_url,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), 0),
         )
         self.broker = RedisBroker(  # type: ignore[no-untyped-call]
             client=self.client,

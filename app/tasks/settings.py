@@ -9,17 +9,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config import ConfigError, Settings, load_feature_settings
 
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+"""What ``REDIS_URL`` may start with (redis-py's ``Redis.from_url``)."""
+
 
 class TaskSettings(BaseSettings):
     """Variables of the tasks feature.
-
-    :ivar task_backend: ``inprocess`` (the default: tasks run on this
-        process's shared executor, nothing to set up) or ``queue`` (Dramatiq on
-        Redis; ``python manage.py worker`` runs them). See docs/tasks.md.
-    :ivar redis_url: the Redis of the queue backend (``redis://``,
-        ``rediss://`` or ``unix://``); unused in process.
-    :ivar task_queue_prefix: the prefix of every Redis key and channel of the
-        queue backend, so several services can share one Redis.
 
     :ivar task_threads: background tasks allowed to run at once on the shared
         executor (threads); default ``max(1, THREADS // 4)``; below ``THREADS``,
@@ -28,24 +23,18 @@ class TaskSettings(BaseSettings):
         (:data:`app.tasks.runner.HEARTBEAT_INTERVAL` by default); every process
         also sweeps this often for tasks of processes that died (``serve
         --processes``, several hosts), whose lease is stale after 3 intervals.
+    :ivar task_backend: ``inprocess`` (tasks run on the server's executor,
+        events stay in the process) or ``queue`` (tasks go to a Dramatiq queue
+        on Redis, run by ``python manage.py worker``; events go through Redis
+        pub/sub to every web process). See docs/tasks.md.
+    :ivar redis_url: the Redis of the queue backend (``redis://``,
+        ``rediss://`` or ``unix://``).
+    :ivar task_queue_prefix: the prefix of the feature's Redis keys and
+        channels (e.g. ``tasks:events``), so that services can share a Redis.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    task_backend: Literal["inprocess", "queue"] = Field(
-        "inprocess",
-        description="Where tasks run: inprocess (this process's executor) or queue "
-        "(Dramatiq on Redis, run by `manage.py worker`).",
-    )
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        description="Redis for TASK_BACKEND=queue: the broker and the progress events.",
-    )
-    task_queue_prefix: str = Field(
-        "tasks",
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Prefix of the queue backend's Redis keys and channels.",
-    )
     task_threads: int | None = Field(
         None,
         ge=1,
@@ -59,12 +48,28 @@ class TaskSettings(BaseSettings):
         description="Seconds between a process's lease refreshes of its running tasks; "
         "a task whose lease is 3 intervals old is recorded interrupted by another process.",
     )
+    task_backend: Literal["inprocess", "queue"] = Field(
+        "inprocess",
+        description="inprocess: tasks run on the server's executor; "
+        "queue: on a Dramatiq queue on Redis (REDIS_URL), events through Redis pub/sub.",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="The Redis of TASK_BACKEND=queue: redis://, rediss:// or unix://.",
+    )
+    task_queue_prefix: str = Field(
+        "tasks",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of the feature's Redis keys and channels, so services can share one.",
+    )
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url_scheme(cls, value: str) -> str:
+        if not value.startswith(REDIS_URL_SCHEMES):
+            raise ValueError("must start with " + ", ".join(REDIS_URL_SCHEMES))
         return value
 
 

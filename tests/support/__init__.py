@@ -8,7 +8,8 @@
 * :mod:`.cli` -- ``manage.py`` as a user runs it: one-shot commands and a served process;
 * :mod:`.project` -- a copy of the checkout in its own virtualenv, as a new user has it;
 * :mod:`.parity` -- comparing a ported native route with its Flask view;
-* :mod:`.browser` -- Chromium for Playwright, and the mark that skips without it.
+* :mod:`.browser` -- Chromium for Playwright, and the mark that skips without it;
+* :mod:`.redis` -- a private ``redis-server`` per test (the ``redis_server`` fixture).
 
 The one polling loop is :func:`wsgi_bridge.testing.wait_for` (shipped with the
 bridge's harness, as ``flask.testing`` ships Flask's).

@@ -363,3 +363,80 @@ def test_tasks_finishing_often_do_not_postpone_the_heartbeat(flask_app: Flask, g
     gate.open()
     long_one.result(WAIT)
     runner.stop()
+
+
+# -- one attempt: time limits, duplicates, take-overs and the lease fence (app/tasks/execution.py)
+
+
+def test_a_task_past_its_time_limit_is_stopped_at_its_next_report_and_failed(
+    flask_app: Flask, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limited = kinds.TaskKind("block", BlockParams, gate.run, "test only", time_limit=0.2)
+    monkeypatch.setitem(kinds.KINDS, "block", limited)
+    insert_tasks(flask_app, {"kind": "block", "status": "queued", "max_attempts": 3})
+    task_runner(flask_app).submit(1).result(WAIT)
+    task = task_row(flask_app, 1)
+    assert not gate.released.is_set()  # stopped by report(), not by the gate
+    assert (task["status"], task["error"]) == ("failed", "time limit of 0.2 s exceeded")
+    assert task["attempts"] == 1  # a time limit is not retried
+
+
+def test_a_delivery_for_a_task_under_a_live_lease_is_a_duplicate_and_is_dropped(
+    flask_app: Flask, gate: Gate
+) -> None:
+    runner = task_runner(flask_app)
+    insert_tasks(flask_app, {"kind": "block", "status": "queued", "max_attempts": 3})
+    future = runner.submit(1)
+    wait_until(lambda: statuses(flask_app)[1] == "running", "the task runs")
+    assert runner.execution.claim(1) == ("skipped", None)  # e.g. a message sent twice
+    gate.open()
+    future.result(WAIT)
+    assert (task_row(flask_app, 1)["status"], task_row(flask_app, 1)["attempts"]) == (
+        "succeeded",
+        1,
+    )
+    assert runner.execution.claim(1) == ("skipped", None)  # and once it is final
+
+
+def test_a_running_task_whose_lease_went_stale_is_taken_over_or_failed_when_out_of_attempts(
+    flask_app: Flask,
+) -> None:
+    stale = utcnow() - timedelta(hours=1)
+    dead = {"status": "running", "runner_id": "gone:1:dead", "heartbeat_at": stale}
+    insert_tasks(
+        flask_app,
+        {**dead, "attempts": 1, "max_attempts": 3},
+        {**dead, "attempts": 3, "max_attempts": 3},
+    )
+    execution = task_runner(flask_app).execution
+    verdict, taken = execution.claim(1)
+    assert verdict == "run" and taken is not None
+    assert taken["attempts"] == 2 and task_row(flask_app, 1)["runner_id"] == execution.runner_id
+    verdict, spent = execution.claim(2)
+    assert verdict == "failed" and spent is not None
+    assert spent["status"] == "failed" and "attempt 3 of 3" in spent["error"]
+    assert "stopped responding" in spent["error"]
+
+
+def test_an_attempt_that_lost_its_lease_cannot_overwrite_the_task(
+    flask_app: Flask, gate: Gate
+) -> None:
+    runner = task_runner(flask_app)
+    insert_tasks(flask_app, {"kind": "block", "status": "queued", "max_attempts": 3})
+    future = runner.submit(1)
+    wait_until(lambda: task_row(flask_app, 1)["progress"] == 50, "the task reports")
+
+    def taken_over(session: Session) -> None:  # what another worker's take-over writes
+        task = session.get_one(Task, 1)
+        task.runner_id, task.attempts, task.progress = "other:2:alive", 2, 7
+
+    call_in_session(flask_app, taken_over)
+    future.result(WAIT)  # its next report() finds the lease gone and gives up
+    assert not gate.released.is_set()
+    task = task_row(flask_app, 1)
+    assert (task["status"], task["runner_id"], task["attempts"], task["progress"]) == (
+        "running",
+        "other:2:alive",
+        2,
+        7,
+    )

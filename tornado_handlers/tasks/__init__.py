@@ -9,6 +9,7 @@ sweep of tasks whose process died, and stopping the runner on shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ from tornado.web import url
 
 from app import tasks
 from app.feature import BackgroundWorker, Feature, Runtime, Shared, WorkerOptions
+from app.tasks.events import RedisTaskEvents
 from app.tasks.metrics import TaskStatusCollector
 from app.tasks.runner import TaskRunner, recover_interrupted
 from app.tasks.settings import TaskSettings
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 SWEEPER_KEY = "task_sweeper"
 """``flask_app.extensions["task_sweeper"]``: the running recovery sweep of that app."""
+
+RELAY_KEY = "task_events_relay"
+"""``flask_app.extensions["task_events_relay"]``: the :class:`asyncio.Task` relaying
+Redis task events to this process's WebSockets (``TASK_BACKEND=queue``)."""
 
 
 def task_runner(flask_app: Flask) -> TaskRunner:
@@ -117,9 +123,18 @@ class TasksFeature(Feature):
         process killed less than a stale interval before this one started, so
         the sweep repeats every heartbeat interval (excluding this process's
         own tasks). With autoreload, unfinished tasks are recorded
-        ``interrupted`` before the process restarts.
+        ``interrupted`` before the process restarts. With ``TASK_BACKEND=queue``
+        it also starts relaying task events from Redis to this process's
+        WebSockets (:meth:`app.tasks.events.RedisTaskEvents.relay`).
         """
         flask_app = runtime.flask_app
+        # -- events relay (issue 13, events part): Redis pub/sub -> this process's WebSockets
+        events = flask_app.extensions["task_events"]
+        if isinstance(events, RedisTaskEvents):
+            flask_app.extensions[RELAY_KEY] = asyncio.create_task(
+                events.relay(), name="task-events-relay"
+            )
+        # -- end events relay
         if "task_runner" not in flask_app.extensions:
             return  # the queue backend: workers run tasks and repair leases (app.tasks.worker)
         runner = task_runner(flask_app)
@@ -151,12 +166,20 @@ class TasksFeature(Feature):
             tornado.autoreload.add_reload_hook(before_reload)
 
     async def stop(self, runtime: Runtime) -> None:
-        """Stop sweeping; queued tasks are recorded ``interrupted``, running ones told to stop."""
+        """Stop sweeping and relaying task events; queued tasks are recorded
+        ``interrupted``, running ones told to stop."""
         sweeper: tornado.ioloop.PeriodicCallback | None = runtime.flask_app.extensions.pop(
             SWEEPER_KEY, None
         )
         if sweeper is not None:
             sweeper.stop()
+        # -- events relay (issue 13, events part): unsubscribe, close its connection
+        relay: asyncio.Task[None] | None = runtime.flask_app.extensions.pop(RELAY_KEY, None)
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        # -- end events relay
         if "task_runner" in runtime.flask_app.extensions:
             await asyncio.to_thread(task_runner(runtime.flask_app).stop)
 
