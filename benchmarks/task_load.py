@@ -205,14 +205,20 @@ def measure(
     awaited (not counted); then ``tasks`` tasks are enqueued over ``clients``
     connections and their events awaited, both within ``timeout`` seconds.
 
-    :raises RuntimeError: the WebSocket did not connect.
+    :raises RuntimeError: the WebSocket did not connect, or the warm-up tasks were not
+        all enqueued and reported final within ``timeout``.
     """
     watcher = EventWatcher(f"ws://{HOST}:{port}/ws/tasks")
     watcher.start()
     try:
         if warmup_tasks:
             warm = enqueue(port, warmup_tasks, clients, time.monotonic() + timeout)
-            watcher.wait(warm.ids, time.monotonic() + timeout)
+            if warm.errors or not watcher.wait(warm.ids, time.monotonic() + timeout):
+                raise RuntimeError(
+                    f"warm-up: {len(warm.ids)} of {warmup_tasks} tasks enqueued, "
+                    f"{sum(1 for i in warm.ids if i in watcher.final)} of them reported final "
+                    f"on the WebSocket within {timeout:g} s"
+                )
         deadline = time.monotonic() + timeout
         done = enqueue(port, tasks, clients, deadline)
         watcher.wait(done.ids, deadline)

@@ -143,6 +143,9 @@ def run_rounds(
                 log(f"[round {rnd + 1}] {backend.name}: ERROR {msg}")
                 errors.append({"round": rnd + 1, "backend": backend.name, "error": msg})
                 continue
+            if values["completed"] < cfg.tasks:  # measured, but not what was asked for
+                msg = f"{values['completed']:.0f} of {cfg.tasks} tasks succeeded in time"
+                errors.append({"round": rnd + 1, "backend": backend.name, "error": msg})
             per_metric = samples.setdefault(backend.name, {})
             for key, value in values.items():
                 per_metric.setdefault(key, []).append(value)
