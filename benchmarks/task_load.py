@@ -41,7 +41,6 @@ class EventWatcher:
         self.url = url
         self.connect_timeout = connect_timeout
         self.final: dict[int, tuple[str, float]] = {}
-        self.messages = 0
         self.error: BaseException | None = None
         self._changed = threading.Condition()
         self._ready = threading.Event()
@@ -82,14 +81,16 @@ class EventWatcher:
                     break
                 self._note(message, time.perf_counter())
         finally:
-            conn.close()
+            conn.close()  # and wait for the server's close frame, so no socket is left open
+            with contextlib.suppress(Exception):
+                while await asyncio.wait_for(conn.read_message(), 2.0) is not None:
+                    pass
 
     def _note(self, message: str | bytes, when: float) -> None:
         event = json.loads(message)
         task = event.get("task") or {}
         status = task.get("status")
         with self._changed:
-            self.messages += 1
             if status in FINAL_STATUSES and task.get("id") not in self.final:
                 self.final[int(task["id"])] = (status, when)
                 self._changed.notify_all()

@@ -29,6 +29,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import math
+import platform
 import re
 import shlex
 import subprocess
@@ -43,9 +44,8 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from benchmarks import report
-from benchmarks.machine import machine_info
+from benchmarks.machine import git_commit, machine_info
 from benchmarks.scenarios import Metric
-from benchmarks.servers import PROJECT_ROOT
 from benchmarks.task_load import TRIVIAL_TASK, measure
 from benchmarks.task_stack import Backend, ServiceStack, redis_server_path
 
@@ -63,6 +63,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("errors", "errors", "", False),
 )
 NOT_RATIOED = frozenset({"completed", "errors"})
+TASK_PACKAGES = {
+    "tornado": "tornado",
+    "flask": "flask",
+    "sqlalchemy": "sqlalchemy",
+    "dramatiq": "dramatiq",
+    "redis-py": "redis",
+    "psycopg": "psycopg",
+}
+"""Report label -> distribution name."""
 
 
 @dataclass
@@ -180,13 +189,13 @@ def ratios(summary: dict[str, dict[str, report.Stats]]) -> dict[str, dict[str, f
 
 
 def task_versions() -> dict[str, str]:
-    """Versions of what the tasks benchmark exercises."""
-    out = {"python": f"{sys.implementation.name} {sys.version.split()[0]}"}
-    for name in ("tornado", "flask", "sqlalchemy", "dramatiq", "redis", "psycopg"):
+    """Versions of what the tasks benchmark exercises, and this project's commit."""
+    out = {"python": f"{platform.python_implementation()} {platform.python_version()}"}
+    for label, name in TASK_PACKAGES.items():
         try:
-            out[name] = importlib.metadata.version(name)
+            out[label] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
+            out[label] = "not installed"
     server = redis_server_path()
     out["redis-server"] = "not installed"
     if server is not None:
@@ -195,15 +204,7 @@ def task_versions() -> dict[str, str]:
         )
         match = re.search(r"v=(\S+)", found.stdout)
         out["redis-server"] = match.group(1) if match else found.stdout.strip()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    out["project_commit"] = commit.stdout.strip() or "unknown"
+    out["project_commit"] = git_commit()
     return out
 
 
