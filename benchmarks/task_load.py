@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import http.client
 import json
 import math
@@ -27,6 +28,13 @@ TRIVIAL_TASK = {"kind": "sleep", "params": {"steps": 1, "delay": 0}}
 FINAL_STATUSES = frozenset({"succeeded", "failed", "interrupted", "cancelled"})
 
 
+def _seconds_between(start: str | None, end: str | None) -> float:
+    """Seconds between two ISO 8601 stamps of a task (NaN if one is missing)."""
+    if not start or not end:
+        return math.nan
+    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+
 class EventWatcher:
     """One WebSocket client of ``/ws/tasks`` on its own thread and event loop.
 
@@ -41,6 +49,9 @@ class EventWatcher:
         self.url = url
         self.connect_timeout = connect_timeout
         self.final: dict[int, tuple[str, float]] = {}
+        """Task id -> (its first final status, when the event arrived)."""
+        self.pickup_s: dict[int, float] = {}
+        """Task id -> seconds from ``created_at`` to ``started_at``, the task's own stamps."""
         self.error: BaseException | None = None
         self._changed = threading.Condition()
         self._ready = threading.Event()
@@ -93,6 +104,9 @@ class EventWatcher:
         with self._changed:
             if status in FINAL_STATUSES and task.get("id") not in self.final:
                 self.final[int(task["id"])] = (status, when)
+                self.pickup_s[int(task["id"])] = _seconds_between(
+                    task.get("created_at"), task.get("started_at")
+                )
                 self._changed.notify_all()
 
     def start(self) -> None:
@@ -228,6 +242,7 @@ def measure(
     final = dict(watcher.final)
     succeeded = [i for i in done.ids if final.get(i, ("", 0.0))[0] == "succeeded"]
     latencies = [final[i][1] - done.sent_at[i] for i in succeeded]
+    pickups = [p for i in succeeded if math.isfinite(p := watcher.pickup_s[i])]
     span = done.finished - done.started
     return {
         "enqueue_tps": len(done.ids) / span if span > 0 else float("nan"),
@@ -235,6 +250,8 @@ def measure(
         "enqueue_p99_ms": percentile(done.request_s, 0.99) * 1000,
         "e2e_p50_ms": percentile(latencies, 0.50) * 1000,
         "e2e_p99_ms": percentile(latencies, 0.99) * 1000,
+        "pickup_p50_ms": percentile(pickups, 0.50) * 1000,
+        "pickup_p99_ms": percentile(pickups, 0.99) * 1000,
         "all_done_s": (
             max(final[i][1] for i in succeeded) - done.started
             if succeeded and len(succeeded) == tasks

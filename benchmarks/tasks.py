@@ -58,6 +58,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("enqueue_p99_ms", "POST p99", "ms", False),
     Metric("e2e_p50_ms", "end-to-end p50", "ms", False),
     Metric("e2e_p99_ms", "end-to-end p99", "ms", False),
+    Metric("pickup_p50_ms", "queued→running p50", "ms", False),
+    Metric("pickup_p99_ms", "queued→running p99", "ms", False),
     Metric("all_done_s", "all succeeded", "s", False),
     Metric("completed", "succeeded", "", True),
     Metric("errors", "errors", "", False),
@@ -225,7 +227,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- Service: `APP_ENV=production`, `THREADS={cfg['threads']}` (server and each "
         f"worker process), database: {database}; nothing pinned",
         "- End-to-end: from just before a task's POST to the WebSocket event that reports "
-        "it `succeeded`; all succeeded: from the first POST to the last such event",
+        "it `succeeded`; queued→running: from the task's `created_at` to its `started_at` "
+        "(the server's own stamps, in the event); all succeeded: from the first POST to the "
+        "last `succeeded` event",
         "- Cells: median over rounds [min-max]. Ratios: backend/inprocess of the medians "
         "(for tasks/s higher is better, for times lower is better).",
         "",
