@@ -18,6 +18,10 @@ the two sides answer the same error the same way. The skeleton maps:
 A feature adds its own domain errors in its ``init_app``, e.g.::
 
     map_exception(app, OrderNotFound, 404, lambda error: {"error": "no such order"})
+    map_exception(
+        app, QueueDown, 503, lambda error: {"error": str(error)},
+        headers=lambda error: {"Retry-After": str(error.retry_after)},
+    )
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from app.extensions import db
 from app.validation import InvalidInput
 
 ErrorBody = dict[str, Any]
+ErrorHeaders = dict[str, str]
 E = TypeVar("E", bound=Exception)
 
 EXTENSION_KEY = "error_mappings"
@@ -49,14 +54,22 @@ class ErrorMapping:
     :ivar status: the HTTP status code.
     :ivar body: builds the JSON body (a dict with at least ``"error"``) from
         the exception.
+    :ivar headers: builds extra response headers from the exception (e.g.
+        ``Retry-After`` on a 503, RFC 9110 section 10.2.3), or ``None`` for none.
     """
 
     status: int
     body: Callable[[Any], ErrorBody]
+    headers: Callable[[Any], ErrorHeaders] | None = None
 
 
 def map_exception(
-    flask_app: Flask, exception: type[E], status: int, body: Callable[[E], ErrorBody]
+    flask_app: Flask,
+    exception: type[E],
+    status: int,
+    body: Callable[[E], ErrorBody],
+    *,
+    headers: Callable[[E], ErrorHeaders] | None = None,
 ) -> None:
     """Answer ``exception`` (and its subclasses) with ``status`` and ``body(error)`` on both sides.
 
@@ -69,12 +82,25 @@ def map_exception(
     :param exception: an exception class, e.g. ``OrderNotFound``.
     :param status: the HTTP status code, e.g. 404.
     :param body: returns the JSON body, e.g. ``lambda e: {"error": "no such order"}``.
+    :param headers: returns extra response headers, e.g.
+        ``lambda e: {"Retry-After": str(e.retry_after)}``; sent with the JSON
+        body and with the HTML error page alike (:func:`error_headers`).
     """
     mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.setdefault(
         EXTENSION_KEY, {}
     )
-    mappings[exception] = ErrorMapping(status, body)
+    mappings[exception] = ErrorMapping(status, body, headers)
     flask_app.register_error_handler(exception, _domain_error)
+
+
+def _mapping(flask_app: Flask, error: BaseException) -> ErrorMapping | None:
+    """The mapping of the closest class in ``error``'s MRO, or ``None``."""
+    mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.get(EXTENSION_KEY, {})
+    for cls in type(error).__mro__:
+        mapping = mappings.get(cls)
+        if mapping is not None:
+            return mapping
+    return None
 
 
 def error_response(flask_app: Flask, error: BaseException) -> tuple[int, ErrorBody] | None:
@@ -85,12 +111,21 @@ def error_response(flask_app: Flask, error: BaseException) -> tuple[int, ErrorBo
     :returns: e.g. ``(422, {"error": "validation failed", "fields": {...}})``;
         ``None`` for exceptions nobody mapped -- bugs (the caller answers 500).
     """
-    mappings: dict[type[BaseException], ErrorMapping] = flask_app.extensions.get(EXTENSION_KEY, {})
-    for cls in type(error).__mro__:
-        mapping = mappings.get(cls)
-        if mapping is not None:
-            return mapping.status, mapping.body(error)
-    return None
+    mapping = _mapping(flask_app, error)
+    return None if mapping is None else (mapping.status, mapping.body(error))
+
+
+def error_headers(flask_app: Flask, error: BaseException) -> ErrorHeaders:
+    """Return the extra headers of a mapped exception (``{}`` if none or unmapped).
+
+    :param flask_app: the app whose registry to read (:func:`map_exception`).
+    :param error: an exception raised by a view, a handler or a service.
+    :returns: e.g. ``{"Retry-After": "5"}`` for a 503 mapped with ``headers``.
+    """
+    mapping = _mapping(flask_app, error)
+    if mapping is None or mapping.headers is None:
+        return {}
+    return mapping.headers(error)
 
 
 def http_error_message(status: int) -> str:
@@ -152,7 +187,7 @@ def _domain_error(error: Exception) -> Any:
     db.session.rollback()
     mapped = error_response(current_app, error)
     status, body = mapped or (500, {"error": "internal server error"})
-    return _respond(status, body)
+    return _respond(status, body, list(error_headers(current_app, error).items()))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -97,7 +97,13 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     map_exception(flask_app, ParamsTooLarge, 413, lambda error: {"error": str(error)})
     map_exception(flask_app, IdempotencyKeyReused, 409, lambda error: {"error": str(error)})
     map_exception(flask_app, TaskStateConflict, 409, lambda error: {"error": str(error)})
-    map_exception(flask_app, TaskBackendUnavailable, 503, lambda error: {"error": str(error)})
+    map_exception(
+        flask_app,
+        TaskBackendUnavailable,
+        503,
+        lambda error: {"error": str(error)},
+        headers=lambda error: {"Retry-After": str(error.retry_after)},
+    )
     add_migrations(flask_app, MIGRATIONS)
     add_nav_link(flask_app, "Tasks", "tasks.index")
     add_nav_link(flask_app, "API", "tasks_api.index")

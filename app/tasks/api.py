@@ -4,27 +4,41 @@ Errors are JSON: ``{"error": message, "fields": {field: message}}`` with 400
 for a body that is not a JSON object, 422 for invalid fields, 404
 ``{"error": "no such task"}`` for an unknown task -- also for an id outside
 ``1..2**31-1``, which the ``<task_id:...>`` rules turn away before any query
-(:class:`app.tasks.service.TaskIdConverter`; see :mod:`app.errors`).
+(:class:`app.tasks.service.TaskIdConverter`; see :mod:`app.errors`) -- and
+those of the task API (:mod:`app.tasks.client`): 413 for params over 64 KiB,
+409 for a reused idempotency key or a cancel/retry the task's state does not
+allow, 503 with ``Retry-After`` when the queue is down.
+
+``POST /api/tasks``, ``/cancel`` and ``/retry`` have native twins under
+``/api/v2/tasks`` (:mod:`tornado_handlers.tasks.handlers`) that answer with the
+same statuses, headers and JSON; :func:`idempotency_key` and
+:func:`enqueued_answer` are the parts both sides share.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, request, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 
 from app.extensions import csrf, db
+from app.tasks.client import Enqueued, task_client
 from app.tasks.models import Task, TaskStatus
 from app.tasks.service import (
     NewTask,
     TaskNotFound,
     add_note,
-    create_task,
     list_notes,
     list_tasks,
     use_task_id_converter,
 )
-from app.validation import parse
+from app.validation import InvalidInput, parse
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+"""The request header of an idempotent ``POST`` (IETF draft-ietf-httpapi-idempotency-key-header)."""
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+"""The response header (``true``) of a ``POST`` whose idempotency key gave back an existing task."""
 
 blueprint = Blueprint("tasks_api", __name__, url_prefix="/api/tasks")
 blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
@@ -46,19 +60,103 @@ def index() -> dict[str, Any]:
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     """``POST /api/tasks`` with ``{"kind": "sleep", "params": {"steps": 5}, "name": "n"}``.
 
-    ``name`` is optional and unique (a second task of that name is 409).
+    ``name`` is optional and unique (a second task of that name is 409). An
+    ``Idempotency-Key`` header makes the request safe to repeat: the first
+    time the task is created (201); a repeat with the same key, kind and
+    params gives back that same task (200, ``Idempotent-Replayed: true``);
+    the key with another kind or params is 409.
 
-    :returns: 201 with the new task and a ``Location`` header.
+    :returns: 201 (or 200 for a replay) with the task and a ``Location`` header.
     """
     new = parse(NewTask, json_object())
-    task = create_task(new.kind, new.params, new.name)
-    location = url_for("tasks_api.detail", task_id=task.id)
-    return task.to_dict(), 201, {"Location": location}
+    key = idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+    enqueued = task_client(current_app).enqueue(
+        new.kind, new.params, name=new.name, idempotency_key=key
+    )
+    return enqueued_answer(enqueued, url_for("tasks_api.detail", task_id=enqueued.id))
+
+
+@blueprint.post("/<task_id:task_id>/cancel")
+def cancel(task_id: int) -> dict[str, Any]:
+    """``POST /api/tasks/<id>/cancel``: 200 and the task.
+
+    A queued task is ``cancelled`` at once; a running one gets
+    ``cancel_requested`` and stops at its next progress report. 409 if it
+    already finished, 404 if there is no such task.
+    """
+    return task_client(current_app).cancel(task_id)
+
+
+@blueprint.post("/<task_id:task_id>/retry")
+def retry(task_id: int) -> dict[str, Any]:
+    """``POST /api/tasks/<id>/retry``: 200 and the task, ``queued`` again with fresh attempts.
+
+    Only a ``failed``, ``interrupted`` or ``cancelled`` task can be retried
+    (409 otherwise); 503 with ``Retry-After`` if the queue is down (nothing changed).
+    """
+    return task_client(current_app).retry(task_id)
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """Return the key an ``Idempotency-Key`` header carries, or ``None`` without the header.
+
+    The draft (draft-ietf-httpapi-idempotency-key-header, section 2) makes the
+    value a Structured Field String, ``"8e03978e-..."`` (RFC 8941 section
+    3.3.3); a bare token, as many clients send it, is taken as it is. Its
+    length (1 to 255 characters) is checked by
+    :meth:`app.tasks.client.TaskClient.enqueue`.
+
+    :param header: the header's value as received, or ``None``.
+    :raises InvalidInput: a quoted value that is not a valid sf-string (422,
+        field ``idempotency_key``).
+    """
+    if header is None:
+        return None
+    value = header.strip(" \t")
+    if not value.startswith('"'):
+        return value
+    key: list[str] = []
+    chars = iter(value[1:])
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            if escaped not in ('"', "\\"):
+                break
+            key.append(escaped)
+        elif char == '"':
+            if next(chars, None) is None:
+                return "".join(key)
+            break
+        elif not " " <= char <= "~":
+            break
+        else:
+            key.append(char)
+    raise InvalidInput({"idempotency_key": "must be a token or a quoted string (RFC 8941)"})
+
+
+def enqueued_answer(
+    enqueued: Enqueued, location: str
+) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Return ``(body, status, headers)`` answering an enqueue, as both sides send it.
+
+    :param enqueued: what :meth:`app.tasks.client.TaskClient.enqueue` returned.
+    :param location: the task's URL (``Location``, RFC 9110 section 10.2.2).
+    :returns: 201 for a new task; 200 with ``Idempotent-Replayed: true`` when
+        an idempotency key gave back an existing one.
+    """
+    headers = {"Location": location}
+    if enqueued.created:
+        return enqueued.task, 201, headers
+    headers[REPLAYED_HEADER] = "true"
+    return enqueued.task, 200, headers
 
 
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object; 400 if it is not one."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the decoder goes: not a 500
+        body = None
     if not isinstance(body, dict):
         abort(400, description="the body must be a JSON object")
     return body

@@ -16,7 +16,7 @@ Errors, mapped to HTTP statuses on both sides by :func:`app.tasks.init_app`:
 :class:`app.validation.InvalidInput` (422: unknown kind, invalid or not
 JSON-serialisable params), :class:`ParamsTooLarge` (413),
 :class:`IdempotencyKeyReused` and :class:`TaskStateConflict` (409),
-:class:`TaskBackendUnavailable` (503), :class:`app.tasks.service.TaskNotFound` (404).
+:class:`TaskBackendUnavailable` (503), :class:`TaskNotFound` (404).
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ class IdempotencyKeyReused(ValueError):
             f"idempotency key {key!r} was used for task {task_id} with another kind or params"
         )
         self.task_id = task_id
+
+
+class TaskNotFound(LookupError):
+    """No task has the given id (the API answers 404 ``{"error": "no such task"}``).
+
+    Also importable from :mod:`app.tasks.service`, where the id checks live.
+    """
 
 
 class TaskStateConflict(ValueError):
@@ -330,8 +337,6 @@ def validate_task(kind: Any, params: Any) -> dict[str, Any]:
 
 
 def _get(session: Session, task_id: int, *, lock: bool = False) -> Task:
-    from app.tasks.service import TaskNotFound
-
     task = session.get(Task, task_id, with_for_update=lock)
     if task is None:
         raise TaskNotFound(task_id)

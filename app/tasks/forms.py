@@ -34,3 +34,11 @@ class NoteForm(FlaskForm):
     """One note on a task; length is checked by :class:`app.tasks.service.NewNote`."""
 
     body = TextAreaField("Note")
+
+
+class TaskActionForm(FlaskForm):
+    """A button that acts on a task (cancel, retry): no fields, only the CSRF token.
+
+    The task page renders one per action with ``form.csrf_token(id=False)`` (two
+    forms, one token field each, no duplicate ``id``).
+    """

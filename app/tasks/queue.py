@@ -185,7 +185,7 @@ class QueueBackend:
         delay_ms = int(delay * 1000) if delay > 0 else None
         try:
             actor.send_with_options(args=(task_id, time.time()), delay=delay_ms)
-        except (redis.RedisError, dramatiq.errors.ConnectionError) as error:
+        except (redis.RedisError, dramatiq.errors.BrokerConnectionError) as error:
             raise self.unavailable(error) from None
 
     def unavailable(self, error: BaseException) -> TaskBackendUnavailable:

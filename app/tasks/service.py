@@ -20,6 +20,7 @@ from werkzeug.routing import ValidationError as RoutingValidationError
 
 from app.database import AnySession
 from app.extensions import db
+from app.tasks.client import TaskNotFound as TaskNotFound  # re-exported: the id checks live here
 from app.tasks.client import task_client
 from app.tasks.models import (
     NAME_MAX_LENGTH,
@@ -45,10 +46,6 @@ sides answer it like an unknown task (:func:`parse_task_id`,
 
 NO_SUCH_TASK = "no such task"
 """The ``error`` of the 404 body for an unknown (or out-of-range) task id."""
-
-
-class TaskNotFound(LookupError):
-    """No task has the given id (the API answers 404 ``{"error": "no such task"}``)."""
 
 
 def parse_task_id(text: str) -> int:

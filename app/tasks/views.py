@@ -1,13 +1,26 @@
-"""HTML pages: the task list with its creation form, and one task's page."""
+"""HTML pages: the task list with its creation form, and one task's page.
+
+The task page has a *Cancel* button (for a queued or running task) and a
+*Retry* button (failed, interrupted or cancelled), small CSRF-protected POST
+forms (:class:`app.tasks.forms.TaskActionForm`) that act through the task
+API (:mod:`app.tasks.client`). Errors are flashed on the page, never a 500: a
+conflict (the task moved on meanwhile) is 409, the queue being down (the
+queue backend's Redis) 503 with ``Retry-After``, also when starting a task.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from app.extensions import db
-from app.tasks.forms import NoteForm, TaskForm
-from app.tasks.models import Task
+from app.tasks.client import TaskBackendUnavailable, TaskStateConflict, task_client
+from app.tasks.forms import NoteForm, TaskActionForm, TaskForm
+from app.tasks.models import RETRYABLE_STATUSES, Task, TaskStatus
 from app.tasks.service import (
     add_note,
     count_by_status,
@@ -26,6 +39,15 @@ blueprint = Blueprint(
 )
 blueprint.record_once(use_task_id_converter)  # before the rules that use <task_id:...>
 
+CANCELLABLE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
+"""Statuses whose task page offers *Cancel* (:meth:`app.tasks.client.TaskClient.cancel`)."""
+
+
+@blueprint.app_template_global()
+def task_actions() -> dict[str, list[str]]:
+    """The statuses that enable each button of the task page (read by its script too)."""
+    return {"cancel": sorted(CANCELLABLE_STATUSES), "retry": sorted(RETRYABLE_STATUSES)}
+
 
 @blueprint.get("/tasks")
 def index() -> str:
@@ -36,7 +58,7 @@ def index() -> str:
 
 
 @blueprint.post("/tasks")
-def create() -> Response | tuple[str, int]:
+def create() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     """Create a task from the form; on success redirect to its page."""
     form = TaskForm()
     if form.validate_on_submit():
@@ -45,6 +67,12 @@ def create() -> Response | tuple[str, int]:
         except InvalidInput as error:
             for field, message in error.fields.items():
                 flash(f"{field}: {message}", "error")
+        except TaskBackendUnavailable as error:
+            flash(str(error), "error")
+            page = render_template(
+                "tasks/index.html", form=form, tasks=list_tasks(), counts=count_by_status()
+            )
+            return page, 503, {"Retry-After": str(error.retry_after)}
         else:
             flash(f"Task {task.id} started.", "success")
             return redirect(url_for("tasks.detail", task_id=task.id))
@@ -60,8 +88,18 @@ def create() -> Response | tuple[str, int]:
 @blueprint.get("/tasks/<task_id:task_id>")
 def detail(task_id: int) -> str:
     """One task's page; its progress bar is kept live over the native WebSocket."""
+    return detail_page(task_id)
+
+
+def detail_page(task_id: int, form: FlaskForm | None = None) -> str:
+    """Render task ``task_id``'s page (404 if there is none).
+
+    :param form: the note form to show (with its errors), default an empty one.
+    """
     task = db.session.get(Task, task_id) or abort(404)
-    return render_template("tasks/detail.html", task=task, form=NoteForm())
+    return render_template(
+        "tasks/detail.html", task=task, form=form or NoteForm(), actions=TaskActionForm()
+    )
 
 
 @blueprint.post("/tasks/<task_id:task_id>/notes")
@@ -77,7 +115,67 @@ def add_note_form(task_id: int) -> Response | tuple[str, int]:
         db.session.rollback()
         for field, message in error.fields.items():
             flash(f"{field}: {message}", "error")
-        task = db.session.get(Task, task_id) or abort(404)
-        return render_template("tasks/detail.html", task=task, form=form), 422
+        return detail_page(task_id, form), 422
     flash("Note added.", "success")
     return redirect(url_for("tasks.detail", task_id=task_id))
+
+
+@blueprint.post("/tasks/<task_id:task_id>/cancel")
+def cancel(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
+    """Cancel the task from its page's *Cancel* button; back to the page with a message."""
+    return act_on_task(task_id, task_client(current_app).cancel, cancelled_message)
+
+
+def cancelled_message(task: dict[str, Any]) -> str:
+    """The message after a cancel: done, or asked of a running task (it stops at its next report).
+
+    :param task: the task as :meth:`~app.tasks.client.TaskClient.cancel` returned it.
+    """
+    if task["status"] == TaskStatus.CANCELLED:
+        return f"Task {task['id']} cancelled."
+    return f"Task {task['id']} will stop at its next progress report."
+
+
+@blueprint.post("/tasks/<task_id:task_id>/retry")
+def retry(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
+    """Queue the task again from its page's *Retry* button; back to the page with a message."""
+    return act_on_task(
+        task_id, task_client(current_app).retry, lambda task: f"Task {task['id']} queued again."
+    )
+
+
+def act_on_task(
+    task_id: int,
+    action: Callable[[int], dict[str, Any]],
+    message: Callable[[dict[str, Any]], str],
+) -> Response | tuple[str, int, dict[str, str]]:
+    """Run ``action(task_id)`` for a button of the task page, after checking its CSRF token.
+
+    On success, flash ``message(task)`` and redirect to the page
+    (303, so a reload does not post again). Otherwise the page again with the
+    reason flashed: 400 for a form without a valid CSRF token (when global
+    CSRF protection is off), 409 when the task's state does not allow it, 503
+    with ``Retry-After`` when the queue is down. 404 for an unknown task.
+
+    :param task_id: the task.
+    :param action: :meth:`~app.tasks.client.TaskClient.cancel` or ``retry``.
+    :param message: the success message for the task ``action`` returned.
+    """
+    headers: dict[str, str] = {}
+    if not TaskActionForm().validate_on_submit():
+        flash("The form expired; reload the page and try again.", "error")
+        status = 400
+    else:
+        try:
+            task = action(task_id)
+        except TaskStateConflict as error:
+            flash(str(error), "error")
+            status = 409
+        except TaskBackendUnavailable as error:
+            flash(str(error), "error")
+            status = 503
+            headers["Retry-After"] = str(error.retry_after)
+        else:
+            flash(message(task), "success")
+            return redirect(url_for("tasks.detail", task_id=task_id), 303)
+    return detail_page(task_id), status, headers

@@ -7,7 +7,7 @@ from typing import Any
 
 import tornado.web
 
-from app.errors import allow_header, error_response, http_error_message
+from app.errors import allow_header, error_headers, error_response, http_error_message
 from tornado_handlers.mixins.json_io import JSONMixin
 from tornado_handlers.mixins.methods import MethodParityMixin
 
@@ -19,7 +19,9 @@ class JSONErrorsMixin(JSONMixin, MethodParityMixin):
         """Write a JSON error body instead of Tornado's HTML page.
 
         Mapped exceptions get the status and body Flask gives them
-        (:func:`app.errors.error_response`: 422 with the fields, 404, 409 ...);
+        (:func:`app.errors.error_response`: 422 with the fields, 404, 409 ...)
+        and the headers mapped with them (:func:`app.errors.error_headers`:
+        ``Retry-After`` on a 503 ...);
         an :class:`~tornado.web.HTTPError` with a ``reason`` gets
         ``{"error": reason}``; other client errors the message Flask gives
         the status (:func:`app.errors.http_error_message`); server errors
@@ -32,9 +34,11 @@ class JSONErrorsMixin(JSONMixin, MethodParityMixin):
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
         mapped = error_response(self.flask_app, error) if error is not None else None
-        if mapped is not None:
+        if error is not None and mapped is not None:
             status_code, body = mapped
             self.set_status(status_code)
+            for name, value in error_headers(self.flask_app, error).items():
+                self.set_header(name, value)
         elif status_code >= 500:
             body = {"error": "internal server error"}
         elif isinstance(error, tornado.web.HTTPError) and error.reason:

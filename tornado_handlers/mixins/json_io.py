@@ -59,7 +59,7 @@ class JSONMixin(tornado.web.RequestHandler):
         if is_json:
             try:
                 body = json.loads(self.request.body or b"null")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
                 body = None
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, reason="the body must be a JSON object")

@@ -26,7 +26,13 @@ from app.tasks.events import RedisTaskEvents
 from app.tasks.metrics import TaskStatusCollector
 from app.tasks.runner import TaskRunner, recover_interrupted
 from app.tasks.settings import TaskSettings
-from tornado_handlers.tasks.handlers import TaskNotesHandler, TaskStatsHandler
+from tornado_handlers.tasks.handlers import (
+    TaskCancelHandler,
+    TaskEnqueueHandler,
+    TaskNotesHandler,
+    TaskRetryHandler,
+    TaskStatsHandler,
+)
 from tornado_handlers.tasks.ported import TaskDetailHandler
 from tornado_handlers.tasks.progress import TaskProgressSocket
 
@@ -64,11 +70,12 @@ class TasksFeature(Feature):
         tasks.init_app(flask_app, task_threads=self.task_threads)
 
     def native_rules(self, shared: Shared) -> Sequence[Rule]:
-        """The native rules: stats, a ported route, notes written natively, the WebSocket.
+        """The native rules: stats, a ported route, the task API and notes natively, the WebSocket.
 
-        ``/api/stats``, ``/api/tasks/<id>``, ``/api/v2/tasks/<id>/notes`` and
-        ``/ws/tasks``. The ported route keeps its Flask URL, so it lives under the Flask mount
-        (``FLASK_MOUNT``).
+        ``/api/stats``, ``/api/tasks/<id>``, ``/api/v2/tasks`` (enqueue),
+        ``/api/v2/tasks/<id>/cancel``, ``/api/v2/tasks/<id>/retry``,
+        ``/api/v2/tasks/<id>/notes`` and ``/ws/tasks``. The ported route keeps
+        its Flask URL, so it lives under the Flask mount (``FLASK_MOUNT``).
         """
         mount = shared.flask_app.extensions["settings"].flask_mount
         events = shared.flask_app.extensions["task_events"]
@@ -80,6 +87,19 @@ class TasksFeature(Feature):
                 TaskDetailHandler,
                 shared.kwargs(),
                 name="task_detail",
+            ),
+            url(r"/api/v2/tasks", TaskEnqueueHandler, shared.kwargs(), name="task_enqueue_v2"),
+            url(
+                r"/api/v2/tasks/([0-9]+)/cancel",
+                TaskCancelHandler,
+                shared.kwargs(),
+                name="task_cancel_v2",
+            ),
+            url(
+                r"/api/v2/tasks/([0-9]+)/retry",
+                TaskRetryHandler,
+                shared.kwargs(),
+                name="task_retry_v2",
             ),
             url(
                 r"/api/v2/tasks/([0-9]+)/notes",
