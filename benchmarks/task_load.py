@@ -213,8 +213,10 @@ def enqueue(port: int, count: int, clients: int, deadline: float) -> Enqueued:
 
 def measure(
     port: int, *, tasks: int, clients: int, warmup_tasks: int, timeout: float
-) -> dict[str, float]:
-    """One round's metrics (:data:`benchmarks.tasks.METRICS`) against the server on ``port``.
+) -> tuple[dict[str, float], dict[int, str]]:
+    """One round's metrics (:data:`benchmarks.tasks.METRICS`) against the server on ``port``,
+    and the tasks created that did not succeed: id -> their final status, or ``"no final
+    event"``.
 
     A WebSocket client connects first; ``warmup_tasks`` tasks are enqueued and
     awaited (not counted); then ``tasks`` tasks are enqueued over ``clients``
@@ -244,7 +246,12 @@ def measure(
     latencies = [final[i][1] - done.sent_at[i] for i in succeeded]
     pickups = [p for i in succeeded if math.isfinite(p := watcher.pickup_s[i])]
     span = done.finished - done.started
-    return {
+    unsucceeded = {
+        i: final[i][0] if i in final else "no final event"
+        for i in done.ids
+        if final.get(i, ("", 0.0))[0] != "succeeded"
+    }
+    values = {
         "enqueue_tps": len(done.ids) / span if span > 0 else float("nan"),
         "enqueue_p50_ms": percentile(done.request_s, 0.50) * 1000,
         "enqueue_p99_ms": percentile(done.request_s, 0.99) * 1000,
@@ -261,3 +268,4 @@ def measure(
         # refused requests, then tasks that failed or did not succeed within the timeout
         "errors": float(done.errors + len(done.ids) - len(succeeded)),
     }
+    return values, unsucceeded

@@ -142,7 +142,7 @@ def run_rounds(
                         label=label,
                     ) as stack,
                 ):
-                    values = measure(
+                    values, unsucceeded = measure(
                         stack.port,
                         tasks=cfg.tasks,
                         clients=cfg.clients,
@@ -156,6 +156,10 @@ def run_rounds(
                 continue
             if values["completed"] < cfg.tasks:  # measured, but not what was asked for
                 msg = f"{values['completed']:.0f} of {cfg.tasks} tasks succeeded in time"
+                if unsucceeded:
+                    shown = list(unsucceeded.items())[:10]
+                    msg += "; not: " + ", ".join(f"task {i} ({why})" for i, why in shown)
+                    msg += f" (logs: raw/{label}-*.log)"
                 errors.append({"round": rnd + 1, "backend": backend.name, "error": msg})
             per_metric = samples.setdefault(backend.name, {})
             for key, value in values.items():
