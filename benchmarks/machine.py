@@ -61,7 +61,8 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The short commit of this checkout, or ``unknown``."""
     try:
         proc = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -104,5 +105,5 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     out["wsgi_bridge"] = _bridge_version()
-    out["project_commit"] = _git_commit()
+    out["project_commit"] = git_commit()
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -56,6 +58,29 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_tree(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Stop ``proc`` by PID (``sig``, then SIGKILL after ``timeout`` s) and kill what it forked.
+
+    The children are listed before the signal, so those the process leaves behind
+    (a supervisor killed before its workers) are still found and killed by PID.
+    """
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(proc.pid).children(recursive=True)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running():
+                child.kill()
+                child.wait(timeout=timeout)
 
 
 class ServerProcess:
@@ -172,21 +197,7 @@ class ServerProcess:
         proc, self.proc = self.proc, None
         try:
             if proc is not None:
-                children: list[psutil.Process] = []
-                with contextlib.suppress(psutil.Error):
-                    children = psutil.Process(proc.pid).children(recursive=True)
-                if proc.poll() is None:
-                    proc.send_signal(self.stop_signal)
-                    try:
-                        proc.wait(timeout=timeout)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(timeout=timeout)
-                for child in children:
-                    with contextlib.suppress(psutil.Error):
-                        if child.is_running():
-                            child.kill()
-                            child.wait(timeout=timeout)
+                stop_tree(proc, self.stop_signal, timeout)
         finally:
             if self._log is not None:
                 self._log.close()
@@ -203,6 +214,87 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ProcessStartError(RuntimeError):
+    """A :class:`ManagedProcess` exited, or was not ready in time."""
+
+
+class ManagedProcess:
+    """A subprocess with its output in a log file, stopped by PID (and what it forked).
+
+    For what is not a benchmarked server (:class:`ServerProcess`): the service's
+    own commands, ``redis-server``.
+
+    :param name: for messages.
+    :param command: the command line.
+    :param env: its environment.
+    :param cwd: its working directory.
+    :param log_path: where its stdout and stderr go.
+    """
+
+    def __init__(
+        self, name: str, command: Sequence[str], env: dict[str, str], cwd: Path, log_path: Path
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process (it is not ready yet: see :meth:`wait_until`)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Poll ``ready()`` until it is true.
+
+        :raises ProcessStartError: the process exited, or ``timeout`` seconds passed.
+        """
+        assert self.proc is not None, "not started"
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.proc.poll() is not None:
+                raise ProcessStartError(
+                    f"{self.name} exited with code {self.proc.returncode}; "
+                    f"log {self.log_path}:\n{tail(self.log_path)}"
+                )
+            if time.monotonic() > deadline:
+                raise ProcessStartError(
+                    f"{self.name} not ready within {timeout:g} s; "
+                    f"log {self.log_path}:\n{tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+
+    def log_matches(self, pattern: re.Pattern[str]) -> int:
+        """How many lines of the log so far match ``pattern``."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return 0
+        return sum(1 for line in lines if pattern.search(line))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, SIGKILL after ``timeout`` s, and any child left is killed; by PID."""
+        proc, self.proc = self.proc, None
+        try:
+            if proc is not None:
+                stop_tree(proc, signal.SIGTERM, timeout)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
 
 def _rss(proc: psutil.Process) -> int:

@@ -51,6 +51,18 @@ def summarize(values: Sequence[float]) -> Stats:
     }
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (in nested dicts and lists),
+    so the JSON written is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def summarize_all(samples: Samples) -> dict[str, dict[str, dict[str, Stats]]]:
     """Apply :func:`summarize` to every scenario/server/metric."""
     return {
@@ -215,12 +227,14 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def _ratio(value: float | None) -> str:
+def md_ratio(value: float | None) -> str:
+    """A ratio for a Markdown cell: ``1.25x``, or ``-`` when unknown."""
     shown = _fmt(value)
     return shown if shown == "-" else shown + "x"
 
 
-def _cell(stats: Mapping[str, float] | None) -> str:
+def md_cell(stats: Mapping[str, float] | None) -> str:
+    """A Markdown cell of :func:`summarize` stats: ``median [min-max]`` (``-`` when empty)."""
     if not stats or not stats.get("n"):
         return "-"
     med, lo, hi = stats["median"], stats["min"], stats["max"]
@@ -229,13 +243,15 @@ def _cell(stats: Mapping[str, float] | None) -> str:
     return f"{_fmt(med)} [{_fmt(lo)}-{_fmt(hi)}]"
 
 
-def _metric_header(metric: Metric) -> str:
+def metric_header(metric: Metric) -> str:
+    """A column header for ``metric``: its label and unit."""
     if not metric.unit or metric.unit == metric.label:
         return metric.label
     return f"{metric.label} ({metric.unit})"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -285,16 +301,16 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         "## Machine",
         "",
     ]
-    lines += _table(["item", "value"], [[k, str(v)] for k, v in meta["machine"].items()])
+    lines += md_table(["item", "value"], [[k, str(v)] for k, v in meta["machine"].items()])
     lines += ["", "## Versions", ""]
-    lines += _table(["component", "version"], [[k, str(v)] for k, v in meta["versions"].items()])
+    lines += md_table(["component", "version"], [[k, str(v)] for k, v in meta["versions"].items()])
     lines += ["", f"## Targets (reference: {reference})", ""]
     rows = []
     for t in data["targets"]:
         value = t["value"]
         shown = "-" if value is None else _fmt(value)
         rows.append([t["id"], t["target"], shown, f"**{t['status']}**"])
-    lines += _table(["id", "target", "value", "status"], rows)
+    lines += md_table(["id", "target", "value", "status"], rows)
     lines += [
         "",
         "Ratio targets show reference/peer of the medians; S3 shows wall/ideal; S4 shows "
@@ -305,25 +321,25 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         if not by_server:
             continue
         lines += ["", f"## {scen_id} — {scen.title}", ""]
-        header = ["server", *(_metric_header(m) for m in scen.metrics)]
+        header = ["server", *(metric_header(m) for m in scen.metrics)]
         rows = [
-            [server, *(_cell(by_server[server].get(m.key)) for m in scen.metrics)]
+            [server, *(md_cell(by_server[server].get(m.key)) for m in scen.metrics)]
             for server in by_server
         ]
-        lines += _table(header, rows)
+        lines += md_table(header, rows)
         scen_ratios = data["ratios"].get(scen_id, {})
         if scen_ratios:
             ratio_metrics = [m for m in scen.metrics if m.key not in NOT_RATIOED]
             lines += ["", f"Ratios {reference}/peer:", ""]
             header = ["peer", *(m.label for m in ratio_metrics)]
             rows = [
-                [peer, *(_ratio(vals.get(m.key)) for m in ratio_metrics)]
+                [peer, *(md_ratio(vals.get(m.key)) for m in ratio_metrics)]
                 for peer, vals in scen_ratios.items()
             ]
-            lines += _table(header, rows)
+            lines += md_table(header, rows)
     if data["errors"]:
         lines += ["", "## Errors", ""]
-        lines += _table(
+        lines += md_table(
             ["round", "server", "scenario", "error"],
             [
                 [str(e["round"]), e["server"], e["scenario"], e["error"].replace("\n", " ")[:300]]

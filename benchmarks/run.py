@@ -4,13 +4,16 @@ Every selected server is started as a subprocess (pinned to CPU 0 unless ``--unp
 the selected scenarios run against it, and it is stopped by PID; servers are interleaved
 (A B C … A B C …) for several rounds, with the order rotated every round. The results go
 to ``benchmarks/results/latest.{md,json,png}``.
+
+``python -m benchmarks.run tasks [options]`` runs the task-queue benchmark instead: enqueue
+throughput and enqueue-to-WebSocket latency, in process vs on the queue with 1, 2, ...
+workers (``benchmarks/tasks.py``; ``python -m benchmarks.run tasks --help``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import shlex
 import sys
 import time
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, tasks
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import ServerProcess, ServerStartError, pin_current_process, pinning_available
 from benchmarks.scenarios import SCENARIOS, BenchConfig, Context, settle
@@ -109,17 +112,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return cfg
 
 
-def _clean(value: Any) -> Any:
-    """Replace NaN/inf with None so the JSON is standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def run_benchmarks(
     cfg: BenchConfig,
     servers: Sequence[str],
@@ -194,7 +186,14 @@ def _ordered(samples: report.Samples, servers: Sequence[str]) -> report.Samples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code.
+
+    ``tasks`` as the first argument runs the task-queue benchmark instead
+    (:mod:`benchmarks.tasks`, ``python -m benchmarks.run tasks --help``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tasks"]:
+        return tasks.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
@@ -243,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_current_process(cfg.client_cpu if cfg.pinned else None)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
-    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "python -m benchmarks.run " + shlex.join(argv)
     print(
         f"benchmarking {', '.join(servers)} x {', '.join(args.scenarios)}, "
         f"{cfg.rounds} round(s), {'pinned' if cfg.pinned else 'unpinned'}",
@@ -277,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": [t.evaluate(summary, reference) for t in report.default_targets(reference)],
         "errors": errors,
     }
-    data = _clean(data)
+    data = report.json_safe(data)
     paths = report.write_reports(data, args.out_dir, png=not args.no_png)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")

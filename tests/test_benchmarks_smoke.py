@@ -222,3 +222,50 @@ def test_update_doc_replaces_marked_section(tmp_path: Path) -> None:
     assert first.count(BEGIN_MARK) == 1 and first.count(END_MARK) == 1
     assert "### Latest full run" in first and "#### S1 — GET /hello" in first
     assert first.startswith("# Benchmarks\n")
+
+
+def test_tasks_run_measures_each_backend(tmp_path: Path) -> None:
+    """``run tasks``: 20 tasks in process and on the queue with one worker (a private Redis),
+    every task reported ``succeeded`` on the WebSocket, the report's shape; speed not judged."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [
+        *(sys.executable, "-m", "benchmarks.run", "tasks", "--tasks", "20", "--workers", "1"),
+        *("--rounds", "1", "--warmup-tasks", "2", "--timeout", "60"),
+        *("--out-dir", str(tmp_path), "--name", "smoke"),
+    ]
+    database = os.environ.get("TEST_DATABASE_URL")
+    if database and database.startswith("postgresql"):
+        cmd += ["--database-url", database]  # a schema of its own per stack, dropped after
+    proc = subprocess.run(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["errors"] == []
+    assert list(data["meta"]["backends"]) == ["inprocess", "queue-1"]
+    assert data["meta"]["task"] == {"kind": "sleep", "params": {"steps": 1, "delay": 0}}
+    for backend in ("inprocess", "queue-1"):
+        stats = {key: value["median"] for key, value in data["summary"][backend].items()}
+        assert stats["completed"] == 20 and stats["errors"] == 0
+        assert stats["enqueue_tps"] > 0 and stats["enqueue_p50_ms"] > 0
+        assert 0 < stats["e2e_p50_ms"] <= stats["e2e_p99_ms"]
+        assert stats["all_done_s"] > 0
+    assert data["ratios"]["queue-1"]["e2e_p50_ms"] > 0
+    md = (tmp_path / "smoke.md").read_text()
+    assert "## Results" in md and "| queue-1 |" in md and "Ratios backend/inprocess" in md
+
+
+def test_tasks_run_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker count below 1 is refused before anything starts (exit code 2)."""
+    with pytest.raises(SystemExit) as exited:
+        bench_run.main(["tasks", "--workers", "1,0"])
+    assert exited.value.code == 2
+    assert "worker counts must be 1 or more" in capsys.readouterr().err
