@@ -170,7 +170,7 @@ class TaskRunner:
         return lambda: self._submit_later(task_id, delay)
 
     def _submit_quietly(self, task_id: int) -> None:
-        self.submit(task_id)
+        self.submit(task_id, leased=True)
 
     def _submit_later(self, task_id: int, delay: float) -> None:
         def fire() -> None:
@@ -207,7 +207,7 @@ class TaskRunner:
         with self._lock:
             return list(self._waiting)
 
-    def submit(self, task_id: int) -> Future[None]:
+    def submit(self, task_id: int, *, leased: bool = False) -> Future[None]:
         """Take the lease of the committed, ``queued`` task ``task_id`` and run it.
 
         It starts on the executor at once if fewer than :attr:`max_running`
@@ -216,12 +216,14 @@ class TaskRunner:
         ``interrupted`` instead. Blocking (one database write): call it from a
         worker thread.
 
+        :param leased: the caller stamped the lease already (:meth:`dispatch`,
+            in the unit of work that queued the task): no database write here.
         :returns: a future resolved (with ``None``) when the task has reached a
             final state, or will never run; it never raises the task's error.
         """
         future: Future[None] = Future()
         future.set_running_or_notify_cancel()
-        if not self._stopping.is_set():
+        if not (leased or self._stopping.is_set()):
             self._take_lease(task_id)
         start = False
         with self._lock:
