@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from wsgi_bridge.testing import wait_for
 
@@ -77,6 +76,8 @@ class RedisServer:
 
     def ping(self) -> bool:
         """Whether the server answers ``PING`` now (one short attempt)."""
+        import redis  # here: a project without a Redis feature need not install redis-py
+
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         try:
             return bool(client.ping())
