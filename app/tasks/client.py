@@ -271,6 +271,7 @@ class TaskClient:
             task.cancel_requested = False
             task.runner_id = None
             task.heartbeat_at = None
+            task.lease_expires_at = None
             task.started_at = None
             task.finished_at = None
             session.flush()

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.database import call_in_session, utcnow
@@ -148,6 +148,36 @@ def is_stale(heartbeat_at: datetime | None, stale_after: float) -> bool:
     return heartbeat_at < now - timedelta(seconds=stale_after)
 
 
+def lease_expired(task: Task, stale_after: float) -> bool:
+    """Whether ``task``'s lease ran out: past its ``lease_expires_at``, which its owner
+    set from its own interval; for a row without one, ``heartbeat_at`` older than
+    ``stale_after`` seconds (the reader's judgement)."""
+    if task.lease_expires_at is None:
+        return is_stale(task.heartbeat_at, stale_after)
+    return is_stale(task.lease_expires_at, 0.0)
+
+
+def lease_expired_clause(stale_after: float) -> ColumnElement[bool]:
+    """:func:`lease_expired` as a SQL condition on :class:`Task` rows."""
+    now = utcnow()
+    return or_(
+        and_(Task.lease_expires_at.is_not(None), Task.lease_expires_at < now),
+        and_(
+            Task.lease_expires_at.is_(None),
+            or_(
+                Task.heartbeat_at.is_(None),
+                Task.heartbeat_at < now - timedelta(seconds=stale_after),
+            ),
+        ),
+    )
+
+
+def lease_values(lease_seconds: float) -> dict[str, datetime]:
+    """Column values of a lease taken or refreshed now, for ``lease_seconds`` seconds."""
+    now = utcnow()
+    return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_seconds)}
+
+
 class Execution:
     """Runs attempts of tasks for one runner (a web process's runner, or a worker process).
 
@@ -238,7 +268,7 @@ class Execution:
                     session.flush()
                     return "cancelled", task.to_dict()
             elif task.status == TaskStatus.RUNNING.value and (
-                is_stale(task.heartbeat_at, self.stale_after) or self._orphaned(task)
+                lease_expired(task, self.stale_after) or self._orphaned(task)
             ):
                 log.warning(
                     "task %s: its runner %s stopped during attempt %d; taking it over",
@@ -256,7 +286,8 @@ class Execution:
             task.attempts += 1
             task.progress = 0
             task.runner_id = self.runner_id
-            task.heartbeat_at = now
+            for name, value in lease_values(self.stale_after).items():
+                setattr(task, name, value)
             task.started_at = now
             task.finished_at = None
             session.flush()
@@ -457,7 +488,7 @@ class Execution:
                     Task.runner_id == self.runner_id,
                     Task.status == TaskStatus.RUNNING.value,
                 )
-                .values(heartbeat_at=utcnow())
+                .values(**lease_values(self.stale_after))
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -75,6 +75,11 @@ class Task(db.Model):  # type: ignore[name-defined]
     process runs it (``host:pid:random``, see
     :attr:`app.tasks.runner.TaskRunner.runner_id`) and when that process last
     said it is alive (UTC). Both are ``None`` until a runner takes the task.
+    ``lease_expires_at`` is when the lease runs out unless refreshed, set by
+    its owner from *its own* ``TASK_HEARTBEAT_INTERVAL`` (3 intervals), so
+    processes configured with different intervals judge each other's leases
+    alike (a row without it is judged by ``heartbeat_at`` and the reader's
+    interval).
 
     ``attempts`` counts the attempts started (a worker that stopped gracefully
     gives its attempt back); ``max_attempts`` bounds them (copied from the
@@ -114,6 +119,7 @@ class Task(db.Model):  # type: ignore[name-defined]
     note_count: Mapped[int] = mapped_column(default=0, server_default="0")
     runner_id: Mapped[str | None] = mapped_column(String(RUNNER_ID_MAX_LENGTH), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     max_attempts: Mapped[int] = mapped_column(default=1, server_default="1")
     idempotency_key: Mapped[str | None] = mapped_column(

@@ -43,7 +43,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,13 +53,20 @@ from dramatiq.middleware import TimeLimit
 from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.database import call_in_session, utcnow
+from app.database import call_in_session
 from app.tasks.client import TaskBackendUnavailable
 from app.tasks.events import TaskEvents
-from app.tasks.execution import AfterCommit, Execution, died_error, failed, is_stale
+from app.tasks.execution import (
+    AfterCommit,
+    Execution,
+    died_error,
+    failed,
+    lease_expired,
+    lease_expired_clause,
+)
 from app.tasks.kinds import KINDS, TaskKind
 from app.tasks.models import Task, TaskStatus
 
@@ -300,7 +306,7 @@ class QueueBackend:
             rows = session.scalars(
                 select(Task.id).where(
                     Task.status == TaskStatus.RUNNING.value,
-                    or_(Task.heartbeat_at.is_(None), Task.heartbeat_at < _cutoff(stale_after)),
+                    lease_expired_clause(stale_after),
                 )
             )
             return list(rows)
@@ -313,7 +319,7 @@ class QueueBackend:
                 if (
                     task is None
                     or task.status != TaskStatus.RUNNING.value
-                    or not is_stale(task.heartbeat_at, stale_after)
+                    or not lease_expired(task, stale_after)
                 ):
                     return None
                 kind = KINDS.get(task.kind)
@@ -369,7 +375,3 @@ class QueueBackend:
                 self.send(task_id, kind)
                 sent += 1
         return sent
-
-
-def _cutoff(stale_after: float) -> datetime:
-    return utcnow() - timedelta(seconds=stale_after)

@@ -40,7 +40,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -49,7 +48,14 @@ from sqlalchemy.orm import Session
 
 from app.database import call_in_session, utcnow
 from app.tasks.events import TaskEvents
-from app.tasks.execution import INTERRUPTED_ERROR, AfterCommit, Execution, TaskInterrupted
+from app.tasks.execution import (
+    INTERRUPTED_ERROR,
+    AfterCommit,
+    Execution,
+    TaskInterrupted,
+    lease_expired_clause,
+    lease_values,
+)
 from app.tasks.kinds import TaskKind
 from app.tasks.models import RUNNER_ID_MAX_LENGTH, Task, TaskStatus
 
@@ -163,7 +169,8 @@ class TaskRunner:
         :param delay: seconds to wait (a timer) before submitting: a retry's back-off.
         """
         task.runner_id = self.runner_id
-        task.heartbeat_at = utcnow()
+        for name, value in lease_values(self.execution.stale_after).items():
+            setattr(task, name, value)
         task_id = task.id
         if delay <= 0:
             return lambda: self._submit_quietly(task_id)
@@ -272,7 +279,7 @@ class TaskRunner:
             result = session.execute(
                 update(Task)
                 .where(Task.runner_id == self.runner_id, Task.status.in_(UNFINISHED))
-                .values(heartbeat_at=utcnow())
+                .values(**lease_values(self.execution.stale_after))
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -401,7 +408,7 @@ class TaskRunner:
             session.execute(
                 update(Task)
                 .where(Task.id == task_id)
-                .values(runner_id=self.runner_id, heartbeat_at=utcnow())
+                .values(runner_id=self.runner_id, **lease_values(self.execution.stale_after))
             )
 
         call_in_session(self.flask_app, stamp)
@@ -450,10 +457,9 @@ def recover_interrupted(
     :param exclude_runner: a runner id whose tasks to leave alone (the caller's own).
     :returns: how many tasks were marked.
     """
-    cutoff = utcnow() - timedelta(seconds=stale_after)
     conditions: list[ColumnElement[bool]] = [
         Task.status.in_(UNFINISHED),
-        or_(Task.heartbeat_at.is_(None), Task.heartbeat_at < cutoff),
+        lease_expired_clause(stale_after),
     ]
     if exclude_runner is not None:
         conditions.append(or_(Task.runner_id.is_(None), Task.runner_id != exclude_runner))

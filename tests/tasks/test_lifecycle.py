@@ -31,8 +31,9 @@ from app.database import call_in_session, utcnow
 from app.extensions import db
 from app.schema_migrations import upgrade_database
 from app.tasks import kinds
+from app.tasks.execution import Execution
 from app.tasks.models import Task
-from app.tasks.runner import INTERRUPTED_ERROR, TaskRunner
+from app.tasks.runner import INTERRUPTED_ERROR, TaskRunner, recover_interrupted
 from config import Settings
 from server.build import build_hybrid
 from tests.support.server import ServerFactory
@@ -439,4 +440,31 @@ def test_an_attempt_that_lost_its_lease_cannot_overwrite_the_task(
         "other:2:alive",
         2,
         7,
+    )
+
+
+def test_a_lease_is_judged_by_its_owners_interval_not_the_readers(
+    flask_app: Flask, gate: Gate
+) -> None:
+    """A process configured with a shorter ``TASK_HEARTBEAT_INTERVAL`` (a rolling change)
+    must not take a live task of a process with a longer one for dead."""
+    runner = task_runner(flask_app)  # interval 10 s: its leases last 30 s
+    insert_tasks(flask_app, {"kind": "block", "status": "queued", "max_attempts": 3})
+    future = runner.submit(1)
+    wait_until(lambda: statuses(flask_app)[1] == "running", "the task runs")
+    impatient = Execution(
+        flask_app,
+        flask_app.extensions["task_events"],
+        runner,
+        runner_id="impatient:1:reader",
+        stopping=threading.Event(),
+        stale_after=0.0,  # it would take any heartbeat for stale
+    )
+    assert impatient.claim(1) == ("skipped", None)
+    assert recover_interrupted(flask_app, stale_after=0.0) == 0
+    gate.open()
+    future.result(WAIT)
+    assert (task_row(flask_app, 1)["status"], task_row(flask_app, 1)["attempts"]) == (
+        "succeeded",
+        1,
     )

@@ -1,7 +1,8 @@
 """tasks: attempts, idempotency keys, cancellation (the queue backend)
 
 Adds ``attempts`` and ``max_attempts`` (bounded retries), a unique
-``idempotency_key`` (one task per key), ``cancel_requested``, and the status
+``idempotency_key`` (one task per key), ``cancel_requested``,
+``lease_expires_at`` (the lease's end, set by its owner), and the status
 ``cancelled``. Existing tasks count as one attempt of one allowed if they
 ever started, none otherwise.
 
@@ -33,6 +34,9 @@ def upgrade():
         )
         batch_op.add_column(sa.Column("idempotency_key", sa.String(length=255), nullable=True))
         batch_op.add_column(
+            sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
             sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.create_unique_constraint(
@@ -55,6 +59,7 @@ def downgrade():
         batch_op.create_check_constraint(batch_op.f("ck_tasks_status_known"), OLD_STATUSES)
         batch_op.drop_constraint(batch_op.f("uq_tasks_idempotency_key"), type_="unique")
         batch_op.drop_column("cancel_requested")
+        batch_op.drop_column("lease_expires_at")
         batch_op.drop_column("idempotency_key")
         batch_op.drop_column("max_attempts")
         batch_op.drop_column("attempts")
