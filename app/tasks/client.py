@@ -72,14 +72,14 @@ class ParamsTooLarge(ValueError):
 
 
 class IdempotencyKeyReused(ValueError):
-    """The idempotency key belongs to a task with another kind or params. Answered 409.
+    """The idempotency key belongs to a task with another kind, params or name. Answered 409.
 
     :param task_id: the task the key belongs to.
     """
 
     def __init__(self, key: str, task_id: int) -> None:
         super().__init__(
-            f"idempotency key {key!r} was used for task {task_id} with another kind or params"
+            f"idempotency key {key!r} was used for task {task_id} with another kind, params or name"
         )
         self.task_id = task_id
 
@@ -145,7 +145,8 @@ class TaskClient:
         :param kind: a kind's name (:data:`app.tasks.kinds.KINDS`).
         :param params: a ``dict`` of JSON values, the kind's params (defaults filled in).
         :param idempotency_key: up to 255 characters; a second enqueue with the
-            same key, kind and params returns the first task (``created=False``).
+            same key, kind, params and name returns the first task (``created=False``);
+            with other ones it is refused (:class:`IdempotencyKeyReused`).
         :param name: an optional unique name.
         :raises InvalidInput: unknown kind, invalid params, params that are not
             JSON-serialisable, an empty or too long key.
@@ -155,11 +156,12 @@ class TaskClient:
         :raises sqlalchemy.exc.IntegrityError: a task named ``name`` exists (409).
         """
         clean = validate_task(kind, params)
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= (
-            IDEMPOTENCY_KEY_MAX_LENGTH
-        ):
+        if idempotency_key is not None and not valid_key(idempotency_key):
             raise InvalidInput(
-                {"idempotency_key": f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters"}
+                {
+                    "idempotency_key": f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable "
+                    "ASCII characters, not starting or ending with a space"
+                }
             )
         task_kind = KINDS[kind]
         after: list[AfterCommit] = []
@@ -185,7 +187,7 @@ class TaskClient:
             return task.to_dict()
 
         if idempotency_key is not None:
-            existing = self._by_key(idempotency_key, kind, clean)
+            existing = self._by_key(idempotency_key, kind, clean, name)
             if existing is not None:
                 return Enqueued(existing, created=False)
         try:
@@ -193,7 +195,7 @@ class TaskClient:
         except IntegrityError:
             if idempotency_key is None:
                 raise
-            existing = self._by_key(idempotency_key, kind, clean)  # a concurrent twin won
+            existing = self._by_key(idempotency_key, kind, clean, name)  # a concurrent twin won
             if existing is None:
                 raise
             return Enqueued(existing, created=False)
@@ -286,7 +288,9 @@ class TaskClient:
         self._publish(data)
         return data
 
-    def _by_key(self, key: str, kind: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    def _by_key(
+        self, key: str, kind: str, params: dict[str, Any], name: str | None
+    ) -> dict[str, Any] | None:
         def find(session: Session) -> dict[str, Any] | None:
             task = session.scalars(select(Task).where(Task.idempotency_key == key)).one_or_none()
             return None if task is None else task.to_dict()
@@ -294,12 +298,23 @@ class TaskClient:
         data = call_in_session(self.flask_app, find)
         if data is None:
             return None
-        if data["kind"] != kind or data["params"] != params:
+        if (data["kind"], data["params"], data["name"]) != (kind, params, name):
             raise IdempotencyKeyReused(key, int(data["id"]))
         return data
 
     def _publish(self, data: dict[str, Any]) -> None:
         self.events.publish({"type": "task", "task": data})
+
+
+def valid_key(key: str) -> bool:
+    """Whether ``key`` is a usable idempotency key: 1 to 255 printable ASCII characters,
+    without leading or trailing spaces (an HTTP header carries nothing else intact)."""
+    return (
+        1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH
+        and key.isascii()
+        and key.isprintable()
+        and key.strip() == key
+    )
 
 
 def task_client(flask_app: Flask) -> TaskClient:

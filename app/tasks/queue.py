@@ -201,10 +201,27 @@ class QueueBackend:
             raise self.unavailable(error) from None
 
     def unavailable(self, error: BaseException) -> TaskBackendUnavailable:
-        """The 503 error for ``error`` from Redis (the URL without its password)."""
+        """The 503 error for ``error`` from Redis, as API clients see it.
+
+        It names Redis and the kind of failure, not where Redis is (the
+        address is the operators' business: it is logged, without the
+        password, as a warning).
+        """
+        log.warning(
+            "the task queue is unavailable: Redis at %s: %s: %s",
+            redact(self.redis_url),
+            type(error).__name__,
+            error,
+        )
         return TaskBackendUnavailable(
-            f"the task queue is unavailable (Redis at {redact(self.redis_url)}: "
-            f"{type(error).__name__}: {error}); nothing was queued, try again shortly"
+            f"the task queue is unavailable (Redis: {type(error).__name__}); "
+            "nothing was queued, try again shortly"
+        )
+
+    def unreachable(self, error: BaseException) -> TaskBackendUnavailable:
+        """The error for operators (worker start-up, reconciler): where Redis is, and why."""
+        return TaskBackendUnavailable(
+            f"Redis at {redact(self.redis_url)} does not answer: {type(error).__name__}: {error}"
         )
 
     def ping(self) -> None:
@@ -215,7 +232,7 @@ class QueueBackend:
         try:
             self.client.ping()
         except redis.RedisError as error:
-            raise self.unavailable(error) from None
+            raise self.unreachable(error) from None
 
     def close(self) -> None:
         """Close the Redis connections (of this process)."""
@@ -296,7 +313,7 @@ class QueueBackend:
         try:
             fresh = bool(self.client.set(self.epoch_key, epoch, nx=True))
         except redis.RedisError as error:
-            raise self.unavailable(error) from None
+            raise self.unreachable(error) from None
         if fresh:
             changed += self._resend_queued(flask_app)
         return changed

@@ -32,6 +32,9 @@ from config import ConfigError
 
 log = logging.getLogger(__name__)
 
+MAX_THREADS = 1024
+"""Most ``--threads`` per worker process (as ``TASK_THREADS``); more processes scale further."""
+
 CONSUMER_POLL_MS = 1000
 """Milliseconds an idle Dramatiq consumer waits between two looks at its queue."""
 
@@ -63,8 +66,11 @@ class TaskWorker:
                 f"--queues: no task kind uses {', '.join(sorted(unknown))} "
                 f"(the kinds' queues: {', '.join(sorted(backend.queues))})"
             )
-        if options.threads < 1:
-            raise ConfigError(f"--threads must be at least 1 (got {options.threads})")
+        if not 1 <= options.threads <= MAX_THREADS:
+            raise ConfigError(
+                f"--threads must be 1 to {MAX_THREADS} (got {options.threads}); "
+                "for more, run more processes (--processes)"
+            )
         self.flask_app = flask_app
         self.backend = backend
         self.events = events

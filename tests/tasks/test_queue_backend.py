@@ -465,7 +465,11 @@ def test_two_worker_processes_start_and_stop_on_sigterm(stack: Stack) -> None:
     ("extra", "args", "expected"),
     [
         ({"TASK_BACKEND": "inprocess"}, (), "no feature has a background worker to run"),
-        ({"REDIS_URL": "redis://127.0.0.1:{free}/0"}, (), "Redis at redis://127.0.0.1:{free}/0"),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:{free}/0"},
+            (),
+            "Redis at redis://127.0.0.1:{free}/0 does not answer",
+        ),
         ({}, ("--queues", "nope"), "--queues: no task kind uses nope"),
     ],
     ids=["inprocess", "redis-down", "unknown-queue"],

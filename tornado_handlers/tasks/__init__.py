@@ -120,6 +120,10 @@ class TasksFeature(Feature):
 
         backend = flask_app.extensions["task_backend"]
         if not isinstance(backend, QueueBackend):
+            log.info(
+                "tasks: TASK_BACKEND=inprocess, so the server runs them: "
+                "set TASK_BACKEND=queue (and REDIS_URL) to run them in workers"
+            )
             return None
         from app.tasks.worker import TaskWorker
         from config import load_feature_settings
