@@ -224,6 +224,14 @@ def test_update_doc_replaces_marked_section(tmp_path: Path) -> None:
     assert first.startswith("# Benchmarks\n")
 
 
+NEEDS_THE_EXAMPLE = pytest.mark.skipif(
+    not (PROJECT_ROOT / "app" / "tasks").is_dir(),
+    reason="the example is removed here: 'run tasks' measures its task queue",
+)
+"""The ``tasks`` mode benchmarks the example feature: gone with it (tests/tasks/test_removal.py)."""
+
+
+@NEEDS_THE_EXAMPLE
 def test_tasks_run_measures_each_backend(tmp_path: Path) -> None:
     """``run tasks``: 20 tasks in process and on the queue with one worker (a private Redis),
     every task reported ``succeeded`` on the WebSocket, the report's shape; speed not judged."""
