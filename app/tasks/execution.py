@@ -216,6 +216,7 @@ class Execution:
         self.time_limit_errors = time_limit_errors
         self._lock = threading.Lock()
         self._active: dict[int, int] = {}  # task id -> attempt, running in this process
+        self._busy: dict[int, int] = {}  # task id -> threads in run() for it (claiming or running)
 
     @property
     def active(self) -> dict[int, int]:
@@ -237,17 +238,25 @@ class Execution:
             ``"interrupted"``, ``"requeued"``, ``"lease-lost"``.
         :raises Exception: only if the database fails while claiming.
         """
-        verdict, task = self.claim(task_id)
-        if verdict != "run" or task is None:
-            return verdict
-        attempt = int(task["attempts"])
         with self._lock:
-            self._active[task_id] = attempt
+            self._busy[task_id] = self._busy.get(task_id, 0) + 1
         try:
-            return self._attempt(task, attempt)
+            verdict, task = self._claim(task_id, own=1)
+            if verdict != "run" or task is None:
+                return verdict
+            attempt = int(task["attempts"])
+            with self._lock:
+                self._active[task_id] = attempt
+            try:
+                return self._attempt(task, attempt)
+            finally:
+                with self._lock:
+                    self._active.pop(task_id, None)
         finally:
             with self._lock:
-                self._active.pop(task_id, None)
+                self._busy[task_id] -= 1
+                if not self._busy[task_id]:
+                    del self._busy[task_id]
 
     def claim(self, task_id: int) -> tuple[str, dict[str, Any] | None]:
         """Take task ``task_id`` for the next attempt if it is this runner's to run.
@@ -256,6 +265,10 @@ class Execution:
             attempt's number), or ``(verdict, task-or-None)`` where the verdict
             is ``"missing"``, ``"skipped"``, ``"cancelled"`` or ``"failed"``.
         """
+        return self._claim(task_id, own=0)
+
+    def _claim(self, task_id: int, *, own: int) -> tuple[str, dict[str, Any] | None]:
+        """:meth:`claim`, by a caller that counts ``own`` times in :attr:`_busy` for it."""
 
         def change(session: Session) -> tuple[str, dict[str, Any] | None]:
             task = session.get(Task, task_id, with_for_update=True)
@@ -268,7 +281,7 @@ class Execution:
                     session.flush()
                     return "cancelled", task.to_dict()
             elif task.status == TaskStatus.RUNNING.value and (
-                lease_expired(task, self.stale_after) or self._orphaned(task)
+                lease_expired(task, self.stale_after) or self._orphaned(task, own)
             ):
                 log.warning(
                     "task %s: its runner %s stopped during attempt %d; taking it over",
@@ -298,11 +311,14 @@ class Execution:
             self._publish(data)
         return verdict, data
 
-    def _orphaned(self, task: Task) -> bool:
-        """Whether ``task`` runs under this runner's lease with no attempt of it running here
-        (the database failed while its attempt was recorded): as good as a dead runner's."""
+    def _orphaned(self, task: Task, own: int) -> bool:
+        """Whether ``task`` runs under this runner's lease with no other thread of this
+        process claiming or running it (the database failed while its attempt was
+        recorded): as good as a dead runner's. ``own`` is the caller's share of
+        :attr:`_busy` (a duplicate delivery handled by another thread while the first
+        one has just claimed the task is not an orphan)."""
         with self._lock:
-            return task.runner_id == self.runner_id and task.id not in self._active
+            return task.runner_id == self.runner_id and self._busy.get(task.id, 0) <= own
 
     def _attempt(self, task: dict[str, Any], attempt: int) -> str:
         task_id = int(task["id"])
