@@ -62,9 +62,9 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
 
     ``name`` is optional and unique (a second task of that name is 409). An
     ``Idempotency-Key`` header makes the request safe to repeat: the first
-    time the task is created (201); a repeat with the same key, kind and
-    params gives back that same task (200, ``Idempotent-Replayed: true``);
-    the key with another kind or params is 409.
+    time the task is created (201); a repeat with the same key, kind, params
+    and name gives back that same task (200, ``Idempotent-Replayed: true``);
+    the key with other ones is 409.
 
     :returns: 201 (or 200 for a replay) with the task and a ``Location`` header.
     """

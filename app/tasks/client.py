@@ -151,7 +151,7 @@ class TaskClient:
         :raises InvalidInput: unknown kind, invalid params, params that are not
             JSON-serialisable, an empty or too long key.
         :raises ParamsTooLarge: params over :data:`MAX_PARAMS_BYTES`.
-        :raises IdempotencyKeyReused: the key was used with another kind or params.
+        :raises IdempotencyKeyReused: the key was used with another kind, params or name.
         :raises TaskBackendUnavailable: the queue cannot be reached (503).
         :raises sqlalchemy.exc.IntegrityError: a task named ``name`` exists (409).
         """
