@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -377,18 +376,13 @@ class QueueBackend:
             )
             return [(int(task_id), str(kind)) for task_id, kind in rows]
 
-        tasks = [(task_id, kind) for task_id, kind in call_in_session(flask_app, queued)]
-        sent = self._send_all(tasks)
+        sent = 0
+        for task_id, kind in call_in_session(flask_app, queued):
+            if kind in self.actors:  # a kind removed from the code since: nothing to run it
+                self.send(task_id, kind)
+                sent += 1
         if sent:
             log.warning(
                 "Redis lost its data (restarted or flushed): sent %d queued task(s) again", sent
             )
-        return sent
-
-    def _send_all(self, tasks: Iterable[tuple[int, str]]) -> int:
-        sent = 0
-        for task_id, kind in tasks:
-            if kind in self.actors:
-                self.send(task_id, kind)
-                sent += 1
         return sent
