@@ -195,6 +195,22 @@ class Settings(BaseSettings):
     flask_mount: str = Field(
         "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
     )
+    flask_routes: str = Field(
+        "",
+        description="Ported native routes, by rule name, that step aside so Flask serves "
+        "their paths again, e.g. task_detail,order_list (reloaded on SIGHUP).",
+    )
+    canary_routes: str = Field(
+        "",
+        description="name:percent,...: that share of clients (sticky) gets the native "
+        "handler of a ported route, the rest Flask (reloaded on SIGHUP).",
+    )
+    shadow_routes: str = Field(
+        "",
+        description="name[:percent],...: GET/HEAD of these ported routes also run on the "
+        "other side in the background and are compared; percent samples (default 100; "
+        "reloaded on SIGHUP).",
+    )
 
     @field_validator("request_timeout", mode="before")
     @classmethod

@@ -20,6 +20,8 @@ from app import create_app
 from app.feature import Feature, Runtime, Shared
 from app.native_urls import attach_native_urls
 from config import Settings, check_unknown_variables
+from server.cutover import Cutover
+from server.cutover.metrics import CutoverMetrics
 from server.features import FEATURES
 from server.metrics import Metrics, metrics_rules
 from server.routes import make_routes
@@ -46,6 +48,8 @@ class Hybrid:
         ``/readyz`` answers 503 from then on).
     :ivar features: the features wired in, in order.
     :ivar metrics: this process's Prometheus metrics (:mod:`server.metrics`).
+    :ivar cutover: which side serves each ported route (``FLASK_ROUTES``,
+        ``CANARY_ROUTES``, ``SHADOW_ROUTES``; reloaded on SIGHUP): :mod:`server.cutover`.
     """
 
     settings: Settings
@@ -55,6 +59,7 @@ class Hybrid:
     application: tornado.web.Application
     features: Sequence[Feature]
     metrics: Metrics
+    cutover: Cutover
 
     @property
     def runtime(self) -> Runtime:
@@ -97,9 +102,10 @@ def build_hybrid(
     :param executor: the shared pool to use; default a new one of
         ``settings.threads`` threads (tests pass their own).
     :returns: the :class:`Hybrid`; nothing is listening yet.
-    :raises config.ConfigError: if a feature's settings are invalid, or (in
+    :raises config.ConfigError: if a feature's settings are invalid, (in
         production) a variable looks like a setting but is none
-        (:func:`config.check_unknown_variables`).
+        (:func:`config.check_unknown_variables`), or the cut-over settings name
+        what the route table cannot honour (:mod:`server.cutover.plan`).
     """
     check_unknown_variables(settings, (model for f in features for model in f.settings))
     if executor is None:
@@ -132,9 +138,18 @@ def build_hybrid(
         draining=threading.Event(),
         **settings.tornado_settings(),
     )
+    # Ported rules get the cut-over's matchers before the metrics learn the table.
+    cutover = Cutover.from_settings(
+        settings,
+        application.wildcard_router.rules,
+        flask_app,
+        CutoverMetrics(metrics.registry),
+    )
     # Flask templates' native_url() reverses names with this very route table.
     attach_native_urls(flask_app, application.reverse_url)
-    hybrid = Hybrid(settings, executor, flask_app, container, application, tuple(features), metrics)
+    hybrid = Hybrid(
+        settings, executor, flask_app, container, application, tuple(features), metrics, cutover
+    )
     runtime = hybrid.runtime
     collectors = [c for feature in hybrid.features for c in feature.collectors(runtime)]
     metrics.attach(application, executor, container, collectors)

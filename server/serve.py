@@ -5,6 +5,10 @@ listening, :func:`serve` checks that the database is reachable and migrated
 (:mod:`server.checks`), runs each feature's ``start`` hook, and turns a
 failure to listen into one :class:`~server.checks.StartupError` line.
 
+On SIGHUP, the cut-over settings (``FLASK_ROUTES``, ``CANARY_ROUTES``,
+``SHADOW_ROUTES``) are read again and followed from the next request on
+(:func:`server.cutover.reload_plan`); nothing else restarts.
+
 On SIGTERM or SIGINT, :func:`shutdown` runs:
 
 1. drain: ``/readyz`` answers 503 and every response from now on says
@@ -56,6 +60,7 @@ import tornado.websocket
 from config import Settings
 from server.build import Hybrid, build_hybrid
 from server.checks import StartupError, bind, check_database
+from server.cutover import reload_plan
 from server.logs import configure_logging
 from server.metrics import start_admin_listener
 from wsgi_bridge import HTTPServer
@@ -159,6 +164,16 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(reload_plan(hybrid.cutover))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(ValueError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    log.info("routes: %s", hybrid.cutover.plan.describe())
     if settings.autoreload:
         tornado.autoreload.start()
     log.info("event loop: %s", event_loop_name(loop))
@@ -176,7 +191,7 @@ async def serve(
         )
         if admin is not None:
             admin.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signum)
     return busy

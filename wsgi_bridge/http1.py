@@ -41,7 +41,7 @@ import functools
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from tornado import gen, httputil, iostream
 from tornado.concurrent import Future
@@ -63,8 +63,10 @@ __all__ = [
     "HTTP1Connection",
     "HTTP1ServerConnection",
     "HTTPServer",
+    "ResponseObserver",
     "keep_nodelay",
     "linger_close",
+    "observe_response",
     "split_absolute_form",
 ]
 
@@ -233,6 +235,53 @@ async def linger_close(
         await _discard_until_closed(stream, max_bytes)
 
 
+class ResponseObserver(Protocol):
+    """Sees one response as it is written to the client (:func:`observe_response`).
+
+    Called on the IOLoop thread, in order: :meth:`on_headers` once, :meth:`on_data`
+    per body chunk, :meth:`on_finish` once when the response ended normally (never
+    when the connection closed before).  Observers must be quick and must not raise:
+    an exception propagates into the response's writer.
+    """
+
+    def on_headers(
+        self, start_line: httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> None:
+        """The status line and header section, before they are written; headers may be added."""
+        ...
+
+    def on_data(self, chunk: bytes) -> None:
+        """One chunk of the body as written (before any transfer coding)."""
+        ...
+
+    def on_finish(self) -> None:
+        """The response was written completely."""
+        ...
+
+
+def observe_response(request: httputil.HTTPServerRequest, observer: ResponseObserver) -> bool:
+    """Have ``observer`` see the response to ``request``, whichever side writes it.
+
+    Native handlers and the WSGI fallback both write through the request's
+    connection, so one observer sees either.  Used by the service to add a header
+    to a response it did not write (a sticky canary cookie) and to capture what
+    the client got (a shadow comparison).
+
+    :param request: a request served by :class:`HTTPServer` (IOLoop thread), before
+        its response headers are written.
+    :param observer: see :class:`ResponseObserver`.
+    :returns: ``False`` when the request's connection is not this module's (a plain
+        Tornado ``HTTPServer``, a test double) and nothing will be observed.
+    """
+    connection = request.connection
+    if not isinstance(connection, HTTP1Connection) or connection.is_client:
+        return False
+    if connection._observers is None:
+        connection._observers = []
+    connection._observers.append(observer)
+    return True
+
+
 class HTTP1Connection(_TornadoHTTP1Connection):
     """Tornado's ``HTTP1Connection`` with the edges of this module's docstring.
 
@@ -269,6 +318,8 @@ class HTTP1Connection(_TornadoHTTP1Connection):
         )
         self._linger = False
         self._lingering = False
+        #: Who sees the response (:func:`observe_response`); ``None`` for none (hot path).
+        self._observers: list[ResponseObserver] | None = None
         #: The pending read of this request's head (the previous request's
         #: :meth:`read_ahead`), then the read ahead of the next one.
         self._head_read: Awaitable[bytes] | None = next_head
@@ -409,7 +460,28 @@ class HTTP1Connection(_TornadoHTTP1Connection):
             ):
                 # Tornado writes "Connection: close" itself for an HTTP/1.1 request.
                 compat.close_after_response(self)
+            observers = self._observers
+            if observers is not None and isinstance(start_line, httputil.ResponseStartLine):
+                for observer in observers:
+                    observer.on_headers(start_line, headers)
+                    if chunk:
+                        observer.on_data(chunk)
         return super().write_headers(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> Future[None]:
+        """As Tornado's; :func:`observe_response` observers see ``chunk`` first."""
+        if self._observers is not None and chunk:
+            for observer in self._observers:
+                observer.on_data(chunk)
+        return super().write(chunk)
+
+    def finish(self) -> None:
+        """As Tornado's; then :func:`observe_response` observers learn the response ended."""
+        super().finish()
+        observers, self._observers = self._observers, None
+        if observers is not None:
+            for observer in observers:
+                observer.on_finish()
 
     def close(self) -> None:
         """Close the connection; with unread request bytes, close gently (lingering)."""
