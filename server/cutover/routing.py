@@ -24,7 +24,6 @@ every process and after a restart.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -42,8 +41,6 @@ from server.cutover.plan import CutoverPlan, RoutePlan, Side
 from server.inventory import build_inventory
 from tornado_handlers.flask_session import cookie_name, load_session, session_user
 from wsgi_bridge.http1 import observe_response
-
-log = logging.getLogger("hybrid.cutover")
 
 CANARY_COOKIE = f"{SERVICE_NAME}_canary"
 """The cookie that keeps an anonymous client on one side of every canary."""
@@ -202,11 +199,9 @@ class Cutover:
         )
 
     def apply(self, plan: CutoverPlan) -> None:
-        """Follow ``plan`` from the next request on (IOLoop thread); logs what changed."""
-        before, self.plan = self.plan, plan
+        """Follow ``plan`` from the next request on (IOLoop thread)."""
+        self.plan = plan
         self.metrics.show(plan, self.ported)
-        if before != plan:
-            log.info("routes: %s", plan.describe())
 
     def side_for(self, request: httputil.HTTPServerRequest, plan: RoutePlan) -> Side:
         """Which side serves ``request`` on a route planned as ``plan`` (sticky for a canary)."""
