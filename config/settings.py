@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     flask_routes: str = Field(
         "",
         description="Ported native routes, by rule name, that step aside so Flask serves "
-        "their paths again, e.g. task_detail,order_list (reloaded on SIGHUP).",
+        "their paths again, e.g. order_detail,order_list (reloaded on SIGHUP).",
     )
     canary_routes: str = Field(
         "",

@@ -10,7 +10,7 @@ Three settings (``config.Settings``), read at start and again on SIGHUP:
   also run on the other side, in the background, and the two answers are compared
   (:mod:`server.cutover.shadow`); ``percent`` samples them (default 100).
 
-A *name* is a native rule's name (``url(..., name="task_detail")``, what
+A *name* is a native rule's name (``url(..., name="order_detail")``, what
 ``reverse_url`` takes). Only a **ported** route can be named: a native rule whose
 path also matches a Flask route (``manage.py routes`` says ``ported``), because the
 plan needs the Flask view to fall back to or compare with.
@@ -85,7 +85,7 @@ class CutoverPlan:
         return self.routes.get(name, NATIVE)
 
     def describe(self) -> str:
-        """One line for the log: ``task_detail: canary 20% + shadow; ...``, or ``all native``."""
+        """One line for the log: ``order_detail: canary 20% + shadow; ...``, or ``every ported route native``."""
         if not self.routes:
             return "every ported route native"
         return "; ".join(f"{name}: {plan.state}" for name, plan in sorted(self.routes.items()))
