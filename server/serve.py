@@ -164,12 +164,12 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(signum, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
+    reloads: set[asyncio.Future[bool]] = set()  # kept referenced until done
 
     def on_sighup() -> None:
-        task = asyncio.ensure_future(reload_plan(hybrid.cutover))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        reload = asyncio.ensure_future(reload_plan(hybrid.cutover))
+        reloads.add(reload)
+        reload.add_done_callback(reloads.discard)
 
     with contextlib.suppress(ValueError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
