@@ -218,7 +218,7 @@ def worker_command(processes: int, threads: int | None, queues: str | None) -> N
     sys.exit(status)
 
 
-@cli.command("routes")
+@cli.command("routes", with_appcontext=False)  # it builds its own app (none for --stats)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option(
     "--stats",
