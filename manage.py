@@ -3,6 +3,7 @@
 
     python manage.py serve            # the hybrid server (Tornado + Flask)
     python manage.py routes [--json]  # every route of both sides
+    python manage.py routes --stats   # the running server's cut-over figures
     python manage.py worker           # background workers (e.g. a queue's consumers)
     python manage.py db upgrade       # Alembic, via Flask-Migrate (every branch)
     python manage.py shell            # a Python shell with the app and models
@@ -217,18 +218,39 @@ def worker_command(processes: int, threads: int | None, queues: str | None) -> N
     sys.exit(status)
 
 
-@cli.command("routes")
+@cli.command("routes", with_appcontext=False)  # it builds its own app (none for --stats)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def routes_command(as_json: bool) -> None:
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Read the running server's /metrics: each ported route's state, the requests "
+    "each side served, the shadow comparisons.",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="With --stats: the metrics URL (default http://HOST:PORT/metrics, or "
+    "METRICS_HOST:METRICS_PORT when METRICS_PORT is set).",
+)
+def routes_command(as_json: bool, stats: bool, url: str | None) -> None:
     """List every route of both sides, in match order: native first, then Flask.
 
     A Flask route that a native rule hides is flagged ``shadowed`` (it has
-    been ported); a native route with no Flask twin is ``native-only``.
+    been ported), with the ported route's cut-over state from the settings
+    (FLASK_ROUTES, CANARY_ROUTES, SHADOW_ROUTES); a native route with no Flask
+    twin is ``native-only``. With ``--stats``, the running server's figures
+    per ported route instead (sends METRICS_TOKEN when set).
     """
+    if url is not None and not stats:
+        raise click.UsageError("--url goes with --stats")
+    settings = _load()
+    if stats:
+        _print_stats(settings, url, as_json)
+        return
+
     from server.build import build_hybrid
     from server.inventory import build_inventory, format_table
 
-    settings = _load()
     try:
         hybrid = build_hybrid(settings)
     except ConfigError as error:
@@ -238,6 +260,7 @@ def routes_command(as_json: bool) -> None:
             hybrid.application.wildcard_router.rules,
             hybrid.flask_app,
             settings.flask_mount,
+            hybrid.cutover.plan,
         )
     finally:
         hybrid.close()
@@ -245,6 +268,25 @@ def routes_command(as_json: bool) -> None:
         click.echo(json.dumps([route.as_dict() for route in routes], indent=2))
     else:
         click.echo(format_table(routes))
+
+
+def _print_stats(settings: Settings, url: str | None, as_json: bool) -> None:
+    """``routes --stats``: scrape, sum per route, print (``server/cutover/stats.py``)."""
+    from server.cutover.stats import (
+        StatsError,
+        format_stats,
+        metrics_url,
+        scrape,
+        stats_json,
+        summarize,
+    )
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    try:
+        rows = summarize(scrape(url or metrics_url(settings), token))
+    except StatsError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(stats_json(rows) if as_json else format_stats(rows))
 
 
 cli.add_command(routes_command)

@@ -8,6 +8,10 @@ to ``benchmarks/results/latest.{md,json,png}``.
 ``python -m benchmarks.run tasks [options]`` runs the task-queue benchmark instead: enqueue
 throughput and enqueue-to-WebSocket latency, in process vs on the queue with 1, 2, ...
 workers (``benchmarks/tasks.py``; ``python -m benchmarks.run tasks --help``).
+
+``python -m benchmarks.run shadow [options]`` measures what ``SHADOW_ROUTES`` costs the
+primary path: p50/p99 of a ported route with the shadow on against off
+(``benchmarks/shadow.py``; ``python -m benchmarks.run shadow --help``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, tasks
+from benchmarks import report, shadow, tasks
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import ServerProcess, ServerStartError, pin_current_process, pinning_available
 from benchmarks.scenarios import SCENARIOS, BenchConfig, Context, settle
@@ -189,11 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code.
 
     ``tasks`` as the first argument runs the task-queue benchmark instead
-    (:mod:`benchmarks.tasks`, ``python -m benchmarks.run tasks --help``).
+    (:mod:`benchmarks.tasks`, ``python -m benchmarks.run tasks --help``); ``shadow``
+    the shadow's cost (:mod:`benchmarks.shadow`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["tasks"]:
         return tasks.main(argv[1:])
+    if argv[:1] == ["shadow"]:
+        return shadow.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args)

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -102,6 +102,7 @@ class ServiceStack:
     :param work_dir: a private directory (the SQLite file, Redis's directory, the cwd).
     :param log_dir: where the processes' logs go.
     :param label: prefix of the log files' names.
+    :param env: more variables for the service (e.g. ``SHADOW_ROUTES``), over the stack's own.
     """
 
     def __init__(
@@ -113,8 +114,10 @@ class ServiceStack:
         work_dir: Path,
         log_dir: Path,
         label: str,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.backend = backend
+        self.extra_env = dict(env or {})
         self.threads = threads
         self.database_url = database_url
         self.work_dir = work_dir
@@ -143,6 +146,7 @@ class ServiceStack:
         )
         if redis_url is not None:
             env["REDIS_URL"] = redis_url
+        env.update(self.extra_env)
         return env
 
     def _database(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 import tornado.websocket
@@ -22,6 +22,9 @@ from werkzeug.routing import Rule as FlaskRule
 
 from tornado_handlers.base import BaseHandler
 from wsgi_bridge import WSGIFallbackHandler
+
+if TYPE_CHECKING:  # server.cutover imports this module: no import at run time
+    from server.cutover.plan import CutoverPlan
 
 _SAMPLE_VALUES: tuple[tuple[type, str], ...] = (
     (IntegerConverter, "1"),
@@ -53,6 +56,11 @@ class Route:
     :ivar name: the rule's name (``url(..., name=...)``, what ``native_url()``
         and ``reverse_url`` take) for a native route, the endpoint for a Flask
         one; ``None`` for an unnamed native rule.
+    :ivar cutover: for a ported native route, which side serves it under the
+        cut-over settings (:attr:`server.cutover.plan.RoutePlan.state`):
+        ``"native"``, ``"flask"`` (switched back, ``FLASK_ROUTES``), ``"canary 20%"``,
+        each with ``" + shadow"`` when shadowed; ``None`` for every other route,
+        or when no plan was given.
     """
 
     path: str
@@ -64,6 +72,7 @@ class Route:
     twins: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
     name: str | None = None
+    cutover: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the row as JSON-ready data."""
@@ -124,12 +133,17 @@ def sample_path(rule: FlaskRule, mount: str = "") -> str:
     return mount + _CONVERTER.sub(fill, rule.rule)
 
 
-def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> list[Route]:
+def build_inventory(
+    rules: list[Rule], flask_app: Flask, mount: str = "", plan: CutoverPlan | None = None
+) -> list[Route]:
     """List every route of both sides in the order requests are matched.
 
     :param rules: the Tornado rules (``server.routes.make_routes``).
     :param flask_app: the Flask app behind the fallback rule.
     :param mount: the prefix the Flask app is mounted under.
+    :param plan: the cut-over plan in force (``Hybrid.cutover.plan``): each ported
+        route's :attr:`Route.cutover` says what it makes of the route; ``None``
+        leaves :attr:`Route.cutover` unset.
     :returns: native routes first (table order), then Flask routes sorted by path.
     """
     natives: list[tuple[re.Pattern[str] | None, Route]] = []
@@ -174,11 +188,17 @@ def build_inventory(rules: list[Rule], flask_app: Flask, mount: str = "") -> lis
 
     for _, native in natives:
         native.status = "ported" if native.twins else "native-only"
+        if native.twins and plan is not None:
+            native.cutover = plan.route(native.name).state if native.name else "native"
     return [native for _, native in natives] + flask_routes
 
 
 def format_table(routes: list[Route]) -> str:
-    """Render the inventory as an aligned text table (one row per route)."""
+    """Render the inventory as an aligned text table (one row per route).
+
+    A ported route's ``STATUS`` ends with its cut-over state when known:
+    ``ported (orders_api.detail): canary 20% + shadow``.
+    """
     header = ("PATH", "METHODS", "SIDE", "HANDLER", "STATUS")
     rows = [header] + [
         (
@@ -189,6 +209,7 @@ def format_table(routes: list[Route]) -> str:
             r.status
             + (f" by {r.shadowed_by}" if r.shadowed_by else "")
             + (f" ({', '.join(r.twins)})" if r.twins else "")
+            + (f": {r.cutover}" if r.cutover else "")
             + (f"; {','.join(r.unreachable)} get 405" if r.unreachable else ""),
         )
         for r in routes

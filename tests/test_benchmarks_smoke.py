@@ -277,3 +277,52 @@ def test_tasks_run_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> No
         bench_run.main(["tasks", "--workers", "1,0"])
     assert exited.value.code == 2
     assert "worker counts must be 1 or more" in capsys.readouterr().err
+
+
+@NEEDS_THE_EXAMPLE
+@pytest.mark.parametrize("client", ["wrk", "python"])
+def test_shadow_run_measures_both_sides(tmp_path: Path, client: str) -> None:
+    """``run shadow``: the ported task detail with the shadow off and on, 1 s each, with
+    either load generator; the report's shape and the server's own counts; speed not judged."""
+    if client == "wrk" and wrk_path() is None:
+        pytest.skip("wrk is not installed")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [
+        *(sys.executable, "-m", "benchmarks.run", "shadow", "--duration", "1", "--warmup", "0"),
+        *("--rounds", "1", "--connections", "2", "--client", client),
+        *("--out-dir", str(tmp_path), "--name", "smoke"),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["errors"] == []
+    assert list(data["meta"]["sides"]) == ["off", "on"]
+    assert list(data["summary"]["c2"]) == ["off", "on"]
+    for side in ("off", "on"):
+        stats = {key: value["median"] for key, value in data["summary"]["c2"][side].items()}
+        assert 0 < stats["p50_ms"] <= stats["p99_ms"] and stats["rps"] > 0
+        assert stats["errors"] == 0
+        assert stats["native"] > 0  # the server counted the route's requests, native side
+    off = {key: value["median"] for key, value in data["summary"]["c2"]["off"].items()}
+    assert (off["compared"], off["skipped"]) == (0, 0)  # no shadow without SHADOW_ROUTES
+    assert data["ratios"]["c2"]["p50_ms"] > 0
+    md = (tmp_path / "smoke.md").read_text()
+    assert "## 2 connection(s)" in md and "| on |" in md and "Ratio on/off" in md
+
+
+def test_shadow_run_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """A connection count below 1 is refused before anything starts (exit code 2)."""
+    with pytest.raises(SystemExit) as exited:
+        bench_run.main(["shadow", "--connections", "2,0"])
+    assert exited.value.code == 2
+    assert "connection counts must be 1 or more" in capsys.readouterr().err

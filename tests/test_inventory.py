@@ -15,6 +15,7 @@ from werkzeug.routing import IntegerConverter
 
 from config import Settings
 from server.build import Hybrid, build_hybrid
+from server.cutover.plan import CutoverPlan
 from server.inventory import build_inventory, format_table, handler_methods, sample_path
 from tests.support.routes import add_native_route, inventory, with_views
 from tornado_handlers.account import MeHandler
@@ -56,7 +57,7 @@ def add_items(app: Flask) -> None:
 def build_ported(settings: Settings) -> Hybrid:
     """The hybrid with the test-only Flask views and the native port of one of them."""
     built = build_hybrid(settings, with_views(add_items))
-    add_native_route(built, settings.flask_mount + ITEM, ItemHandler)
+    add_native_route(built, settings.flask_mount + ITEM, ItemHandler, name="test_item")
     return built
 
 
@@ -175,3 +176,28 @@ def test_only_request_handlers_are_listed(hybrid: Hybrid) -> None:
     routes = build_inventory(rules, hybrid.flask_app)
     assert [r.path for r in routes if r.side == "native"][-1] == "/x"
     assert all(r.handler != "wsgi_bridge.handler.WSGIFallbackHandler" for r in routes)
+
+
+def test_a_ported_route_shows_its_cutover_state(ported: Hybrid) -> None:
+    """The plan in force says which side serves each ported route; other rows say nothing."""
+    rules = ported.application.wildcard_router.rules
+    for settings, state in (
+        (("", "", ""), "native"),
+        (("test_item", "", ""), "flask"),
+        (("", "test_item:20", "test_item"), "canary 20% + shadow"),
+        (("", "", "test_item:5"), "native + shadow 5%"),
+    ):
+        plan = CutoverPlan.parse(*settings, ported=["test_item"])
+        routes = build_inventory(rules, ported.flask_app, plan=plan)
+        by_handler = {(r.side, r.handler): r for r in routes}
+        assert by_handler["native", ITEM_HANDLER].cutover == state
+        assert by_handler["native", ITEM_HANDLER].as_dict()["cutover"] == state
+        assert all(r.cutover is None for r in routes if r.status != "ported")
+        assert f"ported (test_items_detail): {state}" in format_table(routes)
+
+
+def test_without_a_plan_there_is_no_cutover_state(ported: Hybrid) -> None:
+    routes = build_inventory(ported.application.wildcard_router.rules, ported.flask_app)
+    assert all(route.cutover is None for route in routes)
+    [row] = [line for line in format_table(routes).splitlines() if ITEM_HANDLER in line]
+    assert row.endswith("ported (test_items_detail)")

@@ -47,7 +47,7 @@ def test_routes_json_flags_shadowed_flask_routes(database_url: str) -> None:
     assert by_handler["tornado_handlers.account.MeHandler"]["status"] == "native-only"
     assert {route["side"] for route in routes} == {"native", "flask"}
     fields = {"path", "methods", "side", "handler", "status", "shadowed_by", "twins", "unreachable"}
-    fields.add("name")
+    fields.update({"name", "cutover"})
     for route in routes:
         assert set(route) == fields, route
         if route["status"] == "shadowed":

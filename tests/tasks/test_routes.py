@@ -7,6 +7,7 @@ exists in Flask (``tasks_api.detail``), shadowed.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from flask import Flask
 
@@ -142,3 +143,49 @@ def test_the_command_reports_the_port(database_url: str) -> None:
     table = run("routes", env=environment(database_url)).stdout
     assert "ported (tasks_api.detail)" in table
     assert "shadowed by /api/tasks/([0-9]+)" in table
+
+
+def detail_row(table: str) -> str:
+    """The native ``task_detail`` row of ``manage.py routes``' table."""
+    [row] = [line for line in table.splitlines() if "ported.TaskDetailHandler" in line]
+    return row
+
+
+def test_the_command_shows_the_cutover_state_from_the_environment(database_url: str) -> None:
+    default = run("routes", env=environment(database_url))
+    assert detail_row(default.stdout).endswith("ported (tasks_api.detail): native")
+    switched = run("routes", env=environment(database_url, FLASK_ROUTES="task_detail"))
+    assert switched.returncode == 0, switched.stderr
+    assert detail_row(switched.stdout).endswith("ported (tasks_api.detail): flask")
+    shadowed = run(
+        "routes",
+        "--json",
+        env=environment(database_url, CANARY_ROUTES="task_detail:20", SHADOW_ROUTES="task_detail"),
+    )
+    assert shadowed.returncode == 0, shadowed.stderr
+    states = {r["handler"]: r["cutover"] for r in json.loads(shadowed.stdout)}
+    assert states["tornado_handlers.tasks.ported.TaskDetailHandler"] == "canary 20% + shadow"
+    assert states["tasks_api.detail"] is None  # the Flask row: shadowed, no plan of its own
+
+
+def test_the_command_reads_the_cutover_settings_from_dotenv(database_url: str) -> None:
+    """As ``serve`` does (the working directory's ``.env``; the environment wins over it)."""
+    Path(".env").write_text("CANARY_ROUTES=task_detail:35\n")
+    from_file = run("routes", env=environment(database_url))
+    assert from_file.returncode == 0, from_file.stderr
+    assert detail_row(from_file.stdout).endswith("ported (tasks_api.detail): canary 35%")
+    overridden = run("routes", env=environment(database_url, CANARY_ROUTES="task_detail:60"))
+    assert detail_row(overridden.stdout).endswith("ported (tasks_api.detail): canary 60%")
+
+
+def test_a_bad_cutover_setting_fails_routes_as_it_fails_serve(database_url: str) -> None:
+    env = environment(database_url, PORT="0", CANARY_ROUTES="task_detail:120")
+    routes = run("routes", env=env)
+    serve = run("serve", "--no-reload", env=env)
+    assert (routes.returncode, serve.returncode) == (1, 1)
+    line = (
+        "Error: invalid configuration: CANARY_ROUTES: 'task_detail:120': "
+        "the percentage must be a number from 0 to 100"
+    )
+    assert routes.stderr.strip().splitlines() == [line]
+    assert serve.stderr.strip().splitlines()[-1] == line
