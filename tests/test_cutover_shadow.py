@@ -211,7 +211,7 @@ def test_a_wrong_native_handler_is_counted_and_logged_once_with_a_readable_diff(
     # The window over (made 0 s long here), the next line counts those left out.
     runner = server.hybrid.cutover.shadow
     assert isinstance(runner, ShadowRunner)
-    runner._windows.seconds = 0
+    runner.log_window = 0
     httpx.get(server.url + TEST_PATH.format(id=4), timeout=10)
     assert wait_for(lambda: compared(server, TEST_ROUTE, "mismatch") == 4)
     lines = [r for r in caplog.records if r.name == "hybrid.cutover.shadow"]

@@ -252,6 +252,8 @@ class ShadowRunner:
     :param log_window: seconds between two log lines of one route (:data:`LOG_WINDOW_SECONDS`).
     :param sample: returns a number in ``[0, 100)`` per request (default uniform random).
     :param clock: monotonic seconds, for the log windows.
+
+    :ivar in_flight: shadows running now (IOLoop thread).
     """
 
     def __init__(
@@ -282,6 +284,15 @@ class ShadowRunner:
             application.settings.get("log_function")
         )
 
+    @property
+    def log_window(self) -> float:
+        """Seconds between two log lines of one route (and kind: mismatch, error)."""
+        return self._windows.seconds
+
+    @log_window.setter
+    def log_window(self, seconds: float) -> None:
+        self._windows.seconds = seconds
+
     # ------------------------------------------------------------------ IOLoop side
     def begin(
         self,
@@ -297,14 +308,17 @@ class ShadowRunner:
         :param primary: the side that serves the request.
         :param native: the native handler of the route (run when ``primary`` is Flask).
         """
-        if plan.shadow_percent < 100 and self._sample() >= plan.shadow_percent:
-            return
         run = _Run(plan.name, request.method or "GET", request.path, primary, native)
-        capture = _PrimaryCapture(
-            self.capture_max_bytes, lambda body: self._primary_finished(request, run, body)
-        )
-        if not observe_response(request, capture):
-            self.metrics.skip(run.route, "unsupported")
+        try:
+            if plan.shadow_percent < 100 and self._sample() >= plan.shadow_percent:
+                return
+            capture = _PrimaryCapture(
+                self.capture_max_bytes, lambda body: self._primary_finished(request, run, body)
+            )
+            if not observe_response(request, capture):
+                self.metrics.skip(run.route, "unsupported")
+        except Exception as error:  # routing goes on whatever happens here
+            self._failed(run, error)
 
     def busy(self) -> bool:
         """Whether real traffic needs the pool: a queued bridge request, at most one idle
@@ -494,7 +508,7 @@ def _call_wsgi(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], lim
         headers: list[tuple[str, str]],
         exc_info: tuple[type[BaseException], BaseException, TracebackType] | None = None,
     ) -> Callable[[bytes], None]:
-        if exc_info is not None and body.status:
+        if exc_info is not None and body.size:  # body bytes already out: too late (PEP 3333)
             raise exc_info[1].with_traceback(exc_info[2])
         body.status = int(status.split(" ", 1)[0])
         body.headers = _header_dict(headers)
