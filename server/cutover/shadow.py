@@ -29,7 +29,8 @@ Guarantees:
   dropped. Its access line and ``http_requests_total`` are not written: the
   Flask view is called as a WSGI application directly (not through the bridge),
   and the native handler's requests are marked so the application's
-  ``log_function`` skips them.
+  ``log_function`` skips them. Lines the shadow side logs carry the primary's
+  request id.
 * **Bounded memory.** Each side's body is kept up to :data:`CAPTURE_MAX_BYTES`;
   over it the request is skipped (``too_large``) and the bytes are dropped. A
   logged diff is cut by :func:`server.cutover.compare.bounded`.
