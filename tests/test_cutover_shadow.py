@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,12 +30,18 @@ from server.cutover.routing import CutoverMatcher
 from server.cutover.shadow import ShadowRunner
 from tests.support.routes import add_native_route, with_views
 from tests.support.server import LiveServer, ServerFactory
-from tests.tasks.support import wait_for_final
 from tornado_handlers.base import BaseHandler
-from tornado_handlers.tasks.ported import TaskDetailHandler
 from wsgi_bridge.compat import busy_threads
 from wsgi_bridge.http1 import observe_response
 from wsgi_bridge.testing import wait_for
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+NEEDS_THE_EXAMPLE = pytest.mark.skipif(
+    not (PROJECT_ROOT / "app" / "tasks").is_dir(),
+    reason="the example is removed here: these tests shadow its ported task_detail",
+)
+"""The tests of the real ported route ``task_detail`` go with the example feature."""
 
 TEST_ROUTE = "test_shadow"
 """The name of the test-only ported route (a Flask view and a native rule, one path)."""
@@ -160,6 +167,8 @@ def finished_task(server: LiveServer) -> int:
         f"{server.url}/api/tasks", json={"kind": "primes", "params": {"limit": 50}}, timeout=10
     )
     assert created.status_code == 201, created.text
+    from tests.tasks.support import wait_for_final
+
     task_id = int(created.json()["id"])
     wait_for_final(server.hybrid.flask_app, task_id)
     return task_id
@@ -171,6 +180,8 @@ def detail_headers() -> Iterator[None]:
     compares it: every Flask response says ``Vary: Cookie`` (Flask-Login reads the
     session), the ported handler rightly does not. ``TaskDetailHandler`` should
     declare this itself (``shadow_headers``); until then the test declares it."""
+    from tornado_handlers.tasks.ported import TaskDetailHandler
+
     declared = TaskDetailHandler.__dict__.get("shadow_headers")
     if declared is None:
         TaskDetailHandler.shadow_headers = tuple(h for h in COMPARED_HEADERS if h != "vary")
@@ -236,6 +247,7 @@ def test_a_body_over_the_capture_limit_is_skipped_too_large(live_server: ServerF
     assert calls.methods == []  # the Flask side did not run
 
 
+@NEEDS_THE_EXAMPLE
 def test_the_ported_task_detail_matches(live_server: ServerFactory, detail_headers: None) -> None:
     server = live_server(shadow_routes="task_detail")
     task_id = finished_task(server)
@@ -265,24 +277,26 @@ def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], by
 
 
 def test_the_primary_response_is_the_same_with_the_shadow_on_and_off(
-    live_server: ServerFactory, detail_headers: None
+    live_server: ServerFactory,
 ) -> None:
-    server = live_server()
-    task_id = finished_task(server)
-    paths = [f"/api/tasks/{task_id}", "/api/tasks/99999"]
+    calls = FlaskCalls()
+    server = live_server(create_flask_app=with_views(add_flask_view(calls)))
+    add_test_route(server, WrongHandler)
+    paths = [TEST_PATH.format(id=1), TEST_PATH.format(id=2) + "?q=1"]
     with httpx.Client(base_url=server.url, timeout=10) as client:
         off = [comparable(client.get(path)) for path in paths]
-        set_plan(server, shadow_routes="task_detail")
+        set_plan(server, shadow_routes=TEST_ROUTE)
         on = [comparable(client.get(path)) for path in paths]
-        assert wait_for(lambda: compared(server, "task_detail", "match") == 2)
-        set_plan(server, flask_routes="task_detail")
+        assert wait_for(lambda: compared(server, TEST_ROUTE, "mismatch") == 2)
+        set_plan(server, flask_routes=TEST_ROUTE)
         flask_off = [comparable(client.get(path)) for path in paths]
-        set_plan(server, flask_routes="task_detail", shadow_routes="task_detail")
+        set_plan(server, flask_routes=TEST_ROUTE, shadow_routes=TEST_ROUTE)
         flask_on = [comparable(client.get(path)) for path in paths]
-        assert wait_for(lambda: compared(server, "task_detail", "match") == 4)
-    assert on == off
+        assert wait_for(lambda: compared(server, TEST_ROUTE, "mismatch") == 4)
+    assert on == off  # the shadow (which disagreed) changed nothing the client saw
     assert flask_on == flask_off
-    assert flask_off != off  # the Flask side answers differently (Vary: Cookie): both were seen
+    assert flask_off != off  # both sides were primary once
+    assert calls.methods == ["GET"] * 6  # 2 shadows of the native side, 4 Flask primaries
 
 
 def test_a_post_is_never_shadowed(live_server: ServerFactory) -> None:
@@ -306,34 +320,37 @@ def test_a_post_is_never_shadowed(live_server: ServerFactory) -> None:
 
 
 def test_a_busy_pool_skips_the_shadow_and_the_request_is_answered(
-    live_server: ServerFactory, detail_headers: None
+    live_server: ServerFactory,
 ) -> None:
-    server = live_server(shadow_routes="task_detail")
-    task_id = finished_task(server)
+    calls = FlaskCalls()
+    server = live_server(create_flask_app=with_views(add_flask_view(calls)))
+    add_test_route(server, WrongHandler)  # answers on the IOLoop: needs no thread
+    set_plan(server, shadow_routes=TEST_ROUTE)
     threads = server.hybrid.settings.threads
-    held = threads - 1  # one thread is left for the request itself
-    started = threading.Barrier(held + 1)
+    started = threading.Barrier(threads + 1)
     release = threading.Event()
 
     def hold() -> None:
         started.wait(10)
         release.wait(30)
 
-    jobs = [server.hybrid.executor.submit(hold) for _ in range(held)]
+    jobs = [server.hybrid.executor.submit(hold) for _ in range(threads)]
     try:
-        started.wait(10)
-        response = httpx.get(f"{server.url}/api/tasks/{task_id}", timeout=10)
-        assert response.status_code == 200 and response.json()["id"] == task_id
-        assert wait_for(lambda: skipped(server, "task_detail", "busy") == 1)
+        started.wait(10)  # every thread of the pool is held
+        response = httpx.get(server.url + TEST_PATH.format(id=1), timeout=10)
+        assert response.json() == {"id": 1, "name": "native", "tags": ["a", "b"]}
+        assert wait_for(lambda: skipped(server, TEST_ROUTE, "busy") == 1)
     finally:
         release.set()
         for job in jobs:
             job.result(10)
-    assert shadow_counts(server, "task_detail") == [0, 0, 0, 1, 0, 0, 0]
+    assert shadow_counts(server, TEST_ROUTE) == [0, 0, 0, 1, 0, 0, 0]
+    assert calls.methods == []
     # With the threads free again, the next one is shadowed.
     assert wait_for(lambda: busy_threads(server.hybrid.executor) < threads - 1)
-    httpx.get(f"{server.url}/api/tasks/{task_id}", timeout=10)
-    assert wait_for(lambda: compared(server, "task_detail", "match") == 1)
+    httpx.get(server.url + TEST_PATH.format(id=2), timeout=10)
+    assert wait_for(lambda: compared(server, TEST_ROUTE, "mismatch") == 1)
+    assert calls.methods == ["GET"]
 
 
 def test_primary_flask_runs_the_native_shadow_and_its_headers_never_reach_the_client(
@@ -369,6 +386,7 @@ def test_a_streamed_flask_primary_is_skipped_unsupported(live_server: ServerFact
     assert shadow_counts(server, TEST_ROUTE) == [0, 0, 0, 0, 0, 0, 1]
 
 
+@NEEDS_THE_EXAMPLE
 def test_the_task_detail_shadow_of_a_flask_primary_matches(
     live_server: ServerFactory, detail_headers: None
 ) -> None:

@@ -453,7 +453,6 @@ class ShadowRunner:
         if not found:
             self.metrics.compared(run.route, "match")
             return
-        self.metrics.compared(run.route, "mismatch")
         left_out = self._windows.admit((run.route, "mismatch"))
         if left_out is not None:
             log.warning(
@@ -466,11 +465,11 @@ class ShadowRunner:
                 left_out,
                 "\n".join(f"  {line}" for line in bounded(found)),
             )
+        self.metrics.compared(run.route, "mismatch")  # after the log line: counted is logged
 
     def _failed(self, run: _Run, error: BaseException) -> None:
         """Count and (once per window) log a shadow that could not run or compare (any thread)."""
         try:
-            self.metrics.compared(run.route, "error")
             left_out = self._windows.admit((run.route, "error"))
             if left_out is not None:
                 shadow = "flask" if run.primary == "native" else "native"
@@ -486,6 +485,7 @@ class ShadowRunner:
                     reason,
                     left_out,
                 )
+            self.metrics.compared(run.route, "error")
         except Exception:  # pragma: no cover - the last guard of the IOLoop
             pass
 
