@@ -22,6 +22,7 @@ from app.native_urls import attach_native_urls
 from config import Settings, check_unknown_variables
 from server.cutover import Cutover
 from server.cutover.metrics import CutoverMetrics
+from server.cutover.shadow import ShadowRunner
 from server.features import FEATURES
 from server.metrics import Metrics, metrics_rules
 from server.routes import make_routes
@@ -139,11 +140,13 @@ def build_hybrid(
         **settings.tornado_settings(),
     )
     # Ported rules get the cut-over's matchers before the metrics learn the table.
+    cutover_metrics = CutoverMetrics(metrics.registry)
     cutover = Cutover.from_settings(
         settings,
         application.wildcard_router.rules,
         flask_app,
-        CutoverMetrics(metrics.registry),
+        cutover_metrics,
+        shadow=ShadowRunner(application, flask_app, container, executor, cutover_metrics),
     )
     # Flask templates' native_url() reverses names with this very route table.
     attach_native_urls(flask_app, application.reverse_url)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Flask
 
@@ -52,7 +52,18 @@ class BaseHandler(
     security headers (:mod:`app.security_headers`), error answers included; every
     log line written for the request has ``request_id``
     (:class:`~tornado_handlers.mixins.RequestIdMixin`).
+
+    What a shadow comparison of the route (``SHADOW_ROUTES``,
+    :mod:`server.cutover.shadow`) compares, declared per handler class:
+
+    :cvar shadow_ignore: JSON body fields left out, as dotted paths (``"updated_at"``,
+        ``"items.*.id"``): fields that may change between the two runs.
+    :cvar shadow_headers: response header names compared; ``None`` (the default)
+        compares ``server.cutover.compare.COMPARED_HEADERS``.
     """
+
+    shadow_ignore: ClassVar[tuple[str, ...]] = ()
+    shadow_headers: ClassVar[tuple[str, ...] | None] = None
 
     bytes_sent: int
 
