@@ -58,12 +58,12 @@ class BaseHandler(
 
     :cvar shadow_ignore: JSON body fields left out, as dotted paths (``"updated_at"``,
         ``"items.*.id"``): fields that may change between the two runs.
-    :cvar shadow_headers: response header names compared; ``None`` (the default)
-        compares ``server.cutover.compare.COMPARED_HEADERS``.
+    :cvar shadow_ignore_headers: response header names (any case) left out of the
+        compared ones (``server.cutover.compare.COMPARED_HEADERS``), e.g. ``("vary",)``.
     """
 
     shadow_ignore: ClassVar[tuple[str, ...]] = ()
-    shadow_headers: ClassVar[tuple[str, ...] | None] = None
+    shadow_ignore_headers: ClassVar[tuple[str, ...]] = ()
 
     bytes_sent: int
 

@@ -468,6 +468,13 @@ class HTTP1Connection(_TornadoHTTP1Connection):
                         observer.on_data(chunk)
         return super().write_headers(start_line, headers, chunk)
 
+    def report_body(self, chunk: bytes) -> None:
+        """Show ``chunk`` to the :func:`observe_response` observers: for a writer that
+        frames the body itself and writes to ``self.stream`` directly (the bridge's pump)."""
+        if self._observers is not None and chunk:
+            for observer in self._observers:
+                observer.on_data(chunk)
+
     def write(self, chunk: bytes) -> Future[None]:
         """As Tornado's; :func:`observe_response` observers see ``chunk`` first."""
         if self._observers is not None and chunk:

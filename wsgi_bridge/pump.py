@@ -404,16 +404,20 @@ class ResponsePump:
         ``b"".join`` per group (one copy), handed to the connection's ``IOStream``
         directly: ``HTTP1Connection.write`` frames with two concatenations (two copies)
         and one send per chunk.  Tornado still writes the last chunk in ``finish()``,
-        after these bytes (one ordered stream buffer).  Other bodies go through
+        after these bytes (one ordered stream buffer); the connection's response
+        observers still see each chunk (``report_body``).  Other bodies go through
         ``HTTP1Connection.write``, which does not copy them; a group of several small
         chunks is joined first.
         """
         if self._chunked:
             stream = self.connection.stream
+            report = getattr(self.connection, "report_body", None)  # http1.observe_response
             for group in groups:
                 parts: list[bytes] = []
                 for chunk in group:
                     parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                    if report is not None:
+                        report(chunk)
                 stream.write(b"".join(parts))
         else:
             for group in groups:

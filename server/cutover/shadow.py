@@ -43,8 +43,6 @@ Limits:
   mismatches that are not bugs.
 * A primary response that never ends (the client went away) is dropped without
   being counted.
-* A streamed Flask primary (a body of no declared length, sent chunked) is skipped
-  as ``unsupported``: the bridge writes its later chunks past the observer.
 * The shadow costs a second run of the request (its database reads included):
   sample a busy route with ``SHADOW_ROUTES=name:percent``.
 """
@@ -337,12 +335,6 @@ class ShadowRunner:
             if primary.too_large:
                 self.metrics.skip(run.route, "too_large")
                 return
-            if run.primary == "flask" and _streamed(primary, run.method):
-                # The bridge writes the chunks of a streamed body straight to the
-                # IOStream (wsgi_bridge/pump.py), unseen by the observer: the body
-                # captured may be partial, and a comparison would be wrong.
-                self.metrics.skip(run.route, "unsupported")
-                return
             if self.busy():
                 self.metrics.skip(run.route, "busy")
                 return
@@ -447,7 +439,8 @@ class ShadowRunner:
     def _compare(self, run: _Run, flask: Reply, native: Reply) -> None:
         """Compare, count and (once per window) log a mismatch (any thread)."""
         handler = run.native.handler_class
-        headers = getattr(handler, "shadow_headers", None) or COMPARED_HEADERS
+        left_out = {name.lower() for name in getattr(handler, "shadow_ignore_headers", ())}
+        headers = [name for name in COMPARED_HEADERS if name not in left_out]
         ignore = getattr(handler, "shadow_ignore", ())
         found = differences(flask, native, headers=headers, ignore=ignore)
         if not found:
@@ -488,12 +481,6 @@ class ShadowRunner:
             self.metrics.compared(run.route, "error")
         except Exception:  # pragma: no cover - the last guard of the IOLoop
             pass
-
-
-def _streamed(response: _Body, method: str) -> bool:
-    """Whether ``response`` has a body of no declared length (chunked, RFC 9112 section 6.3)."""
-    has_body = method != "HEAD" and response.status >= 200 and response.status not in (204, 304)
-    return has_body and "content-length" not in response.headers
 
 
 def _call_wsgi(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], limit: int) -> _Body:
