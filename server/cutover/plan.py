@@ -85,7 +85,10 @@ class CutoverPlan:
         return self.routes.get(name, NATIVE)
 
     def describe(self) -> str:
-        """One line for the log: ``order_detail: canary 20% + shadow; ...``, or ``every ported route native``."""
+        """One line for the log: ``order_detail: canary 20% + shadow; ...``.
+
+        ``every ported route native`` when no setting names a route.
+        """
         if not self.routes:
             return "every ported route native"
         return "; ".join(f"{name}: {plan.state}" for name, plan in sorted(self.routes.items()))
