@@ -439,8 +439,8 @@ class ShadowRunner:
     def _compare(self, run: _Run, flask: Reply, native: Reply) -> None:
         """Compare, count and (once per window) log a mismatch (any thread)."""
         handler = run.native.handler_class
-        left_out = {name.lower() for name in getattr(handler, "shadow_ignore_headers", ())}
-        headers = [name for name in COMPARED_HEADERS if name not in left_out]
+        unheeded = {name.lower() for name in getattr(handler, "shadow_ignore_headers", ())}
+        headers = [name for name in COMPARED_HEADERS if name not in unheeded]
         ignore = getattr(handler, "shadow_ignore", ())
         found = differences(flask, native, headers=headers, ignore=ignore)
         if not found:
