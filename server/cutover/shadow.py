@@ -37,7 +37,7 @@ Guarantees:
 
 Limits:
 
-* The two runs are not atomic: state can change between them (a task that
+* The two runs are not atomic: state can change between them (a row that
   progresses, a timestamp). Declare such fields in the native handler's
   ``shadow_ignore`` (``tornado_handlers.base.BaseHandler``), or the route shows
   mismatches that are not bugs.
@@ -279,6 +279,7 @@ class ShadowRunner:
         self._sample = sample
         self._windows = _LogWindows(log_window, clock)
         self.in_flight = 0
+        self._running: set[asyncio.Future[None]] = set()
         application.settings["log_function"] = _skipping_shadows(
             application.settings.get("log_function")
         )
@@ -387,8 +388,10 @@ class ShadowRunner:
         setattr(copy, REQUEST_ID_ATTR, ensure_request_id(request))
         setattr(copy, SHADOW_ATTR, True)
         self.in_flight += 1
-        task = asyncio.ensure_future(self._native_and_compare(copy, connection, run, primary))
-        task.add_done_callback(lambda _: self._done())
+        running = asyncio.ensure_future(self._native_and_compare(copy, connection, run, primary))
+        self._running.add(running)  # the loop keeps only a weak reference
+        running.add_done_callback(self._running.discard)
+        running.add_done_callback(lambda _: self._done())
 
     def _done(self) -> None:
         self.in_flight -= 1
