@@ -22,6 +22,15 @@ added.
 Each child also polls its parent's pid (:func:`watch_parent`): if the parent
 dies without forwarding a signal (SIGKILL), the children stop gracefully
 instead of serving on unsupervised.
+
+SIGHUP (``systemctl reload``: ``ExecReload=`` in ``deploy/hybrid.service``) goes to
+the parent, which forwards it to every child; each reads the cut-over settings
+again (:func:`server.cutover.reload_plan`). A child keeps SIGHUP blocked until
+:func:`server.serve.serve` has installed its handler, so a reload sent while it
+starts waits for it rather than killing it (or being lost); and a child that
+replaces a crashed one reads the cut-over settings as they are now before it
+serves (:func:`server.cutover.current_plan`), so it follows the same plan as
+its siblings, not the one the parent started with.
 """
 
 from __future__ import annotations
@@ -40,9 +49,10 @@ from types import FrameType
 
 from flask import Flask
 
-from config import Settings
+from config import ConfigError, Settings
 from server.build import build_hybrid
 from server.checks import bind, check_database
+from server.cutover import Cutover, current_plan
 from server.serve import run_event_loop, serve
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "MAX_CRASHES",
     "PARENT_POLL_INTERVAL",
     "Supervisor",
+    "follow_current_plan",
     "serve_in_processes",
     "watch_parent",
 ]
@@ -80,6 +91,10 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _reload_later(signum: int, frame: FrameType | None) -> None:
+    """A child's SIGHUP handler until it serves: nothing (the signal is blocked until then)."""
+
+
 def describe_status(status: int) -> str:
     """``"exit status 0"`` or ``"signal 9 (SIGKILL)"``, from an ``os.waitpid`` status."""
     if os.WIFSIGNALED(status):
@@ -98,6 +113,11 @@ class Supervisor:
       seconds the supervisor stops the others and :meth:`run` returns 1.
     * SIGTERM or SIGINT is forwarded (as SIGTERM) to every child; :meth:`run` waits
       for all of them and returns 0 if every one exited with status 0, else 1.
+    * SIGHUP is forwarded to every child (not once stopping). A child starts with
+      SIGHUP blocked and a handler that does nothing: one sent before ``child_main``
+      is ready stays pending, neither killing the child nor lost; ``child_main``
+      installs its own handler and then unblocks it (as :func:`server.serve.serve`
+      does), which delivers a pending one.
 
     Unix only (``os.fork``). Call :meth:`run` from the main thread of a process that
     has no event loop and no threads yet: a fork copies only the calling thread.
@@ -152,6 +172,7 @@ class Supervisor:
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
         try:
             for index in range(self.count):
                 self._spawn(index)
@@ -187,12 +208,20 @@ class Supervisor:
             log.info("%s: stopping %d process(es)", signal.Signals(signum).name, len(self.children))
         self.stop()
 
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return  # draining children no longer reload (and may have dropped the handler)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        log.info("SIGHUP: forwarded to %d process(es)", len(self.children))
+
     def _spawn(self, index: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        # Signals wait until the child has replaced the supervisor's handler.
+        # Signals wait until the child has replaced the supervisor's handlers.
         stop_signals = {signal.SIGTERM, signal.SIGINT}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {*stop_signals, signal.SIGHUP})
         pid = os.fork()
         if pid == 0:  # the child
             status = 1
@@ -200,6 +229,8 @@ class Supervisor:
                 for signum in stop_signals:
                     # Until serve() installs its own: a stop before serving is a clean exit.
                     signal.signal(signum, _exit_cleanly)
+                # SIGHUP stays blocked (pending, if one comes) until child_main unblocks it.
+                signal.signal(signal.SIGHUP, _reload_later)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 status = self.child_main(index)
             except SystemExit as exit_:
@@ -212,7 +243,8 @@ class Supervisor:
                 sys.stderr.flush()
                 os._exit(status)
         self.children[pid] = index
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        # A SIGHUP that came meanwhile is forwarded now, to the new child too.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {*stop_signals, signal.SIGHUP})
         log.info("started process %d (pid %d)", index, pid)
 
     def _exited(self, pid: int, index: int, status: int) -> None:
@@ -302,7 +334,7 @@ def serve_in_processes(
     parent_pid = os.getpid()
 
     def child_main(index: int) -> int:
-        return _serve_child(settings, sockets, parent_pid)
+        return _serve_child(settings, sockets, parent_pid, index)
 
     def close_sockets() -> None:
         # Once stopping, the parent forks no replacement: its copy of the listening
@@ -321,9 +353,16 @@ def serve_in_processes(
         close_sockets()
 
 
-def _serve_child(settings: Settings, sockets: list[socket.socket], parent_pid: int) -> int:
-    """One child: build its own hybrid, serve the inherited sockets, return 0 when stopped."""
+def _serve_child(
+    settings: Settings, sockets: list[socket.socket], parent_pid: int, index: int
+) -> int:
+    """One child: build its own hybrid, serve the inherited sockets, return 0 when stopped.
+
+    The cut-over plan is read again first (:func:`follow_current_plan`): ``settings``
+    are the parent's, as it started, and SIGHUP may have changed the plan since.
+    """
     hybrid = build_hybrid(settings)
+    follow_current_plan(hybrid.cutover, index)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -335,3 +374,32 @@ def _serve_child(settings: Settings, sockets: list[socket.socket], parent_pid: i
 
     run_event_loop(main(), settings.event_loop)
     return 0  # threads still busy are left behind: the child leaves with os._exit
+
+
+def follow_current_plan(cutover: Cutover, index: int) -> bool:
+    """Make a new child follow the cut-over settings as they are now, not as the parent read them.
+
+    The children the parent forks at start read what it has just read; one that
+    replaces a crashed child may come after a SIGHUP reloaded its siblings. It reads
+    ``FLASK_ROUTES``, ``CANARY_ROUTES`` and ``SHADOW_ROUTES`` again (environment and
+    ``.env``), as SIGHUP would, before it serves.
+
+    :param cutover: the child's :class:`~server.cutover.Cutover`, built with the
+        parent's settings (valid: the parent checked them at start).
+    :param index: the child's index, for the log.
+    :returns: ``True`` when the plan read now is followed; ``False`` when the settings
+        are invalid now: logged as one error line, and the parent's plan is kept.
+    """
+    try:
+        plan = current_plan(cutover)
+    except ConfigError as error:
+        log.error(
+            "process %d (pid %d): cut-over settings not read again, keeping the ones the "
+            "supervisor started with: %s",
+            index,
+            os.getpid(),
+            error,
+        )
+        return False
+    cutover.apply(plan)
+    return True

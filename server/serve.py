@@ -7,7 +7,8 @@ failure to listen into one :class:`~server.checks.StartupError` line.
 
 On SIGHUP, the cut-over settings (``FLASK_ROUTES``, ``CANARY_ROUTES``,
 ``SHADOW_ROUTES``) are read again and followed from the next request on
-(:func:`server.cutover.reload_plan`); nothing else restarts.
+(:func:`server.cutover.reload_plan`); nothing else restarts, and no connection
+is dropped. With several processes the supervisor forwards SIGHUP to each.
 
 On SIGTERM or SIGINT, :func:`shutdown` runs:
 
@@ -171,8 +172,11 @@ async def serve(
         reloads.add(reload)
         reload.add_done_callback(reloads.discard)
 
-    with contextlib.suppress(ValueError, RuntimeError):
+    with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        # A child of server.processes comes with SIGHUP blocked, so that one sent while
+        # it was starting waits for this handler instead of killing it: take it now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     log.info("routes: %s", hybrid.cutover.plan.describe())
     if settings.autoreload:
         tornado.autoreload.start()

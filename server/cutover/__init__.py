@@ -9,7 +9,8 @@
   ``tests/support/parity.py``);
 * :mod:`server.cutover.metrics`: what ``/metrics`` and ``manage.py routes --stats`` show.
 
-:func:`reload_plan` is what SIGHUP runs (``server/serve.py``).
+:func:`reload_plan` is what SIGHUP runs (``server/serve.py``); a server process forked
+later than its supervisor started follows :func:`current_plan` (``server/processes.py``).
 See docs/migration.md, "Cut-over in production".
 """
 
@@ -22,9 +23,21 @@ from config import ConfigError, load_settings
 from server.cutover.plan import CutoverPlan, RoutePlan, Side
 from server.cutover.routing import Cutover
 
-__all__ = ["Cutover", "CutoverPlan", "RoutePlan", "Side", "reload_plan"]
+__all__ = ["Cutover", "CutoverPlan", "RoutePlan", "Side", "current_plan", "reload_plan"]
 
 log = logging.getLogger("hybrid.cutover")
+
+
+def current_plan(cutover: Cutover) -> CutoverPlan:
+    """Read the settings now (environment and ``.env``) and parse their cut-over plan.
+
+    Any thread: it reads a file and only looks at ``cutover``'s route names.
+
+    :param cutover: the process's :class:`Cutover` (its route table checks the names).
+    :returns: the plan the settings give today (not applied: :meth:`Cutover.apply`).
+    :raises config.ConfigError: a setting is invalid (one line naming it and its value).
+    """
+    return cutover.parse(load_settings())
 
 
 async def reload_plan(cutover: Cutover) -> bool:
@@ -38,8 +51,7 @@ async def reload_plan(cutover: Cutover) -> bool:
         are invalid, which is logged as one error line and leaves the routes as they were.
     """
     try:
-        settings = await asyncio.to_thread(load_settings)
-        plan = cutover.parse(settings)
+        plan = await asyncio.to_thread(current_plan, cutover)
     except ConfigError as error:
         log.error("SIGHUP: routes not reloaded, keeping the current ones: %s", error)
         return False

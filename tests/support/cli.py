@@ -47,10 +47,20 @@ def environment(database_url: str, site: Path | None = None, **extra: str) -> di
     return env
 
 
-def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python manage.py *args`` to completion; stdout and stderr captured as text."""
+def run(
+    *args: str, env: dict[str, str], timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python manage.py *args`` to completion; stdout and stderr captured as text.
+
+    :param cwd: the working directory (where the settings read ``.env``); default the test's.
+    """
     return subprocess.run(
-        [sys.executable, MANAGE, *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, MANAGE, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
