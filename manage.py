@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -118,6 +119,10 @@ def serve_command(
     from server.metrics import MULTIPROC_DIR_ENV, multiprocess_metrics
     from server.serve import configure_logging
 
+    # A SIGHUP (systemctl reload) during start-up waits, pending, until the server
+    # handles it (server.serve unblocks it; with --processes the supervisor does),
+    # instead of killing the process with SIGHUP's default action.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     overrides = {
         "host": host,
         "port": port,

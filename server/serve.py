@@ -174,8 +174,8 @@ async def serve(
 
     with contextlib.suppress(ValueError, RuntimeError):  # not the main thread (tests)
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
-        # A child of server.processes comes with SIGHUP blocked, so that one sent while
-        # it was starting waits for this handler instead of killing it: take it now.
+        # manage.py serve (and each child of server.processes) starts with SIGHUP
+        # blocked, so one sent during start-up waited for this handler: take it now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     log.info("routes: %s", hybrid.cutover.plan.describe())
     if settings.autoreload:
