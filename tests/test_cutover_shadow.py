@@ -1,11 +1,11 @@
 """Shadow comparison on live traffic (``SHADOW_ROUTES``, :mod:`server.cutover.shadow`).
 
 Over real sockets against the live hybrid: a deliberately wrong native handler
-is caught (counted, logged once with a readable diff), the real ported
-``task_detail`` matches, the primary response is the same with the shadow on
-and off, unsafe methods and a busy pool are never shadowed, a native shadow's
-headers never reach the client, and the response observer the shadow uses
-sees both sides.
+is caught (counted, logged once with a readable diff), the primary response is
+the same with the shadow on and off, unsafe methods and a busy pool are never
+shadowed, a native shadow's headers never reach the client, and the response
+observer the shadow uses sees both sides. The example feature's own ported
+route is shadowed in the example's tests.
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ from wsgi_bridge.http1 import observe_response
 from wsgi_bridge.testing import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-NEEDS_THE_EXAMPLE = pytest.mark.skipif(
-    not (PROJECT_ROOT / "app" / "tasks").is_dir(),
-    reason="the example is removed here: these tests shadow its ported task_detail",
-)
-"""The tests of the real ported route ``task_detail`` go with the example feature."""
 
 TEST_ROUTE = "test_shadow"
 """The name of the test-only ported route (a Flask view and a native rule, one path)."""
@@ -170,19 +164,6 @@ def idle(server: LiveServer) -> bool:
     return getattr(shadow, "in_flight", 0) == 0
 
 
-def finished_task(server: LiveServer) -> int:
-    """Create a primes task through the API and wait until it is final; return its id."""
-    created = httpx.post(
-        f"{server.url}/api/tasks", json={"kind": "primes", "params": {"limit": 50}}, timeout=10
-    )
-    assert created.status_code == 201, created.text
-    from tests.tasks.support import wait_for_final
-
-    task_id = int(created.json()["id"])
-    wait_for_final(server.hybrid.flask_app, task_id)
-    return task_id
-
-
 def test_a_wrong_native_handler_is_counted_and_logged_once_with_a_readable_diff(
     live_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -238,25 +219,6 @@ def test_a_body_over_the_capture_limit_is_skipped_too_large(live_server: ServerF
     assert wait_for(lambda: skipped(server, TEST_ROUTE, "too_large") == 1)
     assert shadow_counts(server, TEST_ROUTE) == [0, 0, 0, 0, 1, 0, 0]
     assert calls.methods == []  # the Flask side did not run
-
-
-@NEEDS_THE_EXAMPLE
-def test_the_ported_task_detail_matches(live_server: ServerFactory) -> None:
-    server = live_server(shadow_routes="task_detail")
-    task_id = finished_task(server)
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        for number in range(1, 11):
-            method = "HEAD" if number % 5 == 0 else "GET"
-            response = client.request(method, f"/api/tasks/{task_id}")
-            assert response.status_code == 200
-            assert wait_for(lambda n=number: compared(server, "task_detail", "match") == n), (
-                shadow_counts(server, "task_detail")
-            )
-        missing = client.get("/api/tasks/99999")
-        assert missing.status_code == 404
-        assert wait_for(lambda: compared(server, "task_detail", "match") == 11)
-    assert compared(server, "task_detail", "mismatch") == 0
-    assert compared(server, "task_detail", "error") == 0
 
 
 def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -378,32 +340,6 @@ def test_a_streamed_flask_primary_is_compared_whole(live_server: ServerFactory) 
     assert response.json()["name"] == "flask" and "content-length" not in response.headers
     assert wait_for(lambda: compared(server, TEST_ROUTE, "match") == 1)
     assert shadow_counts(server, TEST_ROUTE) == [1, 0, 0, 0, 0, 0, 0]
-
-
-@NEEDS_THE_EXAMPLE
-def test_the_task_detail_shadow_of_a_flask_primary_matches(live_server: ServerFactory) -> None:
-    server = live_server(flask_routes="task_detail", shadow_routes="task_detail")
-    task_id = finished_task(server)
-    before = sample(
-        server,
-        "http_requests_total",
-        side="native",
-        route="/api/tasks/([0-9]+)",
-        method="GET",
-        status="200",
-    )
-    response = httpx.get(f"{server.url}/api/tasks/{task_id}", timeout=10)
-    assert response.status_code == 200 and response.headers["vary"] == "Cookie"  # Flask's
-    assert wait_for(lambda: compared(server, "task_detail", "match") == 1)
-    after = sample(
-        server,
-        "http_requests_total",
-        side="native",
-        route="/api/tasks/([0-9]+)",
-        method="GET",
-        status="200",
-    )
-    assert after == before  # the shadow wrote no request metrics
 
 
 class Recorder:
