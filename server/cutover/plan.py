@@ -23,6 +23,7 @@ with one line naming the setting and the value, so a bad value stops start-up
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -131,6 +132,10 @@ class CutoverPlan:
         return cls(routes)
 
 
+_PERCENT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?")
+"""A percentage as the settings take it: ``20``, ``0.5``, ``100``."""
+
+
 def _percent(value: float) -> str:
     return f"{value:g}%"
 
@@ -159,10 +164,8 @@ def _names(
             )
         percent = 100.0
         if colon:
-            try:
-                percent = float(number)
-            except ValueError:
-                percent = math.nan
+            # Plain decimal digits only: float() would also take 1e1, -0 or "５０".
+            percent = float(number) if _PERCENT.fullmatch(number) else math.nan
             low_ok = percent >= 0 if with_percent else percent > 0
             if not (low_ok and percent <= 100):
                 bounds = "from 0 to 100" if with_percent else "over 0, up to 100"
