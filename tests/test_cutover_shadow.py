@@ -174,7 +174,10 @@ def test_a_wrong_native_handler_is_counted_and_logged_once_with_a_readable_diff(
     caplog.set_level(logging.WARNING, logger="hybrid.cutover.shadow")
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for number in range(1, 4):
-            response = client.get(TEST_PATH.format(id=number) + "?secret=query")
+            response = client.get(
+                TEST_PATH.format(id=number) + "?secret=query",
+                headers={"X-Request-ID": f"shadowed-{number}"},
+            )
             assert response.json()["name"] == "native"  # the primary answered
             assert wait_for(lambda n=number: compared(server, TEST_ROUTE, "mismatch") == n)
         metrics = client.get("/metrics").text
@@ -184,6 +187,18 @@ def test_a_wrong_native_handler_is_counted_and_logged_once_with_a_readable_diff(
     lines = [r for r in caplog.records if r.name == "hybrid.cutover.shadow"]
     assert len(lines) == 1, [r.getMessage() for r in lines]  # one per route and window
     assert lines[0].levelno == logging.WARNING
+    # Structured fields (JSON keys with LOG_FORMAT=json), the primary's request id first.
+    assert {
+        key: getattr(lines[0], key)
+        for key in ("request_id", "route", "result", "primary", "method", "path")
+    } == {
+        "request_id": "shadowed-1",
+        "route": TEST_ROUTE,
+        "result": "mismatch",
+        "primary": "native",
+        "method": "GET",
+        "path": "/_test/shadow/1",
+    }
     message = lines[0].getMessage()
     assert message.startswith(
         f"shadow mismatch on route {TEST_ROUTE}: GET /_test/shadow/1, primary native, "

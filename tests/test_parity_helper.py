@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from server.cutover.compare import bounded
 from tests.support.parity import (
     ParityRequest,
     Reply,
@@ -91,6 +92,25 @@ def test_ignored_fields_and_wildcards() -> None:
     native = reply("native", body=b'{"id": 1, "at": "y", "items": [{"t": 3}, {"t": 4}]}')
     assert differences(flask, native, ignore=["at", "items.*.t"]) == []
     assert differences(flask, native, ignore=["at"])[0] == "body (JSON data, ignoring at):"
+
+
+def test_the_json_paths_that_differ_are_named_before_the_diff_so_a_cut_one_still_shows_them() -> (
+    None
+):
+    junk = ", ".join(str(n) for n in range(2000))
+    flask = reply("flask", body=b'{"a": 1, "status": "ok", "items": [{"id": 1}, {"id": 2}]}')
+    native = reply(
+        "native",
+        body=b'{"a": 1, "junk": [%s], "status": "WRONG", "items": [{"id": 1}, {"id": 3}]}'
+        % junk.encode(),
+    )
+    cut = bounded(differences(flask, native))  # what the shadow logs: 40 lines
+    assert cut[:2] == ["body (JSON data):", "  differs at: status, items.1.id, junk (native only)"]
+    assert cut[-1].endswith("more lines cut")
+    many = reply("native", body=b"{%s}" % ", ".join(f'"k{n}": {n}' for n in range(15)).encode())
+    assert differences(reply("flask", body=b"{}"), many)[1] == (
+        "  differs at: " + ", ".join(f"k{n} (native only)" for n in range(10)) + ", +5 more"
+    )
 
 
 def test_status_headers_and_non_json_bodies_are_reported() -> None:

@@ -37,6 +37,12 @@ COMPARED_HEADERS = (
 follows the body, which is compared) and ``X-Request-ID`` (new per request)
 are left out."""
 
+CHANGED_PATHS_MAX = 10
+"""JSON paths :func:`changed_paths` names at most."""
+
+CHANGED_PATHS_DEPTH = 32
+"""Nesting levels :func:`changed_paths` descends; deeper, the whole value counts as changed."""
+
 IGNORED = "<ignored>"
 """What an ignored JSON field is replaced with on both sides."""
 
@@ -159,6 +165,10 @@ def differences(
     if not same:
         kind = "JSON data" + (f", ignoring {', '.join(ignore)}" if ignore else "")
         lines.append(f"body ({kind if both_json else 'bytes'}):")
+        if both_json:
+            # Where first: a long diff cut for a log line still names every change.
+            paths = changed_paths(_as_json(flask, ignore), _as_json(native, ignore))
+            lines.append(f"  differs at: {', '.join(paths)}")
         diff = difflib.unified_diff(
             _body_lines(flask, ignore, both_json),
             _body_lines(native, ignore, both_json),
@@ -168,6 +178,47 @@ def differences(
         )
         lines.extend(f"  {line}" for line in diff)
     return lines
+
+
+def changed_paths(flask: Any, native: Any, limit: int = CHANGED_PATHS_MAX) -> list[str]:
+    """Name where two JSON documents differ, as dotted paths (``status``, ``items.2.id``).
+
+    :param flask: the Flask side's decoded JSON.
+    :param native: the native side's decoded JSON.
+    :param limit: paths named at most; more are summed up as ``+N more``.
+    :returns: paths in document order, each with ``(flask only)`` or ``(native only)``
+        when one side lacks it; ``<root>`` when the documents differ at the top.
+    """
+    found: list[str] = []
+
+    def walk(ours: Any, theirs: Any, path: str, depth: int) -> None:
+        if ours == theirs:
+            return
+        if depth < CHANGED_PATHS_DEPTH and isinstance(ours, dict) and isinstance(theirs, dict):
+            for key in [*ours, *(k for k in theirs if k not in ours)]:
+                where = f"{path}.{key}" if path else str(key)
+                if key not in theirs:
+                    found.append(f"{where} (flask only)")
+                elif key not in ours:
+                    found.append(f"{where} (native only)")
+                else:
+                    walk(ours[key], theirs[key], where, depth + 1)
+            return
+        if (
+            depth < CHANGED_PATHS_DEPTH
+            and isinstance(ours, list)
+            and isinstance(theirs, list)
+            and len(ours) == len(theirs)
+        ):
+            for index, (left, right) in enumerate(zip(ours, theirs, strict=True)):
+                walk(left, right, f"{path}.{index}" if path else str(index), depth + 1)
+            return
+        found.append(path or "<root>")
+
+    walk(flask, native, "", 0)
+    if len(found) > limit:
+        found[limit:] = [f"+{len(found) - limit} more"]
+    return found
 
 
 def bounded(

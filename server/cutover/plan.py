@@ -164,7 +164,7 @@ def _names(
             )
         percent = 100.0
         if colon:
-            # Plain decimal digits only: float() would also take 1e1, -0 or "５０".
+            # Plain decimal digits only: float() would also take 1e1, -0 or full-width digits.
             percent = float(number) if _PERCENT.fullmatch(number) else math.nan
             low_ok = percent >= 0 if with_percent else percent > 0
             if not (low_ok and percent <= 100):

@@ -208,6 +208,18 @@ class _Run:
     path: str
     primary: Side
     native: NativeTarget
+    request_id: str
+
+    def fields(self, result: str) -> dict[str, str]:
+        """The log record's structured fields (``extra=``): one JSON key each."""
+        return {
+            "request_id": self.request_id,
+            "route": self.route,
+            "result": result,
+            "primary": self.primary,
+            "method": self.method,
+            "path": self.path,
+        }
 
 
 class _LogWindows:
@@ -308,7 +320,14 @@ class ShadowRunner:
         :param primary: the side that serves the request.
         :param native: the native handler of the route (run when ``primary`` is Flask).
         """
-        run = _Run(plan.name, request.method or "GET", request.path, primary, native)
+        run = _Run(
+            plan.name,
+            request.method or "GET",
+            request.path,
+            primary,
+            native,
+            ensure_request_id(request),
+        )
         try:
             if plan.shadow_percent < 100 and self._sample() >= plan.shadow_percent:
                 return
@@ -460,6 +479,7 @@ class ShadowRunner:
                 run.primary,
                 left_out,
                 "\n".join(f"  {line}" for line in bounded(found)),
+                extra=run.fields("mismatch"),
             )
         self.metrics.compared(run.route, "mismatch")  # after the log line: counted is logged
 
@@ -480,6 +500,7 @@ class ShadowRunner:
                     shadow,
                     reason,
                     left_out,
+                    extra=run.fields("error"),
                 )
             self.metrics.compared(run.route, "error")
         except Exception:  # pragma: no cover - the last guard of the IOLoop
