@@ -9,7 +9,8 @@
 ``cutover_shadow_percent``             the share of safe requests shadowed, by ``route``
 ``shadow_comparisons_total``           shadow runs compared, by ``route`` and ``result``:
                                        ``match``, ``mismatch`` or ``error`` (the shadow
-                                       side raised or could not run)
+                                       could not run or be compared; a view or handler
+                                       that raises answers 500: a ``mismatch``)
 ``shadow_skipped_total``               sampled requests not shadowed, by ``route`` and
                                        ``reason``: ``busy`` (no idle thread: real traffic
                                        first), ``too_large`` (a body over the capture

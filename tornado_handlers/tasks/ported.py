@@ -47,6 +47,8 @@ class TaskDetailHandler(BaseHandler):
     # A shadow comparison (SHADOW_ROUTES) leaves out Vary: every Flask response says
     # "Vary: Cookie" (Flask-Login looks at the session); this handler rightly does not.
     shadow_ignore_headers = ("vary",)
+    # ... and the progress of a running task, which moves between the two runs.
+    shadow_ignore = ("progress",)
 
     async def get(self, task_id: str) -> None:
         """``GET``: the task as ``Task.to_dict()``, 200."""
