@@ -54,8 +54,12 @@ SIDES: dict[str, str] = {
     "off": "no cut-over setting: the native handler serves, nothing else runs",
     "on": f"SHADOW_ROUTES={ROUTE}: the native handler serves, and every GET also runs "
     "the Flask view in the background, compared with the native answer",
+    "on-10": f"SHADOW_ROUTES={ROUTE}:10: as on, for a 10 % sample of the GETs",
 }
 """Side -> what runs."""
+
+SHADOW_SETTING = {"on": ROUTE, "on-10": f"{ROUTE}:10"}
+"""Side -> its ``SHADOW_ROUTES`` (the reference side has none)."""
 
 METRICS: tuple[Metric, ...] = (
     Metric("p50_ms", "p50", "ms", False),
@@ -210,8 +214,8 @@ def run_rounds(
         for side in order:
             token = secrets.token_urlsafe(24)
             env = {"METRICS_TOKEN": token}
-            if side == "on":
-                env["SHADOW_ROUTES"] = ROUTE
+            if side in SHADOW_SETTING:
+                env["SHADOW_ROUTES"] = SHADOW_SETTING[side]
             label = f"shadow-{side}-round{rnd + 1}"
             try:
                 with (
@@ -256,19 +260,25 @@ def run_rounds(
     return ordered, errors
 
 
-def ratios(summary: dict[str, dict[str, dict[str, report.Stats]]]) -> dict[str, dict[str, float]]:
-    """``on / off`` of the medians, per load, for :data:`RATIOED`."""
-    out: dict[str, dict[str, float]] = {}
+def ratios(
+    summary: dict[str, dict[str, dict[str, report.Stats]]],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``side / off`` of the medians, per load and shadowed side, for :data:`RATIOED`."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for load_name, by_side in summary.items():
-        off, on = by_side.get(REFERENCE), by_side.get("on")
-        if off is None or on is None:
+        off = by_side.get(REFERENCE)
+        if off is None:
             continue
-        row = {}
-        for key in RATIOED:
-            base = off.get(key, {}).get("median", math.nan)
-            value = on.get(key, {}).get("median", math.nan)
-            row[key] = value / base if base and math.isfinite(base) else math.nan
-        out[load_name] = row
+        for side in SHADOW_SETTING:
+            on = by_side.get(side)
+            if on is None:
+                continue
+            row = {}
+            for key in RATIOED:
+                base = off.get(key, {}).get("median", math.nan)
+                value = on.get(key, {}).get("median", math.nan)
+                row[key] = value / base if base and math.isfinite(base) else math.nan
+            out.setdefault(load_name, {})[side] = row
     return out
 
 
@@ -291,10 +301,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         "pinned (the load and the server share the machine's CPUs)",
         "- native served, shadow compared / skipped: the server's own counters "
         "(`cutover_requests_total`, `shadow_comparisons_total`, `shadow_skipped_total`) over "
-        "the warm-up and measurement; compared 0 with the shadow on means no shadow runner "
-        "ran (the build predates it), and the figures then measure the routing alone",
-        "- Cells: median over rounds [min-max]. Ratios: on/off of the medians; goal: p50 "
-        "under 1.05x.",
+        "the warm-up and measurement",
+        "- Cells: median over rounds [min-max]. Ratios: each shadowed side over off, of the "
+        "medians; goal: p50 under 1.05x.",
         "",
         "## Sides",
         "",
@@ -308,12 +317,16 @@ def render_markdown(data: dict[str, Any]) -> str:
             for side, by_metric in by_side.items()
         ]
         lines += report.md_table(header, rows)
-        ratio = data["ratios"].get(load_name)
-        if ratio:
+        by_ratio = data["ratios"].get(load_name)
+        if by_ratio:
             shown = [m for m in METRICS if m.key in RATIOED]
-            lines += ["", "Ratio on/off:", ""]
+            lines += ["", "Ratio to off:", ""]
             lines += report.md_table(
-                [m.label for m in shown], [[report.md_ratio(ratio.get(m.key)) for m in shown]]
+                ["side", *(m.label for m in shown)],
+                [
+                    [side, *(report.md_ratio(ratio.get(m.key)) for m in shown)]
+                    for side, ratio in by_ratio.items()
+                ],
             )
     lines += ["", "## Machine", ""]
     lines += report.md_table(["item", "value"], [[k, str(v)] for k, v in meta["machine"].items()])

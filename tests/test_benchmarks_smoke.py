@@ -306,18 +306,21 @@ def test_shadow_run_measures_both_sides(tmp_path: Path, client: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "smoke.json").read_text())
     assert data["errors"] == []
-    assert list(data["meta"]["sides"]) == ["off", "on"]
-    assert list(data["summary"]["c2"]) == ["off", "on"]
-    for side in ("off", "on"):
+    assert list(data["meta"]["sides"]) == ["off", "on", "on-10"]
+    assert list(data["summary"]["c2"]) == ["off", "on", "on-10"]
+    for side in ("off", "on", "on-10"):
         stats = {key: value["median"] for key, value in data["summary"]["c2"][side].items()}
         assert 0 < stats["p50_ms"] <= stats["p99_ms"] and stats["rps"] > 0
         assert stats["errors"] == 0
         assert stats["native"] > 0  # the server counted the route's requests, native side
     off = {key: value["median"] for key, value in data["summary"]["c2"]["off"].items()}
     assert (off["compared"], off["skipped"]) == (0, 0)  # no shadow without SHADOW_ROUTES
-    assert data["ratios"]["c2"]["p50_ms"] > 0
+    on = {key: value["median"] for key, value in data["summary"]["c2"]["on"].items()}
+    assert on["compared"] + on["skipped"] > 0  # the shadow ran (or was skipped, counted)
+    assert data["ratios"]["c2"]["on"]["p50_ms"] > 0
+    assert data["ratios"]["c2"]["on-10"]["p50_ms"] > 0
     md = (tmp_path / "smoke.md").read_text()
-    assert "## 2 connection(s)" in md and "| on |" in md and "Ratio on/off" in md
+    assert "## 2 connection(s)" in md and "| on-10 |" in md and "Ratio to off" in md
 
 
 def test_shadow_run_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
