@@ -415,7 +415,7 @@ def main(argv: Sequence[str]) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     print(
-        f"benchmarking the shadow of {ROUTE}: off, on; loads "
+        f"benchmarking the shadow of {ROUTE}: {', '.join(SIDES)}; loads "
         f"{', '.join(f'c{c}' for c in cfg.connections)}; {cfg.rounds} round(s) with {client}",
         flush=True,
     )
