@@ -149,7 +149,12 @@ def _serve(settings: Settings) -> None:
 
     from app.schema_migrations import upgrade_database
     from server.build import build_hybrid
-    from server.checks import StartupError, check_known_revisions, database_error_message
+    from server.checks import (
+        StartupError,
+        bind,
+        check_known_revisions,
+        database_error_message,
+    )
     from server.metrics import child_exited
     from server.processes import serve_in_processes
     from server.serve import run_event_loop, serve
@@ -160,8 +165,12 @@ def _serve(settings: Settings) -> None:
         raise click.ClickException(f"invalid configuration: {error}") from None
     try:
         if settings.app_env == "development":
-            check_known_revisions(hybrid.flask_app)
-            upgrade_database(hybrid.flask_app)
+            # The address first: a busy port is the one Error line, before any
+            # migration runs (and logs); serving binds again (SO_REUSEADDR).
+            for sock in bind(settings.host, settings.port):
+                sock.close()
+            if check_known_revisions(hybrid.flask_app)[1]:
+                upgrade_database(hybrid.flask_app)
         if settings.processes != 1:
             status = serve_in_processes(settings, hybrid.flask_app, on_child_exit=child_exited)
             hybrid.close()

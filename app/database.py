@@ -185,6 +185,26 @@ def _count_statements(connection: Connection) -> list[None]:
     return done
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """Return the file of a SQLite database URL; ``None`` for other backends and in-memory ones.
+
+    Connecting to SQLite creates a missing file, so a check that only wants to
+    know whether a database is migrated looks for the file first
+    (:func:`server.checks.check_known_revisions`): a refused start must not
+    leave an empty database behind.
+
+    :param database_url: a SQLAlchemy URL string, e.g. ``sqlite:///instance/production.db``.
+    :returns: the path as written (relative to the working directory, as SQLite
+        opens it); ``None`` also for a ``file:`` URI (``?uri=true``).
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("mode") == "memory" or url.query.get("uri"):
+        return None  # in memory, or a file: URI (its path is not the database's text)
+    return Path(url.database)
+
+
 def ensure_sqlite_directory(database_url: str) -> None:
     """Create the directory of a SQLite database file if it is missing.
 
@@ -196,11 +216,9 @@ def ensure_sqlite_directory(database_url: str) -> None:
     :param database_url: a SQLAlchemy URL string.
     :raises config.ConfigError: naming ``DATABASE_URL`` if the folder cannot be created.
     """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        folder = Path(url.database).parent
+    path = sqlite_file(database_url)
+    if path is not None:
+        folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:

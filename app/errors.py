@@ -5,7 +5,10 @@ add to with :func:`map_exception`; :func:`error_response` reads it, and both
 Flask's handlers below and the native ``BaseHandler.write_error`` use it, so
 the two sides answer the same error the same way. The skeleton maps:
 
-* :class:`app.validation.InvalidInput` -> 422 ``{"error": "validation failed", "fields"}``;
+* :class:`app.validation.InvalidInput` -> 422 ``{"error": "validation failed", "fields"}``
+  (and ``"more": n`` when more problems were found than listed);
+* :class:`app.validation.MalformedBody` -> 400 ``{"error": message}`` (a body that
+  is not a JSON object, or nests too deeply);
 * :class:`sqlalchemy.exc.IntegrityError` -> 409 (a unique, foreign-key or
   CHECK conflict), after the session is rolled back so nothing is half-written;
 * :class:`~werkzeug.exceptions.HTTPException` -> its own status and headers
@@ -37,7 +40,7 @@ from werkzeug.exceptions import default_exceptions as _werkzeug_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.extensions import db
-from app.validation import InvalidInput
+from app.validation import InvalidInput, MalformedBody
 
 ErrorBody = dict[str, Any]
 ErrorHeaders = dict[str, str]
@@ -190,6 +193,18 @@ def _domain_error(error: Exception) -> Any:
     return _respond(status, body, list(error_headers(current_app, error).items()))
 
 
+def invalid_input_body(error: InvalidInput) -> ErrorBody:
+    """The 422 body of :class:`~app.validation.InvalidInput`, on both sides.
+
+    :returns: ``{"error": "validation failed", "fields": {path: message}}``, plus
+        ``"more": n`` when ``n`` further problems were found but not listed.
+    """
+    body: ErrorBody = {"error": "validation failed", "fields": error.fields}
+    if error.more:
+        body["more"] = error.more
+    return body
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the skeleton's handlers on ``app``, and let them see every view error.
 
@@ -213,12 +228,8 @@ def register_error_handlers(app: Flask) -> None:
         body = {"error": error.description or error.name}
         return _respond(error.code or 500, body, _exception_headers(error))
 
-    map_exception(
-        app,
-        InvalidInput,
-        422,
-        lambda error: {"error": "validation failed", "fields": error.fields},
-    )
+    map_exception(app, InvalidInput, 422, invalid_input_body)
+    map_exception(app, MalformedBody, 400, lambda error: {"error": str(error)})
     map_exception(app, IntegrityError, 409, lambda _error: {"error": "conflict with existing data"})
 
     @app.errorhandler(InternalServerError)

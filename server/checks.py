@@ -47,15 +47,22 @@ def check_known_revisions(flask_app: Flask) -> tuple[set[str], set[str]]:
     Call it before migrating too (``serve`` in development): Alembic itself
     would only say "Can't locate revision".
 
+    A SQLite file that does not exist yet records nothing, and is not created.
+
     :returns: ``(recorded, missing)``: the ``alembic_version`` rows, and the
         revisions still to apply.
     :raises StartupError: if the database cannot be reached, or records a
         revision that no folder provides (a feature deleted before its tables
         were downgraded), saying how to recover.
     """
+    from app.database import sqlite_file
     from app.extensions import db
     from app.schema_migrations import unapplied_revisions
 
+    path = sqlite_file(str(flask_app.config["SQLALCHEMY_DATABASE_URI"]))
+    if path is not None and not path.exists():
+        # Connecting would create an empty file: a refused start would leave it behind.
+        return set(), unapplied_revisions(flask_app, set())[0]
     try:
         with flask_app.app_context(), db.engine.connect() as connection:
             current: set[str] = set()

@@ -202,3 +202,45 @@ def test_address_errors_are_one_line_naming_the_variables(migrated: str, busy_po
         r"or a known host name \(.+; set HOST\)",
         bad_host.stderr.strip(),
     ), bad_host.stderr
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["migrated", "fresh-sqlite"])
+def test_a_busy_port_in_development_is_the_only_line(
+    migrated: str, busy_port: int, tmp_path: Path, fresh: bool
+) -> None:
+    # Development migrates before serving: the address is checked first, so
+    # Alembic logs nothing (and migrates nothing) before the one Error line.
+    database = f"sqlite:///{tmp_path / 'fresh' / 'dev.db'}" if fresh else migrated
+    env = environment(database, PORT=str(busy_port), APP_ENV="development")
+    result = run("serve", "--no-reload", env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{busy_port}: address already in use (set PORT or HOST)"
+    ]
+    assert not (tmp_path / "fresh" / "dev.db").exists()
+
+
+def test_a_refused_start_leaves_no_database_file(tmp_path: Path, heads: str) -> None:
+    database = tmp_path / "instance" / "production.db"
+    env = environment(f"sqlite:///{database}", PORT="0", APP_ENV="production")
+    result = run("serve", "--no-reload", env=env, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: the database is not migrated (no revision yet, head is {heads}): "
+        "run python manage.py db upgrade"
+    )
+    assert not database.exists()
+
+
+def test_pages_link_a_favicon_that_is_served(migrated: str, servers: list[ServerProcess]) -> None:
+    server = ServerProcess("--no-reload", env=environment(migrated, PORT="0"))
+    servers.append(server)
+    base = f"http://127.0.0.1:{server.port()}"
+    page = httpx.get(f"{base}/", timeout=10)
+    assert '<link rel="icon" href="/favicon.ico"' in page.text
+    icon = httpx.get(f"{base}/favicon.ico", timeout=10)
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/vnd.microsoft.icon"
+    assert icon.content.startswith(b"\x00\x00\x01\x00")  # an ICO header (one image follows)
+    server.wait_for_line(re.compile(r"path=/favicon\.ico .*status=(200)"))  # the access log
+    assert "status=404" not in server.log, server.log

@@ -1,7 +1,9 @@
 """The JSON API for tasks (``/api/tasks``), served by Flask.
 
 Errors are JSON: ``{"error": message, "fields": {field: message}}`` with 400
-for a body that is not a JSON object, 422 for invalid fields, 404
+for a body that is not a JSON object or nests too deeply, 422 for invalid
+fields (the first ten, and ``"more": n`` counting the rest; docs/tasks.md, "What
+the API accepts"), 404
 ``{"error": "no such task"}`` for an unknown task -- also for an id outside
 ``1..2**31-1``, which the ``<task_id:...>`` rules turn away before any query
 (:class:`app.tasks.service.TaskIdConverter`; see :mod:`app.errors`) -- and
@@ -32,7 +34,7 @@ from app.tasks.service import (
     list_tasks,
     use_task_id_converter,
 )
-from app.validation import InvalidInput, parse
+from app.validation import InvalidInput, MalformedBody, decode_json_object, parse
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 """The request header of an idempotent ``POST`` (IETF draft-ietf-httpapi-idempotency-key-header)."""
@@ -152,14 +154,16 @@ def enqueued_answer(
 
 
 def json_object() -> dict[str, Any]:
-    """The request body as a JSON object; 400 if it is not one."""
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the decoder goes: not a 500
-        body = None
-    if not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-    return body
+    """The request body as a JSON object, read as the native side reads it.
+
+    Only with a JSON ``Content-Type`` (``request.is_json``), decoded by
+    :func:`app.validation.decode_json_object` (its depth checked first).
+
+    :raises app.validation.MalformedBody: no JSON object, or one nested too deeply (400).
+    """
+    if not request.is_json:
+        raise MalformedBody("the body must be a JSON object")
+    return decode_json_object(request.get_data(cache=True))
 
 
 @blueprint.get("/<task_id:task_id>/notes")

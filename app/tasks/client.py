@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Flask
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,14 +37,30 @@ from app.tasks.execution import AfterCommit, TaskBackend
 from app.tasks.kinds import KINDS
 from app.tasks.models import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
+    NAME_MAX_LENGTH,
     RETRYABLE_STATUSES,
     Task,
     TaskStatus,
 )
-from app.validation import InvalidInput, parse
+from app.validation import MAX_JSON_DEPTH, InvalidInput, nesting_depth, parse, plain_text
 
 MAX_PARAMS_BYTES = 64 * 1024
 """Largest ``params`` of one task, in bytes of compact JSON (UTF-8)."""
+
+TaskName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
+    AfterValidator(plain_text),
+]
+"""A task's name: stripped, 1 to :data:`~app.tasks.models.NAME_MAX_LENGTH` characters,
+plain text (:func:`app.validation.plain_text`, as :data:`~app.validation.PlainText`)."""
+
+
+class _Named(BaseModel):
+    """The name alone, as :meth:`TaskClient.enqueue` checks it for every caller."""
+
+    model_config = ConfigDict(strict=True)
+    name: TaskName | None = None
 
 
 class TaskBackendUnavailable(RuntimeError):
@@ -147,15 +164,17 @@ class TaskClient:
         :param idempotency_key: up to 255 characters; a second enqueue with the
             same key, kind, params and name returns the first task (``created=False``);
             with other ones it is refused (:class:`IdempotencyKeyReused`).
-        :param name: an optional unique name.
+        :param name: an optional unique name (:data:`TaskName`: stripped, plain text).
         :raises InvalidInput: unknown kind, invalid params, params that are not
-            JSON-serialisable, an empty or too long key.
+            JSON-serialisable or nest too deeply, an empty or too long key, a
+            blank or too long name or one with control characters.
         :raises ParamsTooLarge: params over :data:`MAX_PARAMS_BYTES`.
         :raises IdempotencyKeyReused: the key was used with another kind, params or name.
         :raises TaskBackendUnavailable: the queue cannot be reached (503).
         :raises sqlalchemy.exc.IntegrityError: a task named ``name`` exists (409).
         """
         clean = validate_task(kind, params)
+        name = parse(_Named, {"name": name}).name
         if idempotency_key is not None and not valid_key(idempotency_key):
             raise InvalidInput(
                 {
@@ -328,8 +347,9 @@ def validate_task(kind: Any, params: Any) -> dict[str, Any]:
 
     :param kind: the kind's name, a ``str`` among :data:`app.tasks.kinds.KINDS`.
     :param params: a ``dict`` of the kind's parameters (missing ones take defaults).
-    :raises InvalidInput: naming every invalid field; also params that are not
-        JSON-serialisable (e.g. a ``datetime`` or a ``set`` passed from Python).
+    :raises InvalidInput: naming the invalid fields; also params that are not
+        JSON-serialisable (e.g. a ``datetime`` or a ``set`` passed from Python)
+        or nest deeper than :data:`app.validation.MAX_JSON_DEPTH`.
     :raises ParamsTooLarge: params over :data:`MAX_PARAMS_BYTES` of JSON.
     """
     if not isinstance(kind, str) or kind not in KINDS:
@@ -338,12 +358,14 @@ def validate_task(kind: Any, params: Any) -> dict[str, Any]:
         params = {}
     if not isinstance(params, dict):
         raise InvalidInput({"params": "must be an object"})
+    if nesting_depth(params) > MAX_JSON_DEPTH:  # before json.dumps, which recurses
+        raise InvalidInput(
+            {"params": f"must not nest arrays and objects more than {MAX_JSON_DEPTH} levels deep"}
+        )
     try:
         size = len(json.dumps(params, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as error:
         raise InvalidInput({"params": f"must be JSON-serialisable: {error}"}) from None
-    except RecursionError:
-        raise InvalidInput({"params": "must be JSON-serialisable: nested too deeply"}) from None
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(size)
     clean: dict[str, Any] = parse(KINDS[kind].params_model, params, prefix="params.").model_dump(

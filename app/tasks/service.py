@@ -12,24 +12,22 @@ from typing import Any
 
 from flask import current_app
 from flask.blueprints import BlueprintSetupState
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select, update
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
-from werkzeug.routing import ValidationError as RoutingValidationError
 
 from app.database import AnySession
 from app.extensions import db
+from app.tasks.client import TaskName, task_client
 from app.tasks.client import TaskNotFound as TaskNotFound  # re-exported: the id checks live here
-from app.tasks.client import task_client
 from app.tasks.models import (
-    NAME_MAX_LENGTH,
     NOTE_MAX_LENGTH,
     Task,
     TaskNote,
     TaskStatus,
 )
-from app.validation import InvalidInput, parse
+from app.validation import PlainText, parse
 
 TASK_ID_MIN = 1
 """The smallest valid task id."""
@@ -72,26 +70,29 @@ class TaskIdConverter(IntegerConverter):
 
     Written ``<task_id:task_id>`` in a rule (registered by
     :func:`use_task_id_converter`). It differs from ``<int(min=1,
-    max=2147483647):task_id>`` in one way: an out-of-range id is a
-    404 ``no such task`` -- what the API answers for an unknown task and what
-    the native handlers answer for the same URL -- instead of Werkzeug's
-    "the requested URL was not found" (a routing 404 carries no hint that a
-    *task* was missing).
+    max=2147483647):task_id>`` in one way: any segment in the id's place that is
+    not a valid id -- out of range, ``-1``, ``abc`` -- is a 404 ``no such task``,
+    what the API answers for an unknown task and what the native handlers
+    answer for the same URL, instead of Werkzeug's "the requested URL was not
+    found" (a routing 404 carries no hint that a *task* was missing). So the
+    rule takes any segment (``[^/]+``) and :meth:`to_python` judges it.
     """
 
     def __init__(self, map: Map) -> None:
         super().__init__(map, min=TASK_ID_MIN, max=TASK_ID_MAX)
+        self.regex = r"[^/]+"
 
     def to_python(self, value: str) -> int:
-        """Return the id; out of range raises ``NotFound(description=NO_SUCH_TASK)``.
+        """Return the id; anything else raises ``NotFound(description=NO_SUCH_TASK)``.
 
+        :param value: the URL segment, e.g. ``"42"``, ``"007"``, ``"-1"``.
         :raises werkzeug.exceptions.NotFound: stops the URL matching (Flask
             stores it as the request's routing exception; :mod:`app.errors`
             answers it 404 with ``{"error": "no such task"}`` under ``/api/``).
         """
         try:
-            return int(super().to_python(value))
-        except RoutingValidationError:
+            return parse_task_id(value)
+        except TaskNotFound:
             raise NotFound(description=NO_SUCH_TASK) from None
 
 
@@ -109,13 +110,21 @@ def use_task_id_converter(state: BlueprintSetupState) -> None:
 class NewTask(BaseModel):
     """The body of ``POST /api/tasks``: ``{"kind": ..., "params": {...}, "name": ...}``.
 
-    Strict (no coercion): ``"name": 5`` is a 422, not ``"5"``.
+    Strict (no coercion): ``"name": 5`` is a 422, not ``"5"``. ``"params":
+    null`` is ``{}`` (the kind's defaults), as leaving it out is. The name is
+    stripped, as a note's body is, so a blank one is refused; it is plain text
+    (:data:`app.validation.PlainText`: no control characters but tab and newline).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
-    name: str | None = Field(None, min_length=1, max_length=NAME_MAX_LENGTH)
+    name: TaskName | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _null_params_are_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 class NewNote(BaseModel):
@@ -125,7 +134,7 @@ class NewNote(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
-    body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
+    body: PlainText = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
 
 
 def create_task(
@@ -137,15 +146,13 @@ def create_task(
     call it). The task is returned as a detached :class:`Task` (``queued``,
     or what an idempotency key gave back).
 
-    :raises InvalidInput: if ``kind``, ``params`` or ``name`` is invalid.
+    :raises app.validation.InvalidInput: if ``kind``, ``params`` or ``name`` is invalid.
     :raises app.tasks.client.ParamsTooLarge: params too large (413).
     :raises app.tasks.client.IdempotencyKeyReused: key used for other arguments (409).
     :raises app.tasks.client.TaskBackendUnavailable: the queue is unreachable (503).
     :raises sqlalchemy.exc.IntegrityError: if a task named ``name`` exists (409).
         Nothing is written or submitted in any of these cases.
     """
-    if name is not None and not 1 <= len(name) <= NAME_MAX_LENGTH:
-        raise InvalidInput({"name": f"must be 1 to {NAME_MAX_LENGTH} characters"})
     enqueued = task_client(current_app).enqueue(
         kind, params, name=name, idempotency_key=idempotency_key
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 import tornado.web
 from flask import Flask, Response
+
+from app.validation import MalformedBody, decode_json_object
 
 
 class JSONMixin(tornado.web.RequestHandler):
@@ -49,18 +50,16 @@ class JSONMixin(tornado.web.RequestHandler):
         As ``request.get_json(silent=True)``: only with a JSON ``Content-Type``
         (``application/json`` or ``application/*+json``), otherwise no body at all.
 
-        :raises tornado.web.HTTPError: 400 if there is no JSON object.
+        Decoded by :func:`app.validation.decode_json_object`, as Flask views
+        decode it: the nesting depth is checked before decoding.
+
+        :raises app.validation.MalformedBody: no JSON object, or one nested too
+            deeply (400, answered through the error registry).
         """
         mimetype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         is_json = mimetype == "application/json" or (
             mimetype.startswith("application/") and mimetype.endswith("+json")
         )
-        body: Any = None
-        if is_json:
-            try:
-                body = json.loads(self.request.body or b"null")
-            except (ValueError, RecursionError):  # RecursionError: nested too deeply
-                body = None
-        if not isinstance(body, dict):
-            raise tornado.web.HTTPError(400, reason="the body must be a JSON object")
-        return body
+        if not is_json:
+            raise MalformedBody("the body must be a JSON object")
+        return decode_json_object(self.request.body)
