@@ -15,11 +15,20 @@ Flask without the native routes), and ``routes`` lists both sides.
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__":
+    # Before anything else (click, Flask, the app take most of a second to import): a
+    # SIGHUP (`systemctl reload`) during serve's start-up must wait, pending, for the
+    # server's reload handler (server.serve unblocks it; with --processes the supervisor
+    # does), not kill the process with SIGHUP's default action. Every other command
+    # unblocks it again at once (_keep_sighup_for_serve_only).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
 import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 
 import click
@@ -68,7 +77,21 @@ def _default_to_every_branch() -> None:
                 param.default = value
 
 
+@click.pass_context
+def _keep_sighup_for_serve_only(ctx: click.Context) -> None:
+    """The group's callback: give every command but ``serve`` SIGHUP's default action back.
+
+    The top of this file blocks SIGHUP so that one sent while ``serve`` starts waits
+    for its reload handler; ``db``, ``worker``, ``routes``, ``shell``... have no such
+    handler, and a SIGHUP (a closed terminal, ``kill -HUP``) ends them as usual (one
+    that came meanwhile is delivered now).
+    """
+    if ctx.invoked_subcommand != "serve":
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
 cli = FlaskGroup(
+    callback=_keep_sighup_for_serve_only,
     create_app=create_cli_app,
     add_version_option=False,
     load_dotenv=False,  # config/ reads .env itself, with the same precedence everywhere
@@ -116,12 +139,14 @@ def serve_command(
     With ``--processes`` other than 1, a supervisor forks the server processes
     after the checks and replaces any that dies (``server/processes.py``).
     """
+    from server.cutover import warn_if_frozen
     from server.metrics import MULTIPROC_DIR_ENV, multiprocess_metrics
     from server.serve import configure_logging
 
-    # A SIGHUP (systemctl reload) during start-up waits, pending, until the server
-    # handles it (server.serve unblocks it; with --processes the supervisor does),
-    # instead of killing the process with SIGHUP's default action.
+    # Blocked already when run as a script (the top of this file); here too for a
+    # caller that imports this module: a SIGHUP (systemctl reload) during start-up
+    # waits, pending, until the server handles it (server.serve unblocks it; with
+    # --processes the supervisor does), instead of killing the process.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     overrides = {
         "host": host,
@@ -133,6 +158,7 @@ def serve_command(
     }
     settings = _load(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format or "text")
+    warn_if_frozen("start")
     cleanup = contextlib.ExitStack()
     if settings.processes != 1:
         try:  # before any metric exists, so that every child writes to the shared files
@@ -172,7 +198,9 @@ def _serve(settings: Settings) -> None:
             if check_known_revisions(hybrid.flask_app)[1]:
                 upgrade_database(hybrid.flask_app)
         if settings.processes != 1:
-            status = serve_in_processes(settings, hybrid.flask_app, on_child_exit=child_exited)
+            status = serve_in_processes(
+                settings, hybrid.flask_app, hybrid.cutover, on_child_exit=child_exited
+            )
             hybrid.close()
             sys.exit(status)
         busy = run_event_loop(serve(settings, hybrid), settings.event_loop)

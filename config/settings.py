@@ -60,14 +60,14 @@ def default_database_url(environment: Environment) -> str:
     return f"sqlite:///{INSTANCE_PATH / f'{environment}.db'}"
 
 
-class Settings(BaseSettings):
-    """Validated configuration for the whole service.
+class CutoverSettings(BaseSettings):
+    """The three cut-over settings alone, read like :class:`Settings` (environment, ``.env``).
 
-    Each field is read from the environment variable of the same name in upper
-    case (``PORT`` for :attr:`port`), case-insensitively, or from ``.env``.
-    Invalid values raise :class:`pydantic.ValidationError`; use
-    :func:`config.load_settings` to turn that into one line naming the
-    variable.
+    SIGHUP reads only these (:func:`server.cutover.current_plan`), so that a bad value
+    in any other setting (``THREADS=abc``, a missing ``SECRET_KEY`` in production)
+    cannot block an emergency roll-back; :class:`Settings` inherits them.
+    Their values are parsed against the route table by
+    :meth:`server.cutover.CutoverPlan.parse`.
     """
 
     model_config = SettingsConfigDict(
@@ -76,6 +76,35 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
     )
+
+    flask_routes: str = Field(
+        "",
+        description="Ported native routes, by rule name, that step aside so Flask serves "
+        "their paths again, e.g. order_detail,order_list (reloaded on SIGHUP).",
+    )
+    canary_routes: str = Field(
+        "",
+        description="name:percent,...: that share of clients (sticky) gets the native "
+        "handler of a ported route, the rest Flask (reloaded on SIGHUP).",
+    )
+    shadow_routes: str = Field(
+        "",
+        description="name[:percent],...: GET/HEAD of these ported routes also run on the "
+        "other side in the background and are compared; percent samples (default 100; "
+        "reloaded on SIGHUP).",
+    )
+
+
+class Settings(CutoverSettings):
+    """Validated configuration for the whole service.
+
+    Each field is read from the environment variable of the same name in upper
+    case (``PORT`` for :attr:`port`), case-insensitively, or from ``.env``.
+    Invalid values raise :class:`pydantic.ValidationError`; use
+    :func:`config.load_settings` to turn that into one line naming the
+    variable. The model configuration (environment, then ``.env``) is
+    :class:`CutoverSettings`'.
+    """
 
     app_env: Environment = Field("development", description="Which environment's defaults apply.")
     secret_key: SecretStr | None = Field(
@@ -194,22 +223,6 @@ class Settings(BaseSettings):
     )
     flask_mount: str = Field(
         "", description="URL prefix the Flask app is mounted under, e.g. /legacy."
-    )
-    flask_routes: str = Field(
-        "",
-        description="Ported native routes, by rule name, that step aside so Flask serves "
-        "their paths again, e.g. order_detail,order_list (reloaded on SIGHUP).",
-    )
-    canary_routes: str = Field(
-        "",
-        description="name:percent,...: that share of clients (sticky) gets the native "
-        "handler of a ported route, the rest Flask (reloaded on SIGHUP).",
-    )
-    shadow_routes: str = Field(
-        "",
-        description="name[:percent],...: GET/HEAD of these ported routes also run on the "
-        "other side in the background and are compared; percent samples (default 100; "
-        "reloaded on SIGHUP).",
     )
 
     @field_validator("request_timeout", mode="before")

@@ -24,13 +24,16 @@ dies without forwarding a signal (SIGKILL), the children stop gracefully
 instead of serving on unsupervised.
 
 SIGHUP (``systemctl reload``: ``ExecReload=`` in ``deploy/hybrid.service``) goes to
-the parent, which forwards it to every child; each reads the cut-over settings
-again (:func:`server.cutover.reload_plan`). A child keeps SIGHUP blocked until
-:func:`server.serve.serve` has installed its handler, so a reload sent while it
-starts waits for it rather than killing it (or being lost); and a child that
-replaces a crashed one reads the cut-over settings as they are now before it
-serves (:func:`server.cutover.current_plan`), so it follows the same plan as
-its siblings, not the one the parent started with.
+the parent, which validates the cut-over settings too
+(:func:`server.cutover.reload_settings`) and forwards the signal to every child;
+each reads them again (:func:`server.cutover.reload_plan`). The parent forks every
+child, a replacement of a crashed one included, with the last cut-over settings
+that the start or a reload validated: so a replacement follows the plan its
+siblings follow, neither the one the parent started with (after a reload) nor an
+edit of ``.env`` that no reload took (nor, after a refused reload, a bad one). A
+child keeps SIGHUP blocked until :func:`server.serve.serve` has installed its
+handler, so a reload sent while it starts waits for it rather than killing it (or
+being lost).
 """
 
 from __future__ import annotations
@@ -49,10 +52,10 @@ from types import FrameType
 
 from flask import Flask
 
-from config import ConfigError, Settings
+from config import Settings
 from server.build import build_hybrid
 from server.checks import bind, check_database
-from server.cutover import Cutover, current_plan
+from server.cutover import Cutover, reload_settings
 from server.serve import run_event_loop, serve
 
 __all__ = [
@@ -61,7 +64,6 @@ __all__ = [
     "MAX_CRASHES",
     "PARENT_POLL_INTERVAL",
     "Supervisor",
-    "follow_current_plan",
     "serve_in_processes",
     "watch_parent",
 ]
@@ -113,7 +115,8 @@ class Supervisor:
       seconds the supervisor stops the others and :meth:`run` returns 1.
     * SIGTERM or SIGINT is forwarded (as SIGTERM) to every child; :meth:`run` waits
       for all of them and returns 0 if every one exited with status 0, else 1.
-    * SIGHUP is forwarded to every child (not once stopping). A child starts with
+    * SIGHUP runs ``on_reload`` here, then is forwarded to every child (not once
+      stopping). A child starts with
       SIGHUP blocked and a handler that does nothing: one sent before ``child_main``
       is ready stays pending, neither killing the child nor lost; ``child_main``
       installs its own handler and then unblocks it (as :func:`server.serve.serve`
@@ -129,6 +132,9 @@ class Supervisor:
         never runs the parent's code after the fork.
     :param on_child_exit: called in the parent with the pid of every child that
         exited, expected or not (e.g. ``prometheus_client.multiprocess.mark_process_dead``).
+    :param on_reload: called in the parent on SIGHUP, before the children are told
+        (e.g. read the settings the next children are forked with); an exception is
+        logged, and the signal forwarded all the same.
     :param on_stop: called once in the parent when the stop begins (a signal, or too
         many crashes), before the children are told: e.g. close the parent's copy of
         the listening sockets, which it kept only to fork replacements.
@@ -144,6 +150,7 @@ class Supervisor:
         *,
         on_child_exit: Callable[[int], None] = _ignore_exit,
         on_stop: Callable[[], None] = lambda: None,
+        on_reload: Callable[[], None] = lambda: None,
         max_crashes: int = MAX_CRASHES,
         crash_window: float = CRASH_WINDOW,
         backoff: float = BACKOFF,
@@ -154,6 +161,7 @@ class Supervisor:
         self.child_main = child_main
         self.on_child_exit = on_child_exit
         self.on_stop = on_stop
+        self.on_reload = on_reload
         self.max_crashes = max_crashes
         self.crash_window = crash_window
         self.backoff = backoff
@@ -211,6 +219,10 @@ class Supervisor:
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             return  # draining children no longer reload (and may have dropped the handler)
+        try:
+            self.on_reload()
+        except Exception:
+            log.exception("on_reload failed")
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
@@ -307,6 +319,7 @@ async def watch_parent(parent_pid: int, stop: asyncio.Event, interval: float) ->
 def serve_in_processes(
     settings: Settings,
     flask_app: Flask,
+    cutover: Cutover,
     on_child_exit: Callable[[int], None] = _ignore_exit,
 ) -> int:
     """Check the database, bind ``host:port``, and serve it from ``settings.process_count``
@@ -316,6 +329,10 @@ def serve_in_processes(
     :param flask_app: an app of these settings, used in this (the parent) process only
         for the start-up check; its database connections are closed before the fork.
         Features' ``start`` hooks run in each child, not here.
+    :param cutover: the parent's :class:`~server.cutover.Cutover` (of the same build):
+        on SIGHUP its route table checks the cut-over settings read again, and valid
+        ones become the settings every child forked from then on is built with
+        (:func:`server.cutover.reload_settings`). Never applied: the parent serves nothing.
     :param on_child_exit: see :class:`Supervisor`.
     :returns: the supervisor's exit status (0 after a clean stop).
     :raises server.checks.StartupError: the database is unreachable or not migrated,
@@ -332,9 +349,14 @@ def serve_in_processes(
         host, port = sock.getsockname()[:2]
         log.info("starting %d processes on http://%s:%d (pid %d)", count, host, port, os.getpid())
     parent_pid = os.getpid()
+    current = settings  # with the last cut-over settings validated; a fork inherits it
+
+    def reload() -> None:
+        nonlocal current
+        current = reload_settings(current, cutover)
 
     def child_main(index: int) -> int:
-        return _serve_child(settings, sockets, parent_pid, index)
+        return _serve_child(current, sockets, parent_pid)
 
     def close_sockets() -> None:
         # Once stopping, the parent forks no replacement: its copy of the listening
@@ -346,23 +368,25 @@ def serve_in_processes(
 
     try:
         supervisor = Supervisor(
-            count, child_main, on_child_exit=on_child_exit, on_stop=close_sockets
+            count,
+            child_main,
+            on_child_exit=on_child_exit,
+            on_stop=close_sockets,
+            on_reload=reload,
         )
         return supervisor.run()
     finally:
         close_sockets()
 
 
-def _serve_child(
-    settings: Settings, sockets: list[socket.socket], parent_pid: int, index: int
-) -> int:
+def _serve_child(settings: Settings, sockets: list[socket.socket], parent_pid: int) -> int:
     """One child: build its own hybrid, serve the inherited sockets, return 0 when stopped.
 
-    The cut-over plan is read again first (:func:`follow_current_plan`): ``settings``
-    are the parent's, as it started, and SIGHUP may have changed the plan since.
+    ``settings`` are the parent's, with the cut-over settings of the last reload it
+    validated (:func:`serve_in_processes`): the plan the other children follow.
+    SIGHUP's warning about variables the environment pins is the parent's to log.
     """
     hybrid = build_hybrid(settings)
-    follow_current_plan(hybrid.cutover, index)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -374,32 +398,3 @@ def _serve_child(
 
     run_event_loop(main(), settings.event_loop)
     return 0  # threads still busy are left behind: the child leaves with os._exit
-
-
-def follow_current_plan(cutover: Cutover, index: int) -> bool:
-    """Make a new child follow the cut-over settings as they are now, not as the parent read them.
-
-    The children the parent forks at start read what it has just read; one that
-    replaces a crashed child may come after a SIGHUP reloaded its siblings. It reads
-    ``FLASK_ROUTES``, ``CANARY_ROUTES`` and ``SHADOW_ROUTES`` again (environment and
-    ``.env``), as SIGHUP would, before it serves.
-
-    :param cutover: the child's :class:`~server.cutover.Cutover`, built with the
-        parent's settings (valid: the parent checked them at start).
-    :param index: the child's index, for the log.
-    :returns: ``True`` when the plan read now is followed; ``False`` when the settings
-        are invalid now: logged as one error line, and the parent's plan is kept.
-    """
-    try:
-        plan = current_plan(cutover)
-    except ConfigError as error:
-        log.error(
-            "process %d (pid %d): cut-over settings not read again, keeping the ones the "
-            "supervisor started with: %s",
-            index,
-            os.getpid(),
-            error,
-        )
-        return False
-    cutover.apply(plan)
-    return True

@@ -6,9 +6,10 @@ listening, :func:`serve` checks that the database is reachable and migrated
 failure to listen into one :class:`~server.checks.StartupError` line.
 
 On SIGHUP, the cut-over settings (``FLASK_ROUTES``, ``CANARY_ROUTES``,
-``SHADOW_ROUTES``) are read again and followed from the next request on
+``SHADOW_ROUTES``), and only they, are read again and followed from the next request on
 (:func:`server.cutover.reload_plan`); nothing else restarts, and no connection
-is dropped. With several processes the supervisor forwards SIGHUP to each.
+is dropped. With several processes the supervisor validates them too (for the
+processes it forks later) and forwards SIGHUP to each.
 
 On SIGTERM or SIGINT, :func:`shutdown` runs:
 
@@ -137,6 +138,8 @@ async def serve(
         the head revision, or the server cannot listen on ``host:port``.
     """
     hybrid = hybrid or build_hybrid(settings)
+    # A supervisor's child (sockets given) leaves the environment warning to the supervisor.
+    warn_on_reload = sockets is None
     if sockets is None:
         check_database(hybrid.flask_app)
         sockets = bind(settings.host, settings.port)
@@ -168,7 +171,7 @@ async def serve(
     reloads: set[asyncio.Future[bool]] = set()  # kept referenced until done
 
     def on_sighup() -> None:
-        reload = asyncio.ensure_future(reload_plan(hybrid.cutover))
+        reload = asyncio.ensure_future(reload_plan(hybrid.cutover, warn=warn_on_reload))
         reloads.add(reload)
         reload.add_done_callback(reloads.discard)
 

@@ -10,7 +10,11 @@
   (one ``Error:`` line), and a bad value on SIGHUP keeps the old plan;
 * ``--processes 2``: the supervisor forwards SIGHUP to each child, a SIGHUP sent
   while a child starts waits for it, and a child that replaces a crashed one
-  follows the settings as they are now.
+  follows the plan its siblings follow: the last one a reload (or the start)
+  validated, not an edit of ``.env`` no reload took, nor the start's after a
+  refused reload;
+* a reload reads only the three cut-over variables (a bad ``THREADS`` does not stop
+  it), and one set in the process environment is named in a warning.
 
 Which side served a request is read from its access line: the ``X-Request-ID`` the
 test sends comes back as ``request_id=`` next to ``side=native`` or ``side=flask``.
@@ -317,7 +321,6 @@ def test_a_bad_value_stops_start_up_with_one_error_line(
 
 FORWARDED = re.compile(r"\[info\s*\] (SIGHUP: forwarded to \d+ process)")
 STARTING = re.compile(r"child (\d+) starting")
-KEPT = re.compile(r"\[error\s*\] .*(cut-over settings not read again.*)")
 
 SLOW_CHILDREN = """
 import logging
@@ -410,7 +413,34 @@ def test_a_sighup_sent_while_the_processes_start_waits_for_them(
     assert status == 0, server.log
 
 
-def test_a_process_replacing_a_crashed_one_follows_the_settings_as_they_are_now(
+def serve_each(
+    server: ServerProcess, port: int, pids: set[int], name: str, clients: int = 1
+) -> dict[int, set[str]]:
+    """Send ``clients`` requests (each its own canary cookie) to each process of ``pids``;
+    return the sides that served each process's requests."""
+    connections = connect_to_each(port, pids)
+    served: dict[int, set[str]] = {}
+    try:
+        for pid, connection in connections.items():
+            ids = [f"{name}-{pid}-{client}" for client in range(clients)]
+            for request_id, client in zip(ids, range(clients), strict=True):
+                get(connection, TASK, request_id, f"{CANARY_COOKIE}=client-{client:04d}")
+            served[pid] = {side(server, request_id) for request_id in ids}
+    finally:
+        for connection in connections.values():
+            connection.close()
+    return served
+
+
+def replace_one(server: ServerProcess, victim: int, started: int) -> int:
+    """SIGKILL ``victim``; return the pid of its replacement (the ``started``-th child)."""
+    psutil.Process(victim).kill()
+    replacement = int(server.wait_for_line(STARTED_CHILD, count=started))
+    server.port(started)
+    return replacement
+
+
+def test_a_process_replacing_a_crashed_one_follows_the_plan_in_force_not_an_unreloaded_edit(
     migrated: str, cwd: Path, servers: list[ServerProcess]
 ) -> None:
     write_env(cwd, FLASK_ROUTES="task_detail")
@@ -419,31 +449,94 @@ def test_a_process_replacing_a_crashed_one_follows_the_settings_as_they_are_now(
     port = server.port()
     server.port(2)
     victim, survivor = sorted(children(server))
-    write_env(cwd, FLASK_ROUTES="")  # no SIGHUP: the survivor keeps the plan it has
-    psutil.Process(victim).kill()
-    replacement = int(server.wait_for_line(STARTED_CHILD, count=3))
-    server.port(3)
-    connections = connect_to_each(port, {survivor, replacement})
-    try:
-        get(connections[survivor], TASK, "survivor")
-        get(connections[replacement], TASK, "replacement")
-    finally:
-        for connection in connections.values():
-            connection.close()
-    assert side(server, "survivor") == "flask"
-    assert side(server, "replacement") == "native"
-    # Invalid settings now: the next replacement keeps the supervisor's plan, and says why.
-    write_env(cwd, FLASK_ROUTES="task_detial")
-    psutil.Process(replacement).kill()
-    third = int(server.wait_for_line(STARTED_CHILD, count=4))
-    server.port(4)
-    error = server.wait_for_line(KEPT)
-    assert "FLASK_ROUTES" in error and "'task_detial'" in error
-    (connection,) = connect_to_each(port, {third}).values()
-    try:
-        get(connection, TASK, "third")
-    finally:
-        connection.close()
-    assert side(server, "third") == "flask"
+    write_env(cwd, FLASK_ROUTES="")  # no SIGHUP: no process follows it, new ones neither
+    replacement = replace_one(server, victim, 3)
+    served = serve_each(server, port, {survivor, replacement}, "edited")
+    assert served == {survivor: {"flask"}, replacement: {"flask"}}
+    # The reload the edit was waiting for: every process follows it, later ones too.
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_line(RELOADED, count=2)
+    third = replace_one(server, replacement, 4)
+    served = serve_each(server, port, {survivor, third}, "reloaded")
+    assert served == {survivor: {"native"}, third: {"native"}}
     status, _ = server.stop(20)
     assert status == 0, server.log
+
+
+SUPERVISOR_KEPT = re.compile(r"\[error\s*\] (SIGHUP: cut-over settings not reloaded.*)")
+
+
+def test_after_a_refused_reload_a_replacement_follows_the_last_valid_one_not_the_start(
+    migrated: str, cwd: Path, servers: list[ServerProcess]
+) -> None:
+    write_env(cwd, CANARY_ROUTES="task_detail:50")  # the plan at start: a canary
+    server = serve(migrated, cwd, "--processes", "2")
+    servers.append(server)
+    port = server.port()
+    server.port(2)
+    write_env(cwd, FLASK_ROUTES="task_detail")  # roll back: valid, reloaded
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_line(RELOADED, count=2)
+    write_env(cwd, FLASK_ROUTES="task_detial")  # a typo: refused by every process
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_line(NOT_RELOADED, count=2)
+    error = server.wait_for_line(SUPERVISOR_KEPT)
+    assert "FLASK_ROUTES" in error and "'task_detial'" in error
+    victim, sibling = sorted(children(server))
+    replacement = replace_one(server, victim, 3)
+    # 40 clients: under the 50 % canary about half of them would be served natively.
+    served = serve_each(server, port, {sibling, replacement}, "after", clients=40)
+    assert served == {sibling: {"flask"}, replacement: {"flask"}}
+    status, _ = server.stop(20)
+    assert status == 0, server.log
+
+
+def test_a_bad_other_setting_does_not_stop_a_reload(
+    migrated: str, cwd: Path, servers: list[ServerProcess]
+) -> None:
+    write_env(cwd)
+    env = environment(migrated, PORT="0", SHUTDOWN_TIMEOUT="10")  # THREADS from .env
+    server = ServerProcess("--no-reload", "--processes", "2", env=env, cwd=cwd)
+    servers.append(server)
+    port = server.port()
+    server.port(2)
+    write_env(cwd, THREADS="abc", FLASK_ROUTES="task_detail")  # an emergency roll-back
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_line(RELOADED, count=2)
+    victim, sibling = sorted(children(server))
+    replacement = replace_one(server, victim, 3)  # the supervisor took it too
+    served = serve_each(server, port, {sibling, replacement}, "after")
+    assert served == {sibling: {"flask"}, replacement: {"flask"}}
+    assert "not reloaded" not in server.log
+    status, _ = server.stop(20)
+    assert status == 0, server.log
+
+
+FROZEN = re.compile(
+    r"\[warning\s*\] (\w+: FLASK_ROUTES is set in the process environment.*? in \.env)"
+)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_cutover_variable_in_the_process_environment_is_named_at_start_and_on_reload(
+    migrated: str, cwd: Path, servers: list[ServerProcess], processes: str
+) -> None:
+    write_env(cwd, FLASK_ROUTES="")
+    # Lower case: pydantic-settings reads it all the same, and it wins over .env.
+    server = serve(migrated, cwd, "--processes", processes, flask_routes="task_detail")
+    servers.append(server)
+    port = server.port()
+    started = server.wait_for_line(FROZEN)
+    assert started == (
+        "start: FLASK_ROUTES is set in the process environment, so SIGHUP cannot change it: "
+        "keep it in .env"
+    )
+    server.port(int(processes))
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_line(RELOADED, count=int(processes))
+    assert server.wait_for_line(FROZEN, count=2).startswith("SIGHUP: FLASK_ROUTES is set")
+    served = serve_each(server, port, children(server) or {server.process.pid}, "pinned")
+    assert all(sides == {"flask"} for sides in served.values())
+    status, _ = server.stop(20)
+    assert status == 0, server.log
+    assert len(FROZEN.findall(server.log)) == 2  # one per start or reload, not per process
