@@ -257,6 +257,28 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def md_closing_sections(
+    meta: Mapping[str, Any], errors: Sequence[Mapping[str, Any]], unit: str
+) -> list[str]:
+    """The last sections of a report: Machine, Versions and, when any, Errors.
+
+    :param meta: the run's ``meta`` (``machine`` and ``versions`` mappings).
+    :param errors: ``{"round": n, unit: name, "error": text}`` per failed run.
+    :param unit: what a run measured (``"side"``, ``"backend"``): the Errors column.
+    """
+    lines = ["", "## Machine", ""]
+    lines += md_table(["item", "value"], [[k, str(v)] for k, v in meta["machine"].items()])
+    lines += ["", "## Versions", ""]
+    lines += md_table(["component", "version"], [[k, str(v)] for k, v in meta["versions"].items()])
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += md_table(
+            ["round", unit, "error"],
+            [[str(e["round"]), e[unit], e["error"].replace("\n", " ")[:300]] for e in errors],
+        )
+    return lines
+
+
 def render_markdown(data: Mapping[str, Any]) -> str:
     """Render the full results document from the JSON-shaped ``data``."""
     meta = data["meta"]

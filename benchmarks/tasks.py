@@ -260,21 +260,7 @@ def render_markdown(data: dict[str, Any]) -> str:
                 for name, row in data["ratios"].items()
             ],
         )
-    lines += ["", "## Machine", ""]
-    lines += report.md_table(["item", "value"], [[k, str(v)] for k, v in meta["machine"].items()])
-    lines += ["", "## Versions", ""]
-    lines += report.md_table(
-        ["component", "version"], [[k, str(v)] for k, v in meta["versions"].items()]
-    )
-    if data["errors"]:
-        lines += ["", "## Errors", ""]
-        lines += report.md_table(
-            ["round", "backend", "error"],
-            [
-                [str(e["round"]), e["backend"], e["error"].replace("\n", " ")[:300]]
-                for e in data["errors"]
-            ],
-        )
+    lines += report.md_closing_sections(meta, data["errors"], "backend")
     return "\n".join(lines) + "\n"
 
 

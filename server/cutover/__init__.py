@@ -37,7 +37,6 @@ __all__ = [
     "Side",
     "current_plan",
     "frozen_variables",
-    "parse_plan",
     "read_cutover_settings",
     "reload_plan",
     "reload_settings",
@@ -60,20 +59,6 @@ def read_cutover_settings() -> CutoverSettings:
     return load_feature_settings(CutoverSettings)
 
 
-def parse_plan(cutover: Cutover, values: CutoverSettings) -> CutoverPlan:
-    """Parse ``values``' three variables against ``cutover``'s route table.
-
-    :raises config.ConfigError: as :meth:`CutoverPlan.parse`.
-    """
-    return CutoverPlan.parse(
-        values.flask_routes,
-        values.canary_routes,
-        values.shadow_routes,
-        cutover.ported,
-        cutover.native_only,
-    )
-
-
 def current_plan(cutover: Cutover) -> CutoverPlan:
     """Read the cut-over settings now (environment and ``.env``) and parse their plan.
 
@@ -86,7 +71,7 @@ def current_plan(cutover: Cutover) -> CutoverPlan:
     :raises config.ConfigError: a cut-over setting is invalid (one line naming it and
         its value).
     """
-    return parse_plan(cutover, read_cutover_settings())
+    return cutover.parse(read_cutover_settings())
 
 
 def frozen_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -160,7 +145,7 @@ def reload_settings(settings: Settings, cutover: Cutover) -> Settings:
     warn_if_frozen("SIGHUP")
     try:
         values = read_cutover_settings()
-        parse_plan(cutover, values)
+        cutover.parse(values)
     except ConfigError as error:
         log.error(
             "SIGHUP: cut-over settings not reloaded, new processes keep the current ones: %s",

@@ -36,6 +36,7 @@ from tornado.routing import PathMatches, Rule
 
 from config import Settings
 from config.defaults import SERVICE_NAME
+from config.settings import CutoverSettings
 from server.cutover.metrics import CutoverMetrics
 from server.cutover.plan import CutoverPlan, RoutePlan, Side
 from server.inventory import build_inventory
@@ -185,8 +186,11 @@ class Cutover:
                 rule.matcher = CutoverMatcher(rule, cutover)
         return cutover
 
-    def parse(self, settings: Settings) -> CutoverPlan:
+    def parse(self, settings: CutoverSettings) -> CutoverPlan:
         """Parse ``settings``' three variables against this process's route table.
+
+        :param settings: the whole :class:`config.Settings` or just its
+            :class:`~config.settings.CutoverSettings` (what a reload reads).
 
         :raises config.ConfigError: as :meth:`CutoverPlan.parse`.
         """
