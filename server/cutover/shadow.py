@@ -320,6 +320,8 @@ class ShadowRunner:
         :param primary: the side that serves the request.
         :param native: the native handler of the route (run when ``primary`` is Flask).
         """
+        if plan.shadow_percent < 100 and self._sample() >= plan.shadow_percent:
+            return  # not sampled: nothing else is done for this request
         run = _Run(
             plan.name,
             request.method or "GET",
@@ -329,8 +331,6 @@ class ShadowRunner:
             ensure_request_id(request),
         )
         try:
-            if plan.shadow_percent < 100 and self._sample() >= plan.shadow_percent:
-                return
             capture = _PrimaryCapture(
                 self.capture_max_bytes, lambda body: self._primary_finished(request, run, body)
             )
