@@ -4,6 +4,9 @@ Each kind has a pydantic model for its ``params`` and a function
 ``run(params, report) -> result`` that runs in a worker thread. ``report(percent)``
 records progress (an ``int`` from 0 to 100); the returned ``dict`` is stored as
 the task's ``result``. To add a kind, write both and add it to :data:`KINDS`.
+The task form shows the model's ``int`` and ``float`` fields, labelled with
+their ``title`` and bounded by their ``ge``/``le`` (:mod:`app.tasks.parameters`):
+a new kind needs no template edits.
 
 Call ``report`` between steps, at least every second or so: it is also how a
 task learns that it must stop -- the process is stopping, someone cancelled
@@ -39,15 +42,15 @@ class SleepParams(BaseModel):
     """``sleep``: wait ``steps`` x ``delay`` seconds, reporting after each step."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    steps: int = Field(10, ge=1, le=1000)
-    delay: float = Field(0.2, ge=0, le=10, description="seconds per step")
+    steps: int = Field(10, ge=1, le=1000, title="Steps")
+    delay: float = Field(0.2, ge=0, le=10, title="Seconds per step", description="seconds per step")
 
 
 class PrimesParams(BaseModel):
     """``primes``: count the primes below ``limit`` (CPU-bound, segmented sieve)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    limit: int = Field(1_000_000, ge=2, le=50_000_000)
+    limit: int = Field(1_000_000, ge=2, le=50_000_000, title="Count primes below")
 
 
 def run_sleep(params: SleepParams, report: Report) -> dict[str, Any]:
