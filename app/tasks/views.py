@@ -10,16 +10,26 @@ queue backend's Redis) 503 with ``Retry-After``, also when starting a task.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.tasks.client import TaskBackendUnavailable, TaskStateConflict, task_client
-from app.tasks.forms import NoteForm, TaskActionForm, TaskForm
+from app.tasks.forms import NoteForm, TaskActionForm, TaskForm, task_form
 from app.tasks.models import RETRYABLE_STATUSES, Task, TaskStatus
 from app.tasks.service import (
     add_note,
@@ -28,6 +38,7 @@ from app.tasks.service import (
     list_tasks,
     use_task_id_converter,
 )
+from app.tasks.wording import name_taken, sentences
 from app.validation import InvalidInput
 
 blueprint = Blueprint(
@@ -51,38 +62,56 @@ def task_actions() -> dict[str, list[str]]:
 
 @blueprint.get("/tasks")
 def index() -> str:
-    """The task list: recent tasks, counts by status, and the form to start one."""
+    """The task list: recent tasks, counts by status, and the form to start one.
+
+    ``?kind=primes`` shows the form with that kind's fields (how the kind is
+    chosen without JavaScript: :class:`app.tasks.forms.TaskForm`).
+    """
+    return index_page(task_form(request.args.get("kind")))
+
+
+def index_page(form: TaskForm) -> str:
+    """Render the task list with ``form`` (empty, or as sent with its errors)."""
     return render_template(
-        "tasks/index.html", form=TaskForm(), tasks=list_tasks(), counts=count_by_status()
+        "tasks/index.html", form=form, tasks=list_tasks(), counts=count_by_status()
     )
 
 
 @blueprint.post("/tasks")
 def create() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
-    """Create a task from the form; on success redirect to its page."""
-    form = TaskForm()
-    if form.validate_on_submit():
+    """Create a task from the form; on success redirect to its page.
+
+    Every refusal is flashed in the form's words (:mod:`app.tasks.wording`),
+    the form shown again as sent: 422 for a field's value or the CSRF token,
+    409 for a name another task has (the database's unique constraint, so two
+    people racing for one name get one task and one message, not a 500).
+    """
+    form = task_form()
+    kind = form.kind.data
+    problems: Mapping[str, str | list[str]] = {}
+    status = 422
+    if not form.validate_on_submit():
+        problems = form.problems()
+    else:
+        name = form.task_name()
         try:
-            task = create_task(form.kind.data, form.params())
+            task = create_task(kind, form.params(), name)
         except InvalidInput as error:
-            for field, message in error.fields.items():
-                flash(f"{field}: {message}", "error")
+            problems = error.fields
+        except IntegrityError:
+            if name is None:
+                raise
+            flash(name_taken(name.strip()), "error")
+            status = 409
         except TaskBackendUnavailable as error:
             flash(str(error), "error")
-            page = render_template(
-                "tasks/index.html", form=form, tasks=list_tasks(), counts=count_by_status()
-            )
-            return page, 503, {"Retry-After": str(error.retry_after)}
+            return index_page(form), 503, {"Retry-After": str(error.retry_after)}
         else:
             flash(f"Task {task.id} started.", "success")
             return redirect(url_for("tasks.detail", task_id=task.id))
-    for field, messages in form.errors.items():
-        for message in messages:
-            flash(f"{field}: {message}", "error")
-    page = render_template(
-        "tasks/index.html", form=form, tasks=list_tasks(), counts=count_by_status()
-    )
-    return page, 422
+    for message in sentences(kind, problems):
+        flash(message, "error")
+    return index_page(form), status
 
 
 @blueprint.get("/tasks/<task_id:task_id>")

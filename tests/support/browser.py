@@ -46,9 +46,11 @@ needs_chromium = pytest.mark.skipif(
 
 
 @contextmanager
-def chromium_page() -> Iterator[tuple[Page, list[str]]]:
+def chromium_page(*, javascript: bool = True) -> Iterator[tuple[Page, list[str]]]:
     """Open a page in a fresh headless Chromium; close the browser afterwards.
 
+    :param javascript: ``False`` runs no script of the page (Playwright's
+        ``java_script_enabled``), to test what works without JavaScript.
     :returns: the Playwright page, and a list that collects the page's
         uncaught JavaScript errors (assert it is empty at the end).
     """
@@ -57,7 +59,7 @@ def chromium_page() -> Iterator[tuple[Page, list[str]]]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(java_script_enabled=javascript)
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             yield page, errors

@@ -600,8 +600,7 @@ def test_page_with_the_queue_down_flashes_503_not_500(
     assert "the task queue is unavailable" in down
     assert down.html.select_one("[data-status]").text == "cancelled"
 
-    form = testapp.get("/tasks").forms["new-task"]
-    form["kind"] = "sleep"
+    form = testapp.get("/tasks?kind=sleep").forms["new-task"]
     refused = form.submit(status=503)
     assert "the task queue is unavailable" in refused
     assert int(refused.headers["Retry-After"]) > 0
