@@ -23,14 +23,15 @@ def test_start_a_task_and_watch_it_finish(live_server: ServerFactory, tmp_path: 
         page.goto(f"{server.url}/tasks")
         expect(page.locator("h1")).to_have_text("Start a task")
         page.select_option("select[name=kind]", "sleep")
-        page.fill("input[name=steps]", "10")
-        page.fill("input[name=delay]", "0.1")
-        page.click("button[type=submit]")
+        page.fill("input[name=sleep-steps]", "10")
+        page.fill("input[name=sleep-delay]", "0.1")
+        page.click("#new-task button[type=submit]")
 
         expect(page.locator(".flash")).to_have_text("Task 1 started.")
         status = page.locator('[data-status="1"]')
         expect(status).to_have_text("succeeded", timeout=10_000)
         assert page.locator('[data-progress="1"]').evaluate("bar => bar.value") == 100
+        expect(page.locator('[data-percent="1"]')).to_have_text("100%")
         expect(page.locator("#result")).to_have_text('{"slept_seconds":1}')
         page.screenshot(path=str(tmp_path / "task-detail.png"))
 

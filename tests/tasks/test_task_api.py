@@ -34,6 +34,7 @@ from app.database import call_in_session
 from app.schema_migrations import upgrade_database
 from app.tasks import kinds
 from app.tasks.client import MAX_PARAMS_BYTES
+from app.tasks.execution import INTERRUPTED_ERROR
 from app.tasks.models import Task
 from config import Settings
 from server.build import build_hybrid
@@ -355,6 +356,33 @@ def test_a_failed_task_retried_runs_again_and_succeeds(
     assert (done["result"], done["error"], done["attempts"]) == ({"call": 2}, None, 1)
 
 
+def mark_interrupted(flask_app: Flask, task_id: int) -> None:
+    """Record task ``task_id`` as a server stopping mid-run does (``interrupted`` at 40 %)."""
+
+    def mark(session: Session) -> None:
+        task = session.get_one(Task, task_id)
+        task.status, task.progress, task.error = "interrupted", 40, INTERRUPTED_ERROR
+
+    call_in_session(flask_app, mark)
+
+
+def test_an_interrupted_task_retried_runs_again_and_succeeds(
+    live_server: ServerFactory, side: str
+) -> None:
+    server = live_server()
+    flask_app = server.hybrid.flask_app
+    with client(server) as http:
+        created = http.post(side, json={"kind": "sleep", "params": {"steps": 2, "delay": 0}})
+        task_id = created.json()["id"]
+        wait_status(flask_app, task_id, "succeeded")
+        mark_interrupted(flask_app, task_id)
+        retried = http.post(f"{side}/{task_id}/retry")
+        assert retried.status_code == 200
+        assert (retried.json()["status"], retried.json()["error"]) == ("queued", None)
+        done = wait_status(flask_app, task_id, "succeeded")
+    assert (done["progress"], done["error"], done["attempts"]) == (100, None, 1)
+
+
 def test_a_raising_kind_is_retried_up_to_max_attempts_then_failed(
     live_server: ServerFactory, side: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -582,6 +610,19 @@ def test_page_shows_attempts_of_a_failed_task(
     assert buttons(page) == {"cancel": False, "retry": True}
     row = testapp.get("/tasks").html.select_one("#tasks tbody tr")
     assert "failed" in row.text and "attempt 2 of 2" in row.text
+
+
+def test_page_retries_an_interrupted_task(page_app: Callable[[], webtest.TestApp]) -> None:
+    testapp = page_app()
+    task_id = testapp.post_json("/api/tasks", {"kind": "sleep", "params": {"steps": 1}}).json["id"]
+    wait_status(testapp.app, task_id, "succeeded")
+    mark_interrupted(testapp.app, task_id)
+    page = testapp.get(f"/tasks/{task_id}")
+    assert page.html.select_one("[data-status]").text == "interrupted"
+    assert buttons(page) == {"cancel": False, "retry": True}
+    retried = page.forms["retry-task"].submit(status=303).follow()
+    assert f"Task {task_id} queued again." in retried
+    assert wait_status(testapp.app, task_id, "succeeded")["error"] is None
 
 
 def test_page_with_the_queue_down_flashes_503_not_500(
