@@ -27,9 +27,9 @@ class TaskForm(FlaskForm):
     """Start a task: its kind, an optional name, and the chosen kind's parameters.
 
     Built per request by :func:`task_form` from :data:`app.tasks.kinds.KINDS`
-    (one :class:`~wtforms.FormField` per kind, named after it, so its inputs
-    are ``<kind>-<parameter>``: ``sleep-steps``, ``primes-limit``); a new kind
-    needs no edits here or in the template.
+    (one :class:`~wtforms.FormField` per kind, :func:`params_field`, whose
+    inputs are ``<kind>-<parameter>``: ``sleep-steps``, ``primes-limit``); a
+    new kind needs no edits here or in the template.
 
     The page is usable without JavaScript: the kind is chosen first, in a
     separate ``GET`` form (``/tasks?kind=primes``) that renders this form
@@ -52,12 +52,12 @@ class TaskForm(FlaskForm):
 
     def kinds(self) -> list[TaskKind]:
         """The kinds the form offers, in :data:`~app.tasks.kinds.KINDS` order."""
-        return [kind for kind in KINDS.values() if kind.name in self]
+        return [kind for kind in KINDS.values() if params_field(kind.name) in self]
 
     def fieldsets(self) -> Iterator[tuple[TaskKind, list[Field]]]:
         """Each kind with its parameters' fields, for the template to render one fieldset each."""
         for kind in self.kinds():
-            yield kind, list(self[kind.name])
+            yield kind, list(self[params_field(kind.name)])
 
     def task_name(self) -> str | None:
         """The name typed in, or ``None`` if left empty (spaces alone are refused later)."""
@@ -65,9 +65,10 @@ class TaskForm(FlaskForm):
 
     def params(self) -> dict[str, Any]:
         """Return the filled-in parameters of the chosen kind (none if the kind is unknown)."""
-        if self.kind.data not in self:
+        chosen = params_field(self.kind.data or "")
+        if chosen not in self:
             return {}
-        fields = self[self.kind.data]
+        fields = self[chosen]
         return {name: value for name, value in fields.data.items() if value is not None}
 
     def validate(self, extra_validators: Any = None) -> bool:
@@ -75,11 +76,21 @@ class TaskForm(FlaskForm):
 
         The other kinds' fields are not sent (their fieldsets are disabled), so
         nothing about them can be wrong.
+
+        :param extra_validators: more validators by field name, as
+            :meth:`wtforms.Form.validate` takes them (inline ``validate_<field>``
+            methods are not looked up: this form has none).
+        :returns: whether those fields are valid; their errors are in :attr:`errors`.
         """
         self._errors = None
-        checked = {"csrf_token", "kind", "name", self.kind.data}
+        checked = {"csrf_token", "kind", "name", params_field(self.kind.data or "")}
+        extra = extra_validators or {}
         return all(
-            [field.validate(self) for name, field in self._fields.items() if name in checked]
+            [
+                field.validate(self, extra.get(name, ()))
+                for name, field in self._fields.items()
+                if name in checked
+            ]
         )
 
     def problems(self) -> dict[str, list[str]]:
@@ -104,10 +115,22 @@ def task_form(kind: str | None = None) -> TaskForm:
     :param kind: the kind to show when the request sends none (``?kind=`` of
         the page); an unknown one, or ``None``, is the first kind.
     """
-    fields = {name: FormField(kind_fields(task_kind)) for name, task_kind in KINDS.items()}
+    fields = {
+        params_field(name): FormField(kind_fields(task_kind), name=name)
+        for name, task_kind in KINDS.items()
+    }
     form_class = type("TaskForm", (TaskForm,), fields)
     form: TaskForm = form_class(kind=kind if kind in KINDS else next(iter(KINDS)))
     return form
+
+
+def params_field(kind: str) -> str:
+    """The attribute of :class:`TaskForm` holding ``kind``'s fields (``params_sleep``).
+
+    Its inputs are still named after the kind alone (``sleep-steps``); the
+    prefix keeps a kind called ``name`` or ``kind`` off the form's own fields.
+    """
+    return f"params_{kind}"
 
 
 def kind_fields(kind: TaskKind) -> type[Form]:

@@ -192,6 +192,20 @@ def test_a_new_kind_gets_its_fieldset_without_template_edits(
     assert wait_for_final(flask_app, 1).result == {"said": "hello hello ", "pitch": 442.5}
 
 
+def test_a_kind_called_name_leaves_the_name_field_alone(
+    testapp: webtest.TestApp, flask_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(params: Greeting, report: kinds.Report) -> dict[str, object]:
+        return {"times": params.times}
+
+    monkeypatch.setitem(kinds.KINDS, "name", kinds.TaskKind("name", Greeting, run, "Say a name"))
+    form = testapp.get("/tasks", {"kind": "name"}).forms["new-task"]
+    form["name"], form["name-times"] = "called name", "3"
+    form.submit(status=302)
+    task = wait_for_final(flask_app, 1)
+    assert (task.kind, task.name, task.result) == ("name", "called name", {"times": 3})
+
+
 def test_a_percentage_beside_each_progress_bar(testapp: webtest.TestApp, flask_app: Flask) -> None:
     testapp.post_json("/api/tasks", {"kind": "sleep", "params": {"steps": 1, "delay": 0}})
     wait_for_final(flask_app, 1)
