@@ -6,6 +6,9 @@ What the browser does with the form (JavaScript or none) is in
 
 from __future__ import annotations
 
+import threading
+
+import httpx
 import pytest
 import webtest
 from flask import Flask
@@ -14,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.extensions import db
 from app.tasks import kinds
 from app.tasks.models import Task
+from tests.support.login import csrf_token
+from tests.support.server import ServerFactory
 from tests.tasks.support import wait_for_final
 
 NAME_RULE = "Name: leave it empty for none, or give 1 to 100 characters (not only spaces)."
@@ -137,6 +142,32 @@ def test_a_duplicate_name_is_a_message_not_a_500(
     assert flashes(page) == ["Name: a task named “daily” already exists; choose another name."]
     assert page.forms["new-task"]["name"].value == " daily "  # shown again as sent
     assert row_count(flask_app) == 1
+
+
+def test_two_people_racing_for_one_name_get_one_task_and_one_message(
+    live_server: ServerFactory,
+) -> None:
+    """Over real HTTP, both forms sent at once: the database's unique name decides."""
+    server = live_server()
+    start = threading.Barrier(2, timeout=30)
+    answers: list[httpx.Response] = []
+
+    def submit() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as person:
+            token = csrf_token(person.get("/tasks").text)
+            form = {"csrf_token": token, "kind": "sleep", "name": "the one", "sleep-steps": "1"}
+            start.wait()
+            answers.append(person.post("/tasks", data=form))
+
+    people = [threading.Thread(target=submit) for _ in range(2)]
+    for person in people:
+        person.start()
+    for person in people:
+        person.join(60)
+    assert sorted(answer.status_code for answer in answers) == [302, 409]
+    refused = next(answer for answer in answers if answer.status_code == 409)
+    assert "Name: a task named “the one” already exists; choose another name." in refused.text
+    assert row_count(server.hybrid.flask_app) == 1
 
 
 def test_the_page_shows_only_the_chosen_kinds_fields(testapp: webtest.TestApp) -> None:
