@@ -337,9 +337,7 @@ class Settings(CutoverSettings):
 
     @model_validator(mode="after")
     def _reserve_below_threads(self) -> Settings:
-        if self.reserved_threads is None:
-            self.reserved_threads = default_reserved_threads(self.threads)
-        elif self.reserved_threads >= self.threads:
+        if self.reserved_threads is not None and self.reserved_threads >= self.threads:
             raise ValueError(
                 f"RESERVED_THREADS: must be less than THREADS ({self.threads}), "
                 f"got {self.reserved_threads}: Flask requests need at least one thread"
@@ -347,10 +345,21 @@ class Settings(CutoverSettings):
         return self
 
     @property
+    def reserved_thread_count(self) -> int:
+        """``reserved_threads``, or when unset :func:`default_reserved_threads` of ``threads``.
+
+        Derived on each read (not filled in at validation), so a copy with another
+        ``threads`` (``model_copy(update=...)``, as tests make) gets its own default.
+        """
+        if self.reserved_threads is None:
+            return default_reserved_threads(self.threads)
+        return self.reserved_threads
+
+    @property
     def bridge_threads(self) -> int:
-        """Threads the WSGI bridge may occupy at once: ``threads - reserved_threads`` (>= 1)."""
-        assert self.reserved_threads is not None
-        return self.threads - self.reserved_threads
+        """Threads the WSGI bridge may occupy at once: ``threads`` minus the reserve (>= 1
+        for validated settings)."""
+        return self.threads - self.reserved_thread_count
 
     @model_validator(mode="after")
     def _observability_defaults(self) -> Settings:

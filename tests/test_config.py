@@ -161,7 +161,14 @@ def test_reserved_threads_default_to_an_eighth_at_least_one_below_threads(
     monkeypatch: pytest.MonkeyPatch, threads: str, reserved: int
 ) -> None:
     monkeypatch.setenv("THREADS", threads)
-    assert load_settings().reserved_threads == reserved
+    settings = load_settings()
+    assert settings.reserved_threads is None  # unset: derived from THREADS
+    assert (settings.reserved_thread_count, settings.bridge_threads) == (
+        reserved,
+        int(threads) - reserved,
+    )
+    # A copy with other THREADS (as tests make) gets the default of its own THREADS.
+    assert settings.model_copy(update={"threads": 16}).reserved_thread_count == 2
 
 
 def test_reserved_threads_set_how_many_threads_flask_may_not_take(
