@@ -1,0 +1,129 @@
+"""The task list (``/tasks``) in a real browser, kept live by the WebSocket.
+
+Drives Debian's Chromium with Playwright, as ``test_browser.py`` does. Tasks are
+created by another client (the JSON API of either side), never by the page, and the
+page is never reloaded until the end: new rows, their progress and the status counts
+come from the WebSocket events. At the end the live rows are compared with what the
+server renders for the same tasks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from app.tasks import service
+from tests.support.browser import chromium_page, needs_chromium
+from tests.support.server import ServerFactory
+from tests.tasks.support import WAIT_MS, open_watching, register_blocking_kind
+
+pytestmark = needs_chromium
+
+ROWS = "#tasks tbody tr"
+"""The list's rows, newest first."""
+
+
+@pytest.fixture
+def released(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Register ``block``: it runs, reporting, until the event is set (after the test at last)."""
+    gate = register_blocking_kind(monkeypatch)
+    yield gate
+    gate.set()
+
+
+def rows_markup(page: Page) -> list[str]:
+    """Each row's markup, whitespace between tags dropped (the live rows are built
+    by script, the others by Jinja: the same elements, attributes and text)."""
+    markup: list[str] = page.locator(ROWS).evaluate_all(
+        "rows => rows.map(row => row.outerHTML.replace(/>\\s+</g, '><').trim())"
+    )
+    return markup
+
+
+def expect_counts(page: Page, **counts: int) -> None:
+    """Wait until the status counts line shows ``counts`` (``queued=1, ...``)."""
+    from playwright.sync_api import expect
+
+    for status, count in counts.items():
+        expect(page.locator(f'[data-count="{status}"]')).to_have_text(
+            f"{status}: {count}", timeout=WAIT_MS
+        )
+
+
+def test_tasks_created_elsewhere_appear_live_and_the_counts_follow(
+    live_server: ServerFactory, released: threading.Event
+) -> None:
+    from playwright.sync_api import expect
+
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=30) as api, chromium_page() as (page, errors):
+        open_watching(page, f"{server.url}/tasks")
+        expect(page.locator("#no-tasks")).to_be_visible()
+        expect_counts(page, queued=0, running=0, succeeded=0)
+
+        first = api.post("/api/tasks", json={"kind": "block", "name": "first one"}).json()["id"]
+        row = page.locator(ROWS).first
+        expect(row.locator(f'a[href="/tasks/{first}"]')).to_have_text(str(first), timeout=WAIT_MS)
+        expect(row.locator("td.name")).to_have_text("first one")
+        expect(row.locator("td.kind")).to_have_text("block")
+        expect(page.locator("#no-tasks")).to_have_count(0)
+        expect(row.locator(f'[data-status="{first}"]')).to_have_text("running", timeout=WAIT_MS)
+        expect_counts(page, queued=0, running=1, succeeded=0)
+
+        # The native side's API; it waits behind "block" (the one task thread).
+        second = api.post(
+            "/api/v2/tasks", json={"kind": "sleep", "params": {"steps": 1}, "name": "second"}
+        ).json()["id"]
+        expect(page.locator(ROWS)).to_have_count(2, timeout=WAIT_MS)
+        row = page.locator(ROWS).first
+        expect(row.locator(f'a[href="/tasks/{second}"]')).to_have_text(str(second))
+        expect(row.locator("td.name")).to_have_text("second")
+        expect(row.locator(f'[data-status="{second}"]')).to_have_text("queued")
+        expect(row.locator(f'[data-attempts="{second}"]')).to_have_text("not started")
+        expect_counts(page, queued=1, running=1, succeeded=0)
+
+        released.set()
+        expect_counts(page, queued=0, running=0, succeeded=2)
+        expect(page.locator(f'[data-attempts="{second}"]')).to_have_text("attempt 1 of 3")
+        expect(page.locator(f'[data-progress="{second}"]')).to_have_text("100%")
+        live = rows_markup(page)
+
+        page.reload()
+        expect(page.locator(ROWS)).to_have_count(2)
+        assert rows_markup(page) == live
+        expect_counts(page, queued=0, running=0, succeeded=2)
+        assert errors == []
+
+
+def test_the_list_keeps_its_length_and_an_event_repeated_is_counted_once(
+    live_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    monkeypatch.setattr(service, "RECENT_TASKS", 3)
+    server = live_server()
+    quick = {"kind": "sleep", "params": {"steps": 1, "delay": 0}}
+    with httpx.Client(base_url=server.url, timeout=30) as api, chromium_page() as (page, errors):
+        ids = [api.post("/api/tasks", json=quick).json()["id"] for _ in range(3)]
+        open_watching(page, f"{server.url}/tasks")
+        expect_counts(page, succeeded=3)
+        expect(page.locator(ROWS)).to_have_count(3)
+
+        newest = api.post("/api/tasks", json=quick).json()["id"]
+        expect(page.locator(ROWS).first.locator("a")).to_have_text(str(newest), timeout=WAIT_MS)
+        expect_counts(page, queued=0, running=0, succeeded=4)
+        expect(page.locator(ROWS)).to_have_count(3)
+        expect(page.locator(f'[data-status="{ids[0]}"]')).to_have_count(0)  # the oldest left
+
+        # The same event again (as a reconnecting relay might deliver it), then a new
+        # task: events arrive in order, so once the new one shows, the repeat was seen.
+        events = server.hybrid.flask_app.extensions["task_events"]
+        events.publish({"type": "task", "task": api.get(f"/api/tasks/{newest}").json()})
+        last = api.post("/api/tasks", json=quick).json()["id"]
+        expect(page.locator(f'[data-status="{last}"]')).to_have_text("succeeded", timeout=WAIT_MS)
+        expect_counts(page, queued=0, running=0, succeeded=5)  # the last event: no more change
+        assert errors == []
