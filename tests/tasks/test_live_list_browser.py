@@ -137,3 +137,27 @@ def test_the_list_keeps_its_length_and_repeated_or_late_events_change_nothing(
         expect(page.locator(f'[data-status="{last}"]')).to_have_text("succeeded")
         expect_counts(page, queued=0, running=0, succeeded=6)
         assert errors == []
+
+
+def test_a_change_of_a_task_older_than_the_list_recounts(
+    live_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, released: threading.Event
+) -> None:
+    """The page cannot know the former status of a task it does not show: the counts
+    are read again from the server, not guessed."""
+    from playwright.sync_api import expect
+
+    monkeypatch.setattr(service, "RECENT_TASKS", 1)
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=30) as api, chromium_page() as (page, errors):
+        older = api.post("/api/tasks", json={"kind": "block"}).json()["id"]
+        # Waits behind "block" (the one task thread): the list shows only this one.
+        shown = api.post("/api/tasks", json={"kind": "sleep", "params": {"steps": 1}}).json()["id"]
+        open_watching(page, f"{server.url}/tasks")
+        expect(page.locator(ROWS)).to_have_count(1)
+        expect(page.locator(f'[data-status="{older}"]')).to_have_count(0)
+        expect_counts(page, queued=1, running=1, succeeded=0)
+
+        released.set()
+        expect(page.locator(f'[data-status="{shown}"]')).to_have_text("succeeded", timeout=WAIT_MS)
+        expect_counts(page, queued=0, running=0, succeeded=2)
+        assert errors == []
