@@ -161,3 +161,31 @@ def test_a_change_of_a_task_older_than_the_list_recounts(
         expect(page.locator(f'[data-status="{shown}"]')).to_have_text("succeeded", timeout=WAIT_MS)
         expect_counts(page, queued=0, running=0, succeeded=2)
         assert errors == []
+
+
+def test_a_task_created_before_the_socket_subscribed_is_shown_after_its_hello(
+    live_server: ServerFactory, released: threading.Event
+) -> None:
+    """The WebSocket is held (Playwright's WebSocket route) until a task has been
+    created after the page's rendering: no event will tell the page about it, the
+    re-read on ``hello`` does."""
+    from playwright.sync_api import WebSocketRoute, expect
+
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=30) as api, chromium_page() as (page, errors):
+        api.post("/api/tasks", json={"kind": "block"})  # holds the one task thread
+        unseen: list[int] = []
+
+        def create_then_connect(socket: WebSocketRoute) -> None:
+            new = {"kind": "sleep", "params": {"steps": 1}, "name": "unseen"}
+            unseen.append(api.post("/api/tasks", json=new).json()["id"])  # stays queued
+            socket.connect_to_server()
+
+        page.route_web_socket("**/ws/tasks", create_then_connect)
+        page.goto(f"{server.url}/tasks")
+        row = page.locator(ROWS).first
+        expect(row.locator("td.name")).to_have_text("unseen", timeout=WAIT_MS)
+        expect(row.locator(f'[data-status="{unseen[0]}"]')).to_have_text("queued")
+        expect(page.locator(ROWS)).to_have_count(2)
+        expect_counts(page, queued=1, running=1, succeeded=0)
+        assert errors == []
