@@ -63,6 +63,7 @@ def test_tasks_created_elsewhere_appear_live_and_the_counts_follow(
     with httpx.Client(base_url=server.url, timeout=30) as api, chromium_page() as (page, errors):
         open_watching(page, f"{server.url}/tasks")
         expect(page.locator("#no-tasks")).to_be_visible()
+        expect(page.locator("#tasks")).to_be_hidden()
         expect_counts(page, queued=0, running=0, succeeded=0)
 
         first = api.post("/api/tasks", json={"kind": "block", "name": "first one"}).json()["id"]
@@ -71,6 +72,7 @@ def test_tasks_created_elsewhere_appear_live_and_the_counts_follow(
         expect(row.locator("td.name")).to_have_text("first one")
         expect(row.locator("td.kind")).to_have_text("block")
         expect(page.locator("#no-tasks")).to_have_count(0)
+        expect(page.locator("#tasks")).to_be_visible()
         expect(row.locator(f'[data-status="{first}"]')).to_have_text("running", timeout=WAIT_MS)
         expect_counts(page, queued=0, running=1, succeeded=0)
 
