@@ -12,6 +12,10 @@ workers (``benchmarks/tasks.py``; ``python -m benchmarks.run tasks --help``).
 ``python -m benchmarks.run shadow [options]`` measures what ``SHADOW_ROUTES`` costs the
 primary path: p50/p99 of a ported route with the shadow on against off
 (``benchmarks/shadow.py``; ``python -m benchmarks.run shadow --help``).
+
+``python -m benchmarks.run lane [options]`` measures a native route's blocking database
+call (``GET /api/stats``) while Flask views saturate the shared pool (issue 15;
+``benchmarks/lane.py``; ``python -m benchmarks.run lane --help``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, shadow, tasks
+from benchmarks import lane, report, shadow, tasks
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import ServerProcess, ServerStartError, pin_current_process, pinning_available
 from benchmarks.scenarios import SCENARIOS, BenchConfig, Context, settle
@@ -194,13 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``tasks`` as the first argument runs the task-queue benchmark instead
     (:mod:`benchmarks.tasks`, ``python -m benchmarks.run tasks --help``); ``shadow``
-    the shadow's cost (:mod:`benchmarks.shadow`).
+    the shadow's cost (:mod:`benchmarks.shadow`); ``lane`` a native route's database
+    call while Flask saturates the pool (:mod:`benchmarks.lane`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["tasks"]:
         return tasks.main(argv[1:])
     if argv[:1] == ["shadow"]:
         return shadow.main(argv[1:])
+    if argv[:1] == ["lane"]:
+        return lane.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args)

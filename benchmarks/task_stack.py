@@ -103,6 +103,9 @@ class ServiceStack:
     :param log_dir: where the processes' logs go.
     :param label: prefix of the log files' names.
     :param env: more variables for the service (e.g. ``SHADOW_ROUTES``), over the stack's own.
+    :param server_module: run ``python -m <server_module> --port P`` instead of
+        ``manage.py serve`` (e.g. ``benchmarks.lane_service``: the service plus a slow
+        Flask view); None for ``manage.py serve``.
     """
 
     def __init__(
@@ -115,8 +118,10 @@ class ServiceStack:
         log_dir: Path,
         label: str,
         env: Mapping[str, str] | None = None,
+        server_module: str | None = None,
     ) -> None:
         self.backend = backend
+        self.server_module = server_module
         self.extra_env = dict(env or {})
         self.threads = threads
         self.database_url = database_url
@@ -205,11 +210,12 @@ class ServiceStack:
         if migrate.returncode != 0:
             raise StackError(f"manage.py db upgrade failed:\n{migrate.stderr[-2000:]}")
         self.port = free_port()
-        serve = self._process(
-            "serve",
-            [sys.executable, MANAGE, "serve", "--no-reload", "--port", str(self.port)],
-            env,
-        )
+        command = [sys.executable, MANAGE, "serve", "--no-reload", "--port", str(self.port)]
+        serve_env = env
+        if self.server_module is not None:
+            command = [sys.executable, "-m", self.server_module, "--port", str(self.port)]
+            serve_env = {**env, "PYTHONPATH": str(PROJECT_ROOT)}
+        serve = self._process("serve", command, serve_env)
         serve.wait_until(lambda: _http_ok(self.port, "/readyz"), start_timeout)
         if self.backend.workers:
             count = self.backend.workers

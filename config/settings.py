@@ -60,6 +60,20 @@ def default_database_url(environment: Environment) -> str:
     return f"sqlite:///{INSTANCE_PATH / f'{environment}.db'}"
 
 
+def default_reserved_threads(threads: int) -> int:
+    """``RESERVED_THREADS`` when unset: ``max(1, threads // 8)``, at most ``threads - 1``.
+
+    Native blocking calls are short (a database query: milliseconds), so a few threads
+    keep them from waiting behind Flask views that may take seconds, and an eighth
+    costs Flask little throughput (2 of the default 16 threads).  With one thread
+    there is nothing to reserve: 0.
+
+    :param threads: ``THREADS``, the shared executor's size (>= 1).
+    :returns: how many of its threads Flask requests may not take.
+    """
+    return min(threads - 1, max(1, threads // 8))
+
+
 class CutoverSettings(BaseSettings):
     """The three cut-over settings alone, read like :class:`Settings` (environment, ``.env``).
 
@@ -120,6 +134,13 @@ class Settings(CutoverSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port (0 picks a free one).")
     threads: int = Field(16, ge=1, le=1024, description="Worker threads of the shared executor.")
+    reserved_threads: int | None = Field(
+        None,
+        ge=0,
+        description="Threads of the shared executor Flask requests never take: native "
+        "handlers' blocking calls (and other work) find one even while Flask views hold "
+        "the rest; default max(1, THREADS // 8), at most THREADS - 1 (docs/wsgi-bridge.md).",
+    )
     debug: bool | None = Field(
         None, description="Debug mode and autoreload; default on in development only."
     )
@@ -313,6 +334,32 @@ class Settings(CutoverSettings):
         if value and not value.startswith("/"):
             raise ValueError("must start with '/', e.g. /legacy")
         return value
+
+    @model_validator(mode="after")
+    def _reserve_below_threads(self) -> Settings:
+        if self.reserved_threads is not None and self.reserved_threads >= self.threads:
+            raise ValueError(
+                f"RESERVED_THREADS: must be less than THREADS ({self.threads}), "
+                f"got {self.reserved_threads}: Flask requests need at least one thread"
+            )
+        return self
+
+    @property
+    def reserved_thread_count(self) -> int:
+        """``reserved_threads``, or when unset :func:`default_reserved_threads` of ``threads``.
+
+        Derived on each read (not filled in at validation), so a copy with another
+        ``threads`` (``model_copy(update=...)``, as tests make) gets its own default.
+        """
+        if self.reserved_threads is None:
+            return default_reserved_threads(self.threads)
+        return self.reserved_threads
+
+    @property
+    def bridge_threads(self) -> int:
+        """Threads the WSGI bridge may occupy at once: ``threads`` minus the reserve (>= 1
+        for validated settings)."""
+        return self.threads - self.reserved_thread_count
 
     @model_validator(mode="after")
     def _observability_defaults(self) -> Settings:

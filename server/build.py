@@ -115,7 +115,8 @@ def build_hybrid(
     container = WSGIContainer(
         flask_app,
         executor,
-        max_workers=settings.threads,
+        # Flask never takes the reserve: native blocking calls never queue behind it.
+        max_workers=settings.bridge_threads,
         max_queue=settings.max_queue,
         queue_target=settings.queue_target,
         queue_interval=settings.queue_interval,

@@ -329,3 +329,46 @@ def test_shadow_run_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> N
         bench_run.main(["shadow", "--connections", "2,0"])
     assert exited.value.code == 2
     assert "connection counts must be 1 or more" in capsys.readouterr().err
+
+
+@NEEDS_THE_EXAMPLE
+def test_lane_run_measures_both_sides(tmp_path: Path) -> None:
+    """``run lane``: /api/stats idle and with Flask saturated, on both sides, 1 s each;
+    the report's shape; speed not judged."""
+    if wrk_path() is None:
+        pytest.skip("wrk is not installed")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    cmd = [
+        *(sys.executable, "-m", "benchmarks.run", "lane", "--duration", "1", "--warmup", "0"),
+        *("--threads", "4", "--blockers", "6", "--block-ms", "300", "--connections", "2"),
+        *("--out-dir", str(tmp_path), "--name", "smoke"),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["errors"] == []
+    assert list(data["summary"]) == ["default", "reserved-0"]
+    for side in ("default", "reserved-0"):
+        stats = {key: value["median"] for key, value in data["summary"][side].items()}
+        assert 0 < stats["loaded_p50_ms"] <= stats["loaded_p99_ms"]
+        assert stats["errors"] == 0 and stats["blocked_done"] > 0
+    md = (tmp_path / "smoke.md").read_text()
+    assert "| reserved-0 |" in md and "saturated p99" in md
+
+
+def test_lane_run_refuses_an_unknown_side(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown side is refused before anything starts (exit code 2)."""
+    with pytest.raises(SystemExit) as exited:
+        bench_run.main(["lane", "--sides", "default,fast"])
+    assert exited.value.code == 2
+    assert "sides are default, reserved-0" in capsys.readouterr().err

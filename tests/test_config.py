@@ -71,6 +71,13 @@ def test_production_requires_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> N
         ("REQUEST_TIMEOUT", "-3", r"^REQUEST_TIMEOUT: Input should be greater than 0"),
         ("REQUEST_TIMEOUT", "5s", r"^REQUEST_TIMEOUT: Input should be a valid number"),
         ("MAX_QUEUE", "-1", r"^MAX_QUEUE: Input should be greater than or equal to 0"),
+        (
+            "RESERVED_THREADS",
+            "-1",
+            r"^RESERVED_THREADS: Input should be greater than or equal to 0",
+        ),
+        ("RESERVED_THREADS", "16", r"^RESERVED_THREADS: must be less than THREADS \(16\)"),
+        ("RESERVED_THREADS", "some", r"^RESERVED_THREADS: Input should be a valid integer"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -140,9 +147,48 @@ def test_admission_and_deadline_settings_reach_the_bridge(monkeypatch: pytest.Mo
         container = hybrid.container
         assert container.request_timeout == 2.5
         assert (container.admission.target, container.admission.interval) == (0.25, 2.0)
-        assert (container.max_queue, container.admission_limit) == (7, 10)
+        assert container.max_workers == 2  # THREADS minus the default reserve of 1
+        assert (container.max_queue, container.admission_limit) == (7, 9)
     finally:
         hybrid.close()
+
+
+@pytest.mark.parametrize(
+    ("threads", "reserved"),
+    [("16", 2), ("4", 1), ("2", 1), ("1", 0), ("64", 8), ("1024", 128)],
+)
+def test_reserved_threads_default_to_an_eighth_at_least_one_below_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: str, reserved: int
+) -> None:
+    monkeypatch.setenv("THREADS", threads)
+    settings = load_settings()
+    assert settings.reserved_threads is None  # unset: derived from THREADS
+    assert (settings.reserved_thread_count, settings.bridge_threads) == (
+        reserved,
+        int(threads) - reserved,
+    )
+    # A copy with other THREADS (as tests make) gets the default of its own THREADS.
+    assert settings.model_copy(update={"threads": 16}).reserved_thread_count == 2
+
+
+def test_reserved_threads_set_how_many_threads_flask_may_not_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.build import build_hybrid
+
+    monkeypatch.setenv("THREADS", "6")
+    for reserved, bridge in (("0", 6), ("5", 1)):
+        monkeypatch.setenv("RESERVED_THREADS", reserved)
+        hybrid = build_hybrid(load_settings())
+        try:
+            assert hybrid.container.max_workers == bridge
+            assert hybrid.container.admission.workers == bridge
+        finally:
+            hybrid.close()
+    monkeypatch.setenv("THREADS", "1")
+    monkeypatch.setenv("RESERVED_THREADS", "1")
+    with pytest.raises(ConfigError, match=r"^RESERVED_THREADS: must be less than THREADS \(1\)"):
+        load_settings()
 
 
 def test_process_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

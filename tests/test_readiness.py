@@ -77,7 +77,9 @@ def test_not_ready_when_the_executor_is_saturated(live_server: ServerFactory) ->
 
         app.add_url_rule("/_test/hold", "test_hold", hold)
 
-    server = live_server(create_flask_app=with_views(add_views), threads=2, max_queue=0)
+    server = live_server(
+        create_flask_app=with_views(add_views), threads=2, reserved_threads=0, max_queue=0
+    )
     holders = [
         threading.Thread(
             target=httpx.get, args=(f"{server.url}/_test/hold",), kwargs={"timeout": 10}

@@ -81,7 +81,8 @@ class Readiness:
         if container.in_flight >= container.admission_limit:
             return (
                 f"saturated: {container.in_flight} requests in flight "
-                f"(the cap is THREADS + MAX_QUEUE = {container.admission_limit})"
+                "(the cap is THREADS - RESERVED_THREADS + MAX_QUEUE = "
+                f"{container.admission_limit})"
             )
         if container.admission.shedding(time.monotonic()):
             return "saturated: the queueing delay stands above QUEUE_TARGET (shedding load)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from .environ import DEFAULT_SERVER_SOFTWARE, NotMounted, build_environ
 from .exchange import Exchange, ExchangeConfig
 from .file_wrapper import FileWrapper
 from .input import BufferedInput
+from .lane import ExecutorLane
 from .proxy import TrustedProxies
 from .request_id import ensure_request_id
 from .types import HeaderList, Job, WSGIApp
@@ -72,14 +74,19 @@ class WSGIContainer:
     :param executor: a ``concurrent.futures.ThreadPoolExecutor`` (shared with the rest
         of the process is fine).  ``None``: the container creates its own with
         :func:`default_worker_count` threads named ``wsgi-bridge``, shut down by
-        :meth:`close`.  Each request is exactly one job on it, submitted in arrival
-        order, so the executor's FIFO queue gives FIFO service.
-    :param max_workers: threads serving requests, the concurrency assumed for
-        admission.  Pass the size you gave the executor (the service passes
-        ``settings.threads``).  Without an executor it is the size of the container's
-        own pool (default :func:`default_worker_count`).  Omitted with a caller's
-        executor (the ``tornado.wsgi.WSGIContainer(app, executor)`` drop-in form), it
-        is read from the executor through
+        :meth:`close`.  Each request is exactly one job on it, handed over in arrival
+        order (FIFO service).
+    :param max_workers: threads serving requests at most, the concurrency assumed
+        for admission.  The container never has more than this many jobs in the
+        executor (running or queued there): the rest wait in its own FIFO
+        (:class:`~wsgi_bridge.lane.ExecutorLane`) and each finished job hands the
+        next one over.  So an executor shared with other work and larger than
+        ``max_workers`` keeps its other threads free for that work, which then never
+        queues behind requests (the service passes ``settings.threads`` minus
+        ``settings.reserved_threads``).  Without an executor it is the size of the
+        container's own pool (default :func:`default_worker_count`).  Omitted with a
+        caller's executor (the ``tornado.wsgi.WSGIContainer(app, executor)`` drop-in
+        form), it is read from the executor through
         :func:`~wsgi_bridge.compat.executor_max_workers`, else
         :func:`default_worker_count`.
     :param max_queue: hard cap, in requests, of those admitted beyond
@@ -155,6 +162,8 @@ class WSGIContainer:
             )
         self.executor = executor
         self.max_workers: int = int(max_workers)
+        #: Keeps at most ``max_workers`` of this container's jobs in ``executor``.
+        self.lane = ExecutorLane(executor, self.max_workers)
         self.max_queue: int = (
             DEFAULT_QUEUE_PER_WORKER * self.max_workers if max_queue is None else int(max_queue)
         )
@@ -226,7 +235,8 @@ class WSGIContainer:
 
     @property
     def waiting(self) -> int:
-        """Requests handed to the pool that no worker thread has started yet (IOLoop)."""
+        """Requests handed to the pool that no worker thread has started yet (IOLoop):
+        those in the executor's queue and those in :attr:`lane`'s."""
         self._observe_starts()
         return len(self._waiting)
 
@@ -424,19 +434,23 @@ class WSGIContainer:
             )
 
     def dispatch(self, job: Job) -> None:
-        """Submit ``job`` to the executor in a copy of the current context.
+        """Hand ``job`` to the executor, in a copy of the current context, through
+        :attr:`lane`: at once while fewer than ``max_workers`` of the container's jobs
+        are in the executor, else when one of them finishes (FIFO).
 
-        Called on the IOLoop thread; ``job`` (no arguments: the exchange's bound
-        ``run``) runs on a worker thread.
+        Called on the IOLoop thread (the lane is thread-safe); ``job`` (no arguments:
+        the exchange's bound ``run``) runs on a worker thread.
 
-        One request is exactly one job, so the executor's FIFO queue is the order of
-        service.  The context is copied here, on the IOLoop, so the job's context
-        variables never leak into the next job on the same thread.
+        One request is exactly one job, so the lane's FIFO, then the executor's, is
+        the order of service.  The context is copied here, on the IOLoop, so the job's
+        context variables never leak into the next job on the same thread.  The
+        queueing delay the admission sees runs from this hand-over to the job's start,
+        so it includes the wait in the lane.
 
-        :raises RuntimeError: the executor was shut down.
+        :raises RuntimeError: the executor was shut down (and a slot was free).
         """
         context = contextvars.copy_context()
-        self.executor.submit(context.run, job)
+        self.lane.submit(functools.partial(context.run, job))
 
     def release(self, exchange: Exchange) -> None:
         """Free the admission slot of a finished exchange and wake :meth:`drain`."""

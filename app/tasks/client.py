@@ -218,9 +218,9 @@ class TaskClient:
             if existing is None:
                 raise
             return Enqueued(existing, created=False)
+        self._publish(data)  # before the hand-over: the runner's events must come after it
         for callback in after:
             callback()
-        self._publish(data)
         return Enqueued(data, created=True)
 
     def get(self, task_id: int) -> dict[str, Any]:
@@ -302,9 +302,9 @@ class TaskClient:
             return task.to_dict()
 
         data = call_in_session(self.flask_app, change)
+        self._publish(data)  # before the hand-over, as in enqueue
         for callback in after:
             callback()
-        self._publish(data)
         return data
 
     def _by_key(

@@ -57,7 +57,9 @@ REPORT_CHECK_INTERVAL = 1.0
 has not changed (a changed percentage is written, and read, every time)."""
 
 AfterCommit = Callable[[], None]
-"""What a backend wants done once the unit of work that dispatched a task has committed."""
+"""What a backend wants done once the unit of work that dispatched a task has committed
+and its change has been published: the hand-over (a submit) comes last, so the events
+it causes (``running``...) always follow the ``queued`` one."""
 
 
 class TaskBackend(Protocol):
@@ -81,7 +83,8 @@ class TaskBackend(Protocol):
         :param task: the task row (its ``id`` is set).
         :param kind: its kind.
         :param delay: seconds before it may start (a retry's back-off).
-        :returns: a callable to run once the unit of work committed, or ``None``.
+        :returns: a callable to run once the unit of work committed and its event
+            was published (:data:`AfterCommit`), or ``None``.
         :raises app.tasks.client.TaskBackendUnavailable: the backend cannot take it now.
         """
         ...
@@ -466,9 +469,11 @@ class Execution:
         if data is None:
             log.warning("task %s attempt %d: lease lost; its outcome is dropped", task_id, attempt)
             return "lease-lost"
+        # Published before the hand-over (a retry's resubmission): the next attempt's
+        # events must reach subscribers after this one, or a page would end on "queued".
+        self._publish(data)
         for callback in after:
             callback()
-        self._publish(data)
         return as_ or str(data["status"])
 
     def _leased(self, session: Session, task_id: int, attempt: int) -> Task | None:

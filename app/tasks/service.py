@@ -42,6 +42,9 @@ sides answer it like an unknown task (:func:`parse_task_id`,
 :class:`TaskIdConverter`).
 """
 
+RECENT_TASKS = 50
+"""How many tasks the task list page shows (newest first); its live list keeps that length."""
+
 NO_SUCH_TASK = "no such task"
 """The ``error`` of the 404 body for an unknown (or out-of-range) task id."""
 
@@ -162,8 +165,11 @@ def create_task(
     return task
 
 
-def list_tasks(status: str | None = None, limit: int = 50) -> list[Task]:
-    """Return up to ``limit`` tasks, newest first, optionally of one ``status``."""
+def list_tasks(status: str | None = None, limit: int | None = None) -> list[Task]:
+    """Return up to ``limit`` tasks (default :data:`RECENT_TASKS`), newest first,
+    optionally of one ``status``."""
+    if limit is None:
+        limit = RECENT_TASKS
     query = select(Task).order_by(Task.id.desc()).limit(limit)
     if status:
         query = query.where(Task.status == status)

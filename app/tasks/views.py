@@ -60,6 +60,15 @@ def task_actions() -> dict[str, list[str]]:
     return {"cancel": sorted(CANCELLABLE_STATUSES), "retry": sorted(RETRYABLE_STATUSES)}
 
 
+@blueprint.app_template_global()
+def recent_tasks_limit() -> int:
+    """How many rows the task list shows (:data:`app.tasks.service.RECENT_TASKS`, read
+    per call); its script keeps the live list at that length."""
+    from app.tasks import service  # the attribute, read per call (a test may change it)
+
+    return service.RECENT_TASKS
+
+
 @blueprint.get("/tasks")
 def index() -> str:
     """The task list: recent tasks, counts by status, and the form to start one.

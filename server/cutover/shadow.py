@@ -341,7 +341,9 @@ class ShadowRunner:
 
     def busy(self) -> bool:
         """Whether real traffic needs the pool: a queued bridge request, at most one idle
-        thread, or :attr:`max_in_flight` shadows running (IOLoop thread)."""
+        thread of the bridge's share (``container.max_workers``, which leaves
+        ``RESERVED_THREADS`` to native work, so a shadow never eats that reserve), or
+        :attr:`max_in_flight` shadows running (IOLoop thread)."""
         return (
             self.in_flight >= self.max_in_flight
             or self.container.waiting > 0

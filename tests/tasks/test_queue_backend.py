@@ -291,6 +291,43 @@ async def progress_after_first_event(url: str, on_first: Callable[[], None]) -> 
         await close_websocket(connection)
 
 
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/v2/tasks"], ids=["flask", "native"])
+def test_the_list_s_socket_sees_a_new_task_queued_then_its_progress(
+    stack: Stack, gate: Gate, path: str
+) -> None:
+    """The task list subscribes with no filter: a task enqueued on the web process is
+    published ``queued`` through Redis (its first event, with its name), then the
+    worker's events follow on the same socket."""
+    base = stack.web()
+    gate.open()
+
+    async def watch() -> list[dict[str, Any]]:
+        connection = await websocket_connect(f"{base.replace('http', 'ws', 1)}/ws/tasks")
+        try:
+            hello = await connection.read_message()
+            assert hello is not None and json.loads(hello)["type"] == "hello"
+            new = {"kind": "gated", "params": gate.params, "name": "listed"}
+            created = await asyncio.to_thread(httpx.post, f"{base}{path}", json=new, timeout=30)
+            assert created.status_code == 201, created.text
+            events: list[dict[str, Any]] = []
+            while not events or events[-1]["status"] in ("queued", "running"):
+                message = await asyncio.wait_for(connection.read_message(), TIMEOUT)
+                assert message is not None, "the server closed the WebSocket"
+                events.append(json.loads(message)["task"])
+                if len(events) == 1:
+                    await asyncio.to_thread(stack.worker)
+            return events
+        finally:
+            await close_websocket(connection)
+
+    events = asyncio.run(watch())
+    first = events[0]
+    assert (first["status"], first["name"], first["attempts"]) == ("queued", "listed", 0)
+    assert [e["status"] for e in events[1:]][:1] == ["running"]
+    assert events[-1]["status"] == "succeeded"
+    assert {e["id"] for e in events} == {first["id"]}
+
+
 def test_a_web_process_killed_mid_task_loses_nothing_and_a_new_one_streams_its_progress(
     stack: Stack, gate: Gate
 ) -> None:

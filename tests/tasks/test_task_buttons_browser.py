@@ -10,60 +10,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page
-from pydantic import BaseModel, ConfigDict
 
-from app.tasks import kinds
 from tests.support.browser import chromium_page, needs_chromium
 from tests.support.server import ServerFactory
+from tests.tasks.support import WAIT_MS, open_watching, register_blocking_kind
 from wsgi_bridge.testing import wait_for
 
 pytestmark = needs_chromium
-
-WAIT_MS = 10_000
-"""Milliseconds the browser may take to show an event (generous: CI machines are slow)."""
-
-
-class NoParams(BaseModel):
-    """``block`` takes no params."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def open_watching(page: Page, url: str) -> None:
-    """Open ``url`` and return once its WebSocket said ``hello``.
-
-    The server sends ``hello`` after subscribing the socket to task events,
-    so no event sent after this returns can be missed by the page.
-    """
-    frames: list[str | bytes] = []
-    page.on("websocket", lambda socket: socket.on("framereceived", lambda f: frames.append(f)))
-    page.goto(url)
-    deadline = WAIT_MS // 50
-    for _ in range(deadline):
-        if any("hello" in str(frame) for frame in frames):
-            return
-        page.wait_for_timeout(50)  # lets Playwright deliver the frames
-    raise AssertionError(f"the WebSocket of {url} sent no hello")
 
 
 @pytest.fixture
 def released(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Register ``block``: it runs, reporting, until the event is set (after the test at last)."""
-    gate = threading.Event()
-
-    def run(params: NoParams, report: kinds.Report) -> dict[str, Any]:
-        while not gate.wait(0.01):
-            report(50)
-        return {"released": True}
-
-    monkeypatch.setitem(
-        kinds.KINDS, "block", kinds.TaskKind("block", NoParams, run, "test only", max_attempts=1)
-    )
+    gate = register_blocking_kind(monkeypatch)
     yield gate
     gate.set()
 

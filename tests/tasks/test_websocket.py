@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from tornado.websocket import websocket_connect
 
 from tests.support.server import ServerFactory, close_websocket
+from wsgi_bridge.testing import wait_for
 
 
 async def collect_until_final(url: str, create: Any) -> list[dict[str, Any]]:
@@ -78,3 +80,103 @@ def test_bad_filter_closes_with_policy_violation(live_server: ServerFactory, tas
             await close_websocket(connection)
 
     assert asyncio.run(connect()) == (1008, "task must be an integer")
+
+
+async def first_events(url: str, act: Any, count: int) -> list[dict[str, Any]]:
+    """Open the socket at ``url``, read its hello, call ``act`` (in a thread), then
+    return the task of the next ``count`` events."""
+    connection = await websocket_connect(url)
+    try:
+        hello = json.loads(await connection.read_message())
+        assert hello == {"type": "hello", "task": None, "user": None}
+        await asyncio.get_running_loop().run_in_executor(None, act)
+        events: list[dict[str, Any]] = []
+        while len(events) < count:
+            message = await asyncio.wait_for(connection.read_message(), 10)
+            assert message is not None, "server closed the WebSocket"
+            events.append(json.loads(message)["task"])
+        return events
+    finally:
+        await close_websocket(connection)
+
+
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/v2/tasks"], ids=["flask", "native"])
+def test_the_list_s_socket_gets_queued_first_for_a_task_it_never_saw(
+    live_server: ServerFactory, path: str
+) -> None:
+    """The list page subscribes with no filter: a new task's first event is ``queued``,
+    with what the list shows (name, kind, attempts, creation time), before it runs."""
+    server = live_server()
+
+    def create() -> None:
+        response = httpx.post(
+            f"{server.url}{path}",
+            json={"kind": "sleep", "params": {"steps": 1, "delay": 0}, "name": "seen live"},
+        )
+        assert response.status_code == 201
+
+    events = asyncio.run(first_events(f"{server.ws_url}/ws/tasks", create, 2))
+    queued = events[0]
+    assert (queued["id"], queued["status"], queued["name"], queued["kind"]) == (
+        1,
+        "queued",
+        "seen live",
+        "sleep",
+    )
+    assert (queued["attempts"], queued["progress"]) == (0, 0)
+    assert queued["created_at"] is not None
+    assert events[1]["status"] == "running"
+
+
+def test_a_retry_is_published_as_queued(live_server: ServerFactory) -> None:
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        task_id = api.post("/api/tasks", json={"kind": "sleep", "params": {"delay": 0.2}}).json()[
+            "id"
+        ]
+        assert api.post(f"/api/tasks/{task_id}/cancel").status_code == 200
+
+        def cancelled() -> bool:
+            return bool(api.get(f"/api/tasks/{task_id}").json()["status"] == "cancelled")
+
+        assert wait_for(cancelled, 10), "the task was not cancelled"  # at its next report
+
+        def retry() -> None:
+            assert api.post(f"/api/v2/tasks/{task_id}/retry").status_code == 200
+
+        events = asyncio.run(first_events(f"{server.ws_url}/ws/tasks", retry, 1))
+    assert (events[0]["id"], events[0]["status"]) == (task_id, "queued")
+
+
+def test_queued_reaches_sockets_before_the_runner_s_events(live_server: ServerFactory) -> None:
+    """The ``queued`` event is published before the task is handed to the runner, so the
+    runner's ``running`` can never overtake it (a page would then end on ``queued``).
+
+    A subscriber ahead of the WebSocket's holds the ``queued`` event until the runner
+    published ``running`` (or 2 s passed): before the fix the hand-over came first and
+    ``running`` reached the socket first every time; now no ``running`` can exist yet.
+    """
+    server = live_server()
+    hub = server.hybrid.flask_app.extensions["task_events"]
+    running = threading.Event()
+
+    def overtaken(event: dict[str, Any]) -> None:
+        status = event["task"]["status"]
+        if status == "running":
+            running.set()
+        elif status == "queued":
+            running.wait(2)  # the runner's chance to overtake, if it has the task already
+
+    unsubscribe = hub.subscribe(overtaken)  # before the socket's own subscription
+    try:
+
+        def create() -> None:
+            response = httpx.post(
+                f"{server.url}/api/tasks", json={"kind": "sleep", "params": {"delay": 0}}
+            )
+            assert response.status_code == 201
+
+        events = asyncio.run(first_events(f"{server.ws_url}/ws/tasks", create, 2))
+    finally:
+        unsubscribe()
+    assert [event["status"] for event in events] == ["queued", "running"]
