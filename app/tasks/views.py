@@ -38,7 +38,7 @@ from app.tasks.service import (
     list_tasks,
     use_task_id_converter,
 )
-from app.tasks.wording import name_taken, sentences
+from app.tasks.wording import NOTES_FULL, name_taken, note_sentence, sentences
 from app.validation import InvalidInput
 
 blueprint = Blueprint(
@@ -152,8 +152,12 @@ def add_note_form(task_id: int) -> Response | tuple[str, int]:
     except InvalidInput as error:
         db.session.rollback()
         for field, message in error.fields.items():
-            flash(f"{field}: {message}", "error")
+            flash(note_sentence(field, message), "error")
         return detail_page(task_id, form), 422
+    except IntegrityError:  # the notes cap (a CHECK constraint): the one the page can hit
+        db.session.rollback()
+        flash(NOTES_FULL, "error")
+        return detail_page(task_id, form), 409
     flash("Note added.", "success")
     return redirect(url_for("tasks.detail", task_id=task_id))
 

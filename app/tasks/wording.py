@@ -19,11 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from app.tasks.kinds import KINDS
-from app.tasks.models import NAME_MAX_LENGTH
+from app.tasks.models import MAX_NOTES_PER_TASK, NAME_MAX_LENGTH, NOTE_MAX_LENGTH
 from app.tasks.parameters import Parameter, parameters
 
 NAME_LABEL = "Name"
 """The form's label of the task name."""
+
+NOTE_LABEL = "Note"
+"""The note form's label (the task page)."""
 
 EXPIRED = "The form expired; reload the page and try again."
 """The message for a missing or stale CSRF token (as the task page's buttons say it)."""
@@ -108,3 +111,25 @@ def name_taken(name: str) -> str:
 
 def _number(value: float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def note_sentence(path: str, message: str) -> str:
+    """A problem with the note form (the task page), as the page shows it.
+
+    :param path: the field path (``"body"``, ``"csrf_token"``), as
+        :class:`app.validation.InvalidInput` names it.
+    :param message: the validator's message (kept only for a control character,
+        which it names).
+    :returns: e.g. ``"Note: write 1 to 2,000 characters (not only spaces)."``.
+    """
+    if path == "csrf_token":
+        return EXPIRED
+    if message.startswith(CONTROL_CHARACTER):
+        return f"{NOTE_LABEL}: {message}."
+    return f"{NOTE_LABEL}: write 1 to {NOTE_MAX_LENGTH:,} characters (not only spaces)."
+
+
+NOTES_FULL = (
+    f"{NOTE_LABEL}: this task already has {MAX_NOTES_PER_TASK:,} notes, the most it can have."
+)
+"""The message for a note past :data:`app.tasks.models.MAX_NOTES_PER_TASK`."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import webtest
 from flask import Flask
+from sqlalchemy import update
 
 from app.extensions import db
-from app.tasks.models import Task
+from app.tasks.models import MAX_NOTES_PER_TASK, Task
+from app.tasks.wording import NOTES_FULL
 from tests.tasks.support import wait_for_final
 
 
@@ -80,8 +83,49 @@ def test_add_notes_from_the_task_page(testapp: webtest.TestApp, flask_app: Flask
     blank = page.forms["new-note"]
     blank["body"] = "   "
     rejected = blank.submit(status=422)
-    assert "body: String should have at least 1 character" in rejected
+    assert "Note: write 1 to 2,000 characters (not only spaces)." in rejected
+    assert "String should" not in rejected
     assert testapp.get("/api/tasks/1").json["note_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("   ", "Note: write 1 to 2,000 characters (not only spaces)."),
+        ("x" * 2001, "Note: write 1 to 2,000 characters (not only spaces)."),
+        ("a\x00b", "Note: must not contain "),
+    ],
+    ids=["blank", "too-long", "control-character"],
+)
+def test_note_refusals_are_in_the_pages_words(
+    testapp: webtest.TestApp, flask_app: Flask, body: str, message: str
+) -> None:
+    form = testapp.get("/tasks").forms["new-task"]
+    form["sleep-steps"], form["sleep-delay"] = "1", "0"
+    page = form.submit().follow()
+    note_form = page.forms["new-note"]
+    note_form["body"] = body
+    rejected = note_form.submit(status=422)
+    assert message in rejected.text
+    assert "body:" not in rejected.text
+    assert testapp.get("/api/tasks/1").json["note_count"] == 0
+
+
+def test_a_note_past_the_cap_is_a_message_not_an_error_page(
+    testapp: webtest.TestApp, flask_app: Flask
+) -> None:
+    form = testapp.get("/tasks").forms["new-task"]
+    form["sleep-steps"], form["sleep-delay"] = "1", "0"
+    page = form.submit().follow()
+    wait_for_final(flask_app, 1)
+    with flask_app.app_context():
+        db.session.execute(update(Task).values(note_count=MAX_NOTES_PER_TASK))
+        db.session.commit()
+    note_form = page.forms["new-note"]
+    note_form["body"] = "one too many"
+    rejected = note_form.submit(status=409)
+    assert NOTES_FULL in rejected.text
+    assert testapp.get("/api/tasks/1").json["note_count"] == MAX_NOTES_PER_TASK
 
 
 def test_the_form_passes_typed_numbers_to_strict_params(
