@@ -118,11 +118,7 @@ def engine_options(database_url: str, threads: int) -> dict[str, Any]:
     :returns: keyword arguments of :func:`sqlalchemy.create_engine`.
     """
     options: dict[str, Any] = {"pool_pre_ping": True}
-    url = make_url(database_url)
-    in_memory = url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    )
-    if not in_memory:
+    if not sqlite_in_memory(database_url):
         options.update(pool_size=threads, max_overflow=POOL_OVERFLOW)
     return options
 
@@ -183,6 +179,23 @@ def _count_statements(connection: Connection) -> list[None]:
         done.append(None)
 
     return done
+
+
+def sqlite_in_memory(database_url: str) -> bool:
+    """Whether ``database_url`` names an in-memory SQLite database.
+
+    ``sqlite://``, ``sqlite:///:memory:`` and a ``file:`` URI with
+    ``mode=memory`` (https://www.sqlite.org/inmemorydb.html). Each connection
+    to one opens its own empty database, so the engine keeps one connection
+    shared by every thread (``StaticPool``): fine for a test in one process,
+    not for a server (:func:`server.checks.check_database_url` refuses it).
+
+    :param database_url: a SQLAlchemy URL string.
+    """
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
 
 
 def sqlite_file(database_url: str) -> Path | None:
