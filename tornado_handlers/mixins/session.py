@@ -57,9 +57,19 @@ class FlaskSessionMixin(ExecutorMixin):
 
         Read from Flask-Login's ``_user_id`` in the verified session cookie;
         no database access, so it never blocks. ``None`` means anonymous
-        (also for a tampered or expired cookie).
+        (also for a tampered or expired cookie). Flask-Login's session
+        protection applies first, as in a Flask view: another client
+        fingerprint (address, ``User-Agent``) than at login makes the login
+        not fresh, or, in ``"strong"`` mode, anonymous
+        (:func:`~tornado_handlers.flask_session.protect_session`).
         """
-        return flask_session.session_user(self.session)
+        session = self.session
+        if session:
+            identifier = flask_session.login_identifier(
+                self.flask_app, self.request.remote_ip or "", self.request.headers
+            )
+            flask_session.protect_session(self.flask_app, session, identifier)
+        return flask_session.session_user(session)
 
     async def load_user(self) -> dict[str, Any] | None:
         """Return the logged-in user's row as ``User.to_dict()``, or ``None``.
