@@ -45,6 +45,9 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login.config import SESSION_KEYS
 from flask_login.signals import session_protected
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.http import dump_cookie
+
+from app.session_cookies import check_cookie_size
 
 USER_ID_KEY = "_user_id"
 """The session key where Flask-Login keeps the logged-in user's id (a string)."""
@@ -178,6 +181,12 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
     * otherwise written when ``modified``, or when permanent and
       ``SESSION_REFRESH_EACH_REQUEST`` is on; else ``None``.
 
+    A cookie to write is measured as Flask's would be
+    (:func:`app.session_cookies.check_cookie_size`): over ``MAX_COOKIE_SIZE``
+    it is logged as an ERROR each time, and refused in debug.
+
+    :raises app.session_cookies.CookieTooLarge: in debug, for a cookie over
+        ``MAX_COOKIE_SIZE`` (a :class:`RuntimeError`).
     :raises RuntimeError: if a cookie must be written and ``SECRET_KEY`` is unset.
     :raises ValueError: if ``SESSION_COOKIE_PARTITIONED`` is on (``Set-Cookie``
         ``Partitioned`` needs Python 3.14's ``http.cookies``; Tornado builds
@@ -195,7 +204,7 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
         expires = interface.get_expiration_time(flask_app, session)
     else:
         return None
-    return SessionCookie(
+    cookie = SessionCookie(
         name=interface.get_cookie_name(flask_app),
         value=value,
         delete=delete,
@@ -205,6 +214,27 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
         httponly=interface.get_cookie_httponly(flask_app),
         samesite=interface.get_cookie_samesite(flask_app),
         expires=expires,
+    )
+    if not delete:
+        check_cookie_size(flask_app, cookie.name, set_cookie_header(cookie))
+    return cookie
+
+
+def set_cookie_header(cookie: SessionCookie) -> str:
+    """Return the ``Set-Cookie`` value Flask would send for ``cookie`` (Werkzeug's ``dump_cookie``).
+
+    What :func:`app.session_cookies.check_cookie_size` measures, on both sides.
+    """
+    return dump_cookie(
+        cookie.name,
+        cookie.value,
+        expires=cookie.expires,
+        path=cookie.path,
+        domain=cookie.domain,
+        secure=cookie.secure,
+        httponly=cookie.httponly,
+        samesite=cookie.samesite,
+        max_size=0,  # measured by check_cookie_size, not warned about by Werkzeug
     )
 
 
