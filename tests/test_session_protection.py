@@ -49,9 +49,7 @@ class NativeState(BaseHandler):
 
     def get(self) -> None:
         user = self.current_user
-        self.write_json(
-            {"user": user.id if user else None, "fresh": bool(user and user.fresh)}
-        )
+        self.write_json({"user": user.id if user else None, "fresh": bool(user and user.fresh)})
 
 
 def serve(live_server: ServerFactory, protection: str) -> LiveServer:
