@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from app.session_cookies import SessionInterface
 from config import INSTANCE_PATH, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ def create_app(
         factory never creates a pool of its own.
     :param features: the features to add, in order (``server.features.FEATURES``
         in the service); none gives the bare skeleton.
+    The session interface is :class:`app.session_cookies.SessionInterface`
+    (Flask's signed cookie, and an ERROR for one too large for browsers).
+
     :returns: the :class:`~flask.Flask` app; ``app.extensions`` holds
         ``"settings"`` and ``"executor"``, and what the features add.
     :raises config.ConfigError: if the settings (the skeleton's or a feature's)
@@ -44,6 +48,7 @@ def create_app(
     settings = settings or load_settings()
     app = Flask(__name__, instance_path=str(INSTANCE_PATH))
     app.config.update(settings.flask_config())
+    app.session_interface = SessionInterface()  # Flask's, plus the cookie size check
     app.extensions["settings"] = settings
     app.extensions["executor"] = executor
 

@@ -10,24 +10,33 @@
   app, commit on success, roll back on error, always clean up; retried once
   if its connection turns out dead before any statement ran. Native Tornado
   handlers call it on the shared executor (see ``tornado_handlers.base``).
+  Called inside a unit of work of the same app that has written, it joins it.
 
 Alembic's set-up (branches, version locations) is :mod:`app.schema_migrations`.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, Engine, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    scoped_session,
+)
+from sqlalchemy.sql.elements import TextClause
 
 from config import ConfigError
 
@@ -118,13 +127,57 @@ def engine_options(database_url: str, threads: int) -> dict[str, Any]:
     :returns: keyword arguments of :func:`sqlalchemy.create_engine`.
     """
     options: dict[str, Any] = {"pool_pre_ping": True}
-    url = make_url(database_url)
-    in_memory = url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    )
-    if not in_memory:
+    if not sqlite_in_memory(database_url):
         options.update(pool_size=threads, max_overflow=POOL_OVERFLOW)
     return options
+
+
+WROTE = "app.database.wrote"
+"""``Session.info`` key: the session's transaction has written (flushed or executed DML)."""
+
+_READ_ONLY_TEXT = re.compile(r"\s*(SELECT|WITH|PRAGMA|SHOW|EXPLAIN)\b", re.IGNORECASE)
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info[WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    statement = state.statement
+    dml = state.is_insert or state.is_update or state.is_delete
+    if dml or (isinstance(statement, TextClause) and not _READ_ONLY_TEXT.match(statement.text)):
+        state.session.info[WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: committed or rolled back
+        session.info.pop(WROTE, None)
+
+
+def writing_session(flask_app: Flask) -> Session | None:
+    """Return the session of ``flask_app``'s active app context if it has uncommitted writes.
+
+    Uncommitted writes: objects added, changed or deleted and not yet flushed,
+    or a flush or a DML statement (``insert``/``update``/``delete``, or a
+    ``text()`` that is not a ``SELECT``) in the transaction under way. Such a
+    transaction holds locks (SQLite's write lock, PostgreSQL's row locks) that a
+    second session would wait for, so :func:`call_in_session` joins it instead.
+
+    :param flask_app: the application whose app context to look for (another
+        app's context does not count).
+    :returns: the session (``db.session()`` of that context), or ``None`` when no
+        app context of ``flask_app`` is active or its session has not written.
+    """
+    if not has_app_context() or current_app._get_current_object() is not flask_app:  # type: ignore[attr-defined]
+        return None
+    db: SQLAlchemy = flask_app.extensions["sqlalchemy"]
+    session = db.session()
+    if session.info.get(WROTE) or session.new or session.dirty or session.deleted:
+        return session
+    return None
 
 
 def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
@@ -142,15 +195,32 @@ def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     work may have been done): it is raised. So ``fn`` may be called twice;
     keep it to database work, with side effects elsewhere after it returns.
 
+    **Nested calls.** Called while an app context of ``flask_app`` is active
+    whose session has uncommitted writes (:func:`writing_session`: a Flask
+    view, or an outer unit of work, that added or changed rows and has not
+    committed), ``fn`` runs in *that* session and its changes are flushed, not
+    committed: the outer code owns the transaction and commits or rolls back
+    both (an exception from ``fn`` is raised to it, nothing rolled back here).
+    A second session would wait for the outer one's locks: on SQLite "database
+    is locked" after ``SQLITE_BUSY_TIMEOUT_MS``, on PostgreSQL for ever. Without
+    such writes (no app context, or one that only read), the call is its own
+    unit of work, as described above, committed when it returns.
+
     Blocking: call it from a worker thread, never on the IOLoop thread.
 
     :param flask_app: the Flask application whose database to use.
     :param fn: a callable taking the :class:`~sqlalchemy.orm.Session`; its
         return value is returned. Return plain data (dicts), not ORM objects:
         they are expired once the session closes.
-    :returns: what ``fn`` returned, after the commit.
-    :raises Exception: whatever ``fn`` or the commit raised, after the rollback.
+    :returns: what ``fn`` returned, after the commit (or, joined, the flush).
+    :raises Exception: whatever ``fn``, the flush or the commit raised, after the
+        rollback (joined: without one; the outer code decides).
     """
+    outer = writing_session(flask_app)
+    if outer is not None:
+        result = fn(outer)
+        outer.flush()
+        return result
     db: SQLAlchemy = flask_app.extensions["sqlalchemy"]
     for attempt in (1, 2):
         with flask_app.app_context():
@@ -183,6 +253,23 @@ def _count_statements(connection: Connection) -> list[None]:
         done.append(None)
 
     return done
+
+
+def sqlite_in_memory(database_url: str) -> bool:
+    """Whether ``database_url`` names an in-memory SQLite database.
+
+    ``sqlite://``, ``sqlite:///:memory:`` and a ``file:`` URI with
+    ``mode=memory`` (https://www.sqlite.org/inmemorydb.html). Each connection
+    to one opens its own empty database, so the engine keeps one connection
+    shared by every thread (``StaticPool``): fine for a test in one process,
+    not for a server (:func:`server.checks.check_database_url` refuses it).
+
+    :param database_url: a SQLAlchemy URL string.
+    """
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
 
 
 def sqlite_file(database_url: str) -> Path | None:

@@ -12,6 +12,8 @@ One layer, so that both sides refuse the same input the same way:
   control characters other than tab and newline, and lone surrogates -- text
   that PostgreSQL refuses (NUL) or UTF-8 cannot carry -- so every database
   stores the same text.
+* :class:`NoControlCharacters` is the same check as a WTForms validator, for
+  HTML forms (the account forms): the field's error names the character.
 * :class:`InvalidInput` is the one "your input is wrong" error of the service:
   both sides answer it 422 ``{"error": "validation failed", "fields": {...}}``
   (mapped in :func:`app.errors.register_error_handlers`). :func:`parse` turns a
@@ -30,6 +32,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
+from wtforms import Field, Form
+from wtforms import validators as wtforms_validators
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -177,6 +181,35 @@ def plain_text(value: str) -> str:
 
 PlainText = Annotated[str, AfterValidator(plain_text)]
 """A free-text field (a name, a note): a ``str`` without control characters but tab and newline."""
+
+
+class NoControlCharacters:
+    """WTForms validator: :func:`plain_text`'s check on a form field's text.
+
+    A field holding a control character other than tab and newline (a NUL,
+    which PostgreSQL cannot store or compare, ESC, DEL, a C1 control) or a lone
+    surrogate gets the error ``Must not contain U+0000: only printable text,
+    tabs and newlines.``; the view answers the form again with 422. CR LF in
+    the text becomes LF (``field.data`` is replaced), as for :data:`PlainText`.
+    Fields whose data is not a ``str`` (empty, or not text) are left alone.
+    """
+
+    def __call__(self, form: Form, field: Field) -> None:
+        """Check ``field.data``.
+
+        :param form: the form being validated (unused).
+        :param field: the field to check.
+        :raises wtforms.validators.ValidationError: naming the first control character.
+        """
+        if not isinstance(field.data, str):
+            return
+        try:
+            field.data = plain_text(field.data)
+        except PydanticCustomError as error:
+            message = error.message()
+            raise wtforms_validators.ValidationError(
+                f"{message[:1].upper()}{message[1:]}."
+            ) from None
 
 
 def _field_path(loc: tuple[int | str, ...], prefix: str) -> str:

@@ -26,7 +26,8 @@ def check_database(flask_app: Flask) -> None:
     must all be applied. Blocking (one connection): call it before the server
     starts.
 
-    :raises StartupError: ``cannot connect to the database (DATABASE_URL): ...``,
+    :raises StartupError: an in-memory SQLite database (:func:`check_database_url`),
+        ``cannot connect to the database (DATABASE_URL): ...``,
         ``the database is not migrated (at revision R, head is H): run python
         manage.py db upgrade``, or a revision recorded that no folder provides.
     """
@@ -41,25 +42,53 @@ def check_database(flask_app: Flask) -> None:
         )
 
 
+IN_MEMORY_DATABASE = (
+    "DATABASE_URL: an in-memory SQLite database cannot be served: each connection opens "
+    "its own empty database, or the threads share one connection, which is not safe; "
+    "use a file, e.g. sqlite:///instance/app.db"
+)
+"""Why :func:`check_database_url` refuses an in-memory SQLite database."""
+
+
+def check_database_url(database_url: str) -> None:
+    """Refuse a database a server or worker process cannot share between threads.
+
+    An in-memory SQLite database (:func:`app.database.sqlite_in_memory`) exists
+    once per connection, so the engine shares one connection between every
+    thread; SQLite's driver does not make that safe: under concurrent requests
+    writes were lost and requests failed (``ResourceClosedError``). Tests that
+    build an app in their own process may still use one.
+
+    :param database_url: ``DATABASE_URL`` (a SQLAlchemy URL string).
+    :raises StartupError: :data:`IN_MEMORY_DATABASE`, for an in-memory SQLite URL.
+    """
+    from app.database import sqlite_in_memory
+
+    if sqlite_in_memory(database_url):
+        raise StartupError(IN_MEMORY_DATABASE)
+
+
 def check_known_revisions(flask_app: Flask) -> tuple[set[str], set[str]]:
     """Check that every revision the database records has its migration folder.
 
     Call it before migrating too (``serve`` in development): Alembic itself
-    would only say "Can't locate revision".
+    would only say "Can't locate revision". First, :func:`check_database_url`.
 
     A SQLite file that does not exist yet records nothing, and is not created.
 
     :returns: ``(recorded, missing)``: the ``alembic_version`` rows, and the
         revisions still to apply.
-    :raises StartupError: if the database cannot be reached, or records a
-        revision that no folder provides (a feature deleted before its tables
-        were downgraded), saying how to recover.
+    :raises StartupError: if the database is in memory, cannot be reached, or
+        records a revision that no folder provides (a feature deleted before its
+        tables were downgraded), saying how to recover.
     """
     from app.database import sqlite_file
     from app.extensions import db
     from app.schema_migrations import unapplied_revisions
 
-    path = sqlite_file(str(flask_app.config["SQLALCHEMY_DATABASE_URI"]))
+    database_url = str(flask_app.config["SQLALCHEMY_DATABASE_URI"])
+    check_database_url(database_url)
+    path = sqlite_file(database_url)
     if path is not None and not path.exists():
         # Connecting would create an empty file: a refused start would leave it behind.
         return set(), unapplied_revisions(flask_app, set())[0]

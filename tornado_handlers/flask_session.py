@@ -19,7 +19,11 @@ Rules, the same as Flask's (:class:`flask.sessions.SecureCookieSessionInterface`
   is an empty session -- an anonymous visitor, never an error;
 * a modified session is written back; a session modified to empty deletes the
   cookie; a permanent session (``session.permanent``) gets ``Expires``, and is
-  refreshed on every response when ``SESSION_REFRESH_EACH_REQUEST`` is on.
+  refreshed on every response when ``SESSION_REFRESH_EACH_REQUEST`` is on;
+* Flask-Login's session protection applies (:func:`protect_session`): a
+  request whose client fingerprint (:func:`login_identifier`: remote address
+  and ``User-Agent``) differs from the one recorded at login gets a login that
+  is not fresh ("basic") or no login at all ("strong"), as in a Flask view.
 
 .. warning::
    Both sides write the whole session into one cookie. If Flask and a native
@@ -30,6 +34,7 @@ Rules, the same as Flask's (:class:`flask.sessions.SecureCookieSessionInterface`
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,13 +42,24 @@ from typing import Any
 
 from flask import Flask
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask_login.config import SESSION_KEYS
+from flask_login.signals import session_protected
 from itsdangerous import BadData, URLSafeTimedSerializer
+from werkzeug.http import dump_cookie
+
+from app.session_cookies import check_cookie_size
 
 USER_ID_KEY = "_user_id"
 """The session key where Flask-Login keeps the logged-in user's id (a string)."""
 
 FRESH_KEY = "_fresh"
 """The session key where Flask-Login records a fresh (password-typed) login."""
+
+IDENTIFIER_KEY = "_id"
+"""The session key where Flask-Login records the client's fingerprint at login."""
+
+FINGERPRINT_HEADERS = ("User-Agent", "X-Forwarded-For")
+"""The request headers Flask-Login's fingerprint reads (with the remote address)."""
 
 FLASHES_KEY = "_flashes"
 """The session key where :func:`flask.flash` queues ``(category, message)`` pairs."""
@@ -165,6 +181,12 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
     * otherwise written when ``modified``, or when permanent and
       ``SESSION_REFRESH_EACH_REQUEST`` is on; else ``None``.
 
+    A cookie to write is measured as Flask's would be
+    (:func:`app.session_cookies.check_cookie_size`): over ``MAX_COOKIE_SIZE``
+    it is logged as an ERROR each time, and refused in debug.
+
+    :raises app.session_cookies.CookieTooLarge: in debug, for a cookie over
+        ``MAX_COOKIE_SIZE`` (a :class:`RuntimeError`).
     :raises RuntimeError: if a cookie must be written and ``SECRET_KEY`` is unset.
     :raises ValueError: if ``SESSION_COOKIE_PARTITIONED`` is on (``Set-Cookie``
         ``Partitioned`` needs Python 3.14's ``http.cookies``; Tornado builds
@@ -182,7 +204,7 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
         expires = interface.get_expiration_time(flask_app, session)
     else:
         return None
-    return SessionCookie(
+    cookie = SessionCookie(
         name=interface.get_cookie_name(flask_app),
         value=value,
         delete=delete,
@@ -192,6 +214,27 @@ def session_cookie(flask_app: Flask, session: SecureCookieSession) -> SessionCoo
         httponly=interface.get_cookie_httponly(flask_app),
         samesite=interface.get_cookie_samesite(flask_app),
         expires=expires,
+    )
+    if not delete:
+        check_cookie_size(flask_app, cookie.name, set_cookie_header(cookie))
+    return cookie
+
+
+def set_cookie_header(cookie: SessionCookie) -> str:
+    """Return the ``Set-Cookie`` value Flask would send for ``cookie`` (Werkzeug's ``dump_cookie``).
+
+    What :func:`app.session_cookies.check_cookie_size` measures, on both sides.
+    """
+    return dump_cookie(
+        cookie.name,
+        cookie.value,
+        expires=cookie.expires,
+        path=cookie.path,
+        domain=cookie.domain,
+        secure=cookie.secure,
+        httponly=cookie.httponly,
+        samesite=cookie.samesite,
+        max_size=0,  # measured by check_cookie_size, not warned about by Werkzeug
     )
 
 
@@ -210,6 +253,68 @@ def session_user(session: SecureCookieSession) -> SessionUser | None:
     if user_id is None:
         return None
     return SessionUser(id=user_id, fresh=bool(session.get(FRESH_KEY, False)))
+
+
+def login_identifier(flask_app: Flask, remote_addr: str, headers: Mapping[str, str]) -> str:
+    """Return Flask-Login's client fingerprint for a request, computed by Flask-Login itself.
+
+    Calls the app's ``LoginManager._session_identifier_generator`` (by default
+    ``flask_login.utils._create_identifier``: SHA-512 of the first
+    ``X-Forwarded-For`` address, else the remote address, and the
+    ``User-Agent``) in a request context built from these values only
+    (``test_request_context``), so a custom generator is followed too. The
+    context is pushed in a copy of the current :mod:`contextvars` context and
+    dropped with it: no teardown runs, nothing leaks into the caller's context.
+
+    :param flask_app: the app whose Flask-Login ``LoginManager`` to ask.
+    :param remote_addr: the client's address as Flask sees it (``REMOTE_ADDR``:
+        the native request's ``remote_ip``; the bridge gives Flask the same).
+    :param headers: the request's headers; only :data:`FINGERPRINT_HEADERS` are used.
+    :returns: the fingerprint, as Flask-Login stores it in the session's ``_id``.
+    """
+    generate_identifier = flask_app.login_manager._session_identifier_generator  # type: ignore[attr-defined]
+    fingerprint = {name: value for name in FINGERPRINT_HEADERS if (value := headers.get(name))}
+
+    def generate() -> str:
+        flask_app.test_request_context(
+            environ_base={"REMOTE_ADDR": remote_addr}, headers=fingerprint
+        ).push()  # popped with the copied context: no teardown handlers run
+        return str(generate_identifier())
+
+    return contextvars.copy_context().run(generate)
+
+
+def protect_session(flask_app: Flask, session: SecureCookieSession, identifier: str) -> None:
+    """Apply Flask-Login's session protection to ``session``, as a Flask view's would be.
+
+    The rules of ``flask_login.login_manager.LoginManager._session_protection_failed``
+    (Flask-Login 0.6), which Flask-Login runs when it loads the user: the mode
+    is ``SESSION_PROTECTION`` in the config, else ``login_manager.session_protection``
+    (``"basic"`` by default). A non-empty session whose ``_id`` differs from
+    ``identifier``: in ``"basic"`` mode, or for a permanent session, the login
+    is marked not fresh (``_fresh = False``); in ``"strong"`` mode Flask-Login's
+    keys are removed (logged out) and ``_remember`` is set to ``"clear"``. Either
+    way Flask-Login's ``session_protected`` signal is sent. The session is then
+    modified, so its cookie is written back, as Flask does.
+
+    :param flask_app: the app (its config and ``LoginManager``).
+    :param session: the request's session (changed in place).
+    :param identifier: the request's fingerprint, from :func:`login_identifier`.
+    """
+    manager = flask_app.login_manager  # type: ignore[attr-defined]
+    mode = flask_app.config.get("SESSION_PROTECTION", manager.session_protection)
+    if mode not in ("basic", "strong") or not session:
+        return
+    if session.get(IDENTIFIER_KEY) == identifier:
+        return
+    if mode == "basic" or session.permanent:
+        if session.get(FRESH_KEY) is not False:
+            session[FRESH_KEY] = False
+    else:
+        for key in SESSION_KEYS:
+            session.pop(key, None)
+        session["_remember"] = "clear"
+    session_protected.send(flask_app)
 
 
 def add_flash(session: SecureCookieSession, message: str, category: str = "message") -> None:

@@ -44,7 +44,7 @@ from tests.support.server import LiveServer, ServerFactory
 from wsgi_bridge.testing import LogCapture, capture_logs, wait_for
 
 TASK = "/api/tasks/1"
-"""A path of the ``task_detail`` route (``/api/tasks/([0-9]+)``) on both sides."""
+"""A path of the ``task_detail`` route (``/api/tasks/([^/]+)``) on both sides."""
 
 RELOADED = re.compile(r"\[info\s*\] (SIGHUP: routes reloaded)")
 NOT_RELOADED = re.compile(r"\[error\s*\] (SIGHUP: routes not reloaded.*)")

@@ -51,7 +51,7 @@ def test_the_task_detail_shadow_of_a_flask_primary_matches(live_server: ServerFa
         server,
         "http_requests_total",
         side="native",
-        route="/api/tasks/([0-9]+)",
+        route="/api/tasks/([^/]+)",
         method="GET",
         status="200",
     )
@@ -62,7 +62,7 @@ def test_the_task_detail_shadow_of_a_flask_primary_matches(live_server: ServerFa
         server,
         "http_requests_total",
         side="native",
-        route="/api/tasks/([0-9]+)",
+        route="/api/tasks/([^/]+)",
         method="GET",
         status="200",
     )

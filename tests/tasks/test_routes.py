@@ -53,13 +53,13 @@ def test_routes_json_lists_the_example_and_its_shadowed_route(database_url: str)
 def test_the_ported_detail_is_flagged_on_both_sides(hybrid: Hybrid) -> None:
     routes = inventory(hybrid)
     native = routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]
-    assert native.path == "/api/tasks/([0-9]+)"
+    assert native.path == "/api/tasks/([^/]+)"
     assert native.methods == ["GET"]  # HEAD and OPTIONS are left out on both sides
     assert (native.status, native.twins) == ("ported", ["tasks_api.detail"])
     flask = routes["flask", "tasks_api.detail"]
     assert (flask.status, flask.shadowed_by, flask.unreachable) == (
         "shadowed",
-        "/api/tasks/([0-9]+)",
+        "/api/tasks/([^/]+)",
         [],
     )
 
@@ -86,7 +86,7 @@ def test_under_a_mount_the_port_still_shadows(settings: Settings) -> None:
         routes = inventory(built, "/legacy")
         flask = routes["flask", "tasks_api.detail"]
         assert flask.path == "/legacy/api/tasks/<task_id:task_id>"
-        assert (flask.status, flask.shadowed_by) == ("shadowed", "/legacy/api/tasks/([0-9]+)")
+        assert (flask.status, flask.shadowed_by) == ("shadowed", "/legacy/api/tasks/([^/]+)")
     finally:
         built.close()
 
@@ -123,7 +123,7 @@ def test_head_and_options_are_left_out_of_the_task_rows(hybrid: Hybrid) -> None:
 
 
 def test_the_task_id_converter_gets_sample_values(hybrid: Hybrid) -> None:
-    """``<task_id:...>`` is an int converter: its sample path matches the native ``([0-9]+)``."""
+    """``<task_id:...>`` is an int converter: its sample path matches the native ``([^/]+)``."""
     rule = next(
         r for r in hybrid.flask_app.url_map.iter_rules() if r.endpoint == "tasks_api.detail"
     )
@@ -138,11 +138,11 @@ def test_the_command_reports_the_port(database_url: str) -> None:
     assert routes["native", "tornado_handlers.tasks.ported.TaskDetailHandler"]["status"] == "ported"
     detail = routes["flask", "tasks_api.detail"]
     assert detail["status"] == "shadowed"
-    assert detail["shadowed_by"] == "/api/tasks/([0-9]+)"
+    assert detail["shadowed_by"] == "/api/tasks/([^/]+)"
     assert detail["unreachable"] == []
     table = run("routes", env=environment(database_url)).stdout
     assert "ported (tasks_api.detail)" in table
-    assert "shadowed by /api/tasks/([0-9]+)" in table
+    assert "shadowed by /api/tasks/([^/]+)" in table
 
 
 def detail_row(table: str) -> str:

@@ -14,6 +14,7 @@ from flask.sessions import SecureCookieSession
 from tornado.log import gen_log
 
 from app.auth.service import user_data
+from app.session_cookies import CookieTooLarge
 from tornado_handlers import flask_session
 from tornado_handlers.flask_session import SessionUser
 from tornado_handlers.flask_urls import build_flask_url
@@ -57,9 +58,19 @@ class FlaskSessionMixin(ExecutorMixin):
 
         Read from Flask-Login's ``_user_id`` in the verified session cookie;
         no database access, so it never blocks. ``None`` means anonymous
-        (also for a tampered or expired cookie).
+        (also for a tampered or expired cookie). Flask-Login's session
+        protection applies first, as in a Flask view: another client
+        fingerprint (address, ``User-Agent``) than at login makes the login
+        not fresh, or, in ``"strong"`` mode, anonymous
+        (:func:`~tornado_handlers.flask_session.protect_session`).
         """
-        return flask_session.session_user(self.session)
+        session = self.session
+        if session:
+            identifier = flask_session.login_identifier(
+                self.flask_app, self.request.remote_ip or "", self.request.headers
+            )
+            flask_session.protect_session(self.flask_app, session, identifier)
+        return flask_session.session_user(session)
 
     async def load_user(self) -> dict[str, Any] | None:
         """Return the logged-in user's row as ``User.to_dict()``, or ``None``.
@@ -98,7 +109,10 @@ class FlaskSessionMixin(ExecutorMixin):
 
         Runs inside ``flush``, also while an error is being answered, so a
         cookie that cannot be written (no ``SECRET_KEY``, an unsupported
-        cookie setting) is logged and left out rather than raised.
+        cookie setting) is logged and left out rather than raised. A cookie
+        over ``MAX_COOKIE_SIZE`` is logged as an ERROR and still sent (only the
+        browser can drop it); in debug it raises
+        :class:`~app.session_cookies.CookieTooLarge` (a 500, without the cookie).
         """
         session = self._flask_session
         if session is None:
@@ -107,6 +121,9 @@ class FlaskSessionMixin(ExecutorMixin):
             self.add_header("Vary", "Cookie")
         try:
             cookie = flask_session.session_cookie(self.flask_app, session)
+        except CookieTooLarge:
+            self._flask_session = None  # the error answer goes out without it
+            raise  # debug: a 500 (logged by the check)
         except (RuntimeError, ValueError):
             gen_log.exception("the session cookie could not be written; the change is lost")
             return

@@ -52,6 +52,17 @@ def task_runner(flask_app: Flask) -> TaskRunner:
     return runner
 
 
+TASK_ID = r"([^/]+)"
+"""The id group of every native task route: any one path segment, judged by the handler.
+
+Like Flask's ``<task_id:...>`` (:class:`app.tasks.service.TaskIdConverter`, whose
+regex is the same): a segment that is no valid id (``-1``, ``abc``, out of range)
+reaches the handler, and :func:`app.tasks.service.parse_task_id` answers it with
+the API's 404 ``no such task``. A digits-only group let ``/api/v2/tasks/-1/notes``
+fall through to Flask, which has no such route: a generic 404.
+"""
+
+
 class TasksFeature(Feature):
     """Background tasks: Flask pages and API, native stats, notes, a ported route, a WebSocket.
 
@@ -83,26 +94,26 @@ class TasksFeature(Feature):
             url(r"/api/stats", TaskStatsHandler, shared.kwargs(), name="task_stats"),
             # Ported from Flask's tasks_api.detail (docs/migration.md); the Flask view stays.
             url(
-                mount + r"/api/tasks/([0-9]+)",
+                mount + r"/api/tasks/" + TASK_ID,
                 TaskDetailHandler,
                 shared.kwargs(),
                 name="task_detail",
             ),
             url(r"/api/v2/tasks", TaskEnqueueHandler, shared.kwargs(), name="task_enqueue_v2"),
             url(
-                r"/api/v2/tasks/([0-9]+)/cancel",
+                rf"/api/v2/tasks/{TASK_ID}/cancel",
                 TaskCancelHandler,
                 shared.kwargs(),
                 name="task_cancel_v2",
             ),
             url(
-                r"/api/v2/tasks/([0-9]+)/retry",
+                rf"/api/v2/tasks/{TASK_ID}/retry",
                 TaskRetryHandler,
                 shared.kwargs(),
                 name="task_retry_v2",
             ),
             url(
-                r"/api/v2/tasks/([0-9]+)/notes",
+                rf"/api/v2/tasks/{TASK_ID}/notes",
                 TaskNotesHandler,
                 shared.kwargs(),
                 name="task_notes_v2",
