@@ -151,10 +151,43 @@ def _executed(state: ORMExecuteState) -> None:
         state.session.info[WROTE] = True
 
 
+AFTER_COMMIT = "app.database.after_commit"
+"""``Session.info`` key: callables to run once the session's transaction commits."""
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    for callback in session.info.pop(AFTER_COMMIT, []):
+        callback()
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _ended(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the outermost transaction: committed or rolled back
         session.info.pop(WROTE, None)
+        session.info.pop(AFTER_COMMIT, None)  # rolled back: what it would have done is dropped
+
+
+def after_commit(flask_app: Flask, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the work of the last :func:`call_in_session` is committed.
+
+    For side effects that must follow the commit (publish an event, hand a row's
+    id to another thread or process, which reads the row). When that call was
+    its own unit of work, it has committed: ``callback`` runs now. When it
+    joined an outer session with uncommitted writes (see *Nested calls* in
+    :func:`call_in_session`), ``callback`` runs when the outer code commits,
+    after the commit, in the committing thread; if the outer code rolls back, it
+    never runs. Callbacks run in the order they were registered; an exception
+    from one is raised to the code that committed (the commit has happened).
+
+    :param flask_app: the application :func:`call_in_session` was called with.
+    :param callback: a callable taking no arguments.
+    """
+    outer = writing_session(flask_app)
+    if outer is None:
+        callback()
+    else:
+        outer.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 def writing_session(flask_app: Flask) -> Session | None:
@@ -201,6 +234,8 @@ def call_in_session(flask_app: Flask, fn: Callable[[Session], T]) -> T:
     committed), ``fn`` runs in *that* session and its changes are flushed, not
     committed: the outer code owns the transaction and commits or rolls back
     both (an exception from ``fn`` is raised to it, nothing rolled back here).
+    Side effects that must follow the commit go through :func:`after_commit`,
+    which defers them to the outer commit in this case.
     A second session would wait for the outer one's locks: on SQLite "database
     is locked" after ``SQLITE_BUSY_TIMEOUT_MS``, on PostgreSQL for ever. Without
     such writes (no app context, or one that only read), the call is its own

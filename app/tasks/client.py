@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.database import call_in_session, utcnow
+from app.database import after_commit, call_in_session, utcnow
 from app.tasks.events import TaskEvents
 from app.tasks.execution import AfterCommit, TaskBackend
 from app.tasks.kinds import KINDS
@@ -218,9 +218,7 @@ class TaskClient:
             if existing is None:
                 raise
             return Enqueued(existing, created=False)
-        self._publish(data)  # before the hand-over: the runner's events must come after it
-        for callback in after:
-            callback()
+        self._after_commit(data, after)
         return Enqueued(data, created=True)
 
     def get(self, task_id: int) -> dict[str, Any]:
@@ -255,7 +253,7 @@ class TaskClient:
             return task.to_dict()
 
         data = call_in_session(self.flask_app, change)
-        self._publish(data)
+        self._after_commit(data, [])
         return data
 
     def retry(self, task_id: int) -> dict[str, Any]:
@@ -302,10 +300,24 @@ class TaskClient:
             return task.to_dict()
 
         data = call_in_session(self.flask_app, change)
-        self._publish(data)  # before the hand-over, as in enqueue
-        for callback in after:
-            callback()
+        self._after_commit(data, after)
         return data
+
+    def _after_commit(self, data: dict[str, Any], after: list[AfterCommit]) -> None:
+        """Publish ``data`` and run the backend's hand-over once the change is committed.
+
+        Now, or at the commit of an outer unit of work the change joined
+        (:func:`app.database.after_commit`): a runner handed an uncommitted row would not
+        see it (or wait for its lock), and a page would show a task that may be rolled
+        back. The event goes first: the runner's events must come after it.
+        """
+
+        def publish_then_hand_over() -> None:
+            self._publish(data)
+            for callback in after:
+                callback()
+
+        after_commit(self.flask_app, publish_then_hand_over)
 
     def _by_key(
         self, key: str, kind: str, params: dict[str, Any], name: str | None
