@@ -55,8 +55,10 @@ def parse_task_id(text: str) -> int:
     The one check native handlers make before any query; Flask's rules make
     the same one with :class:`TaskIdConverter`.
 
-    :param text: ASCII digits, as the route regex ``([0-9]+)`` captures them
-        (leading zeros allowed: ``"007"`` is 7).
+    :param text: the path segment the native route's ``TASK_ID`` group ``([^/]+)``
+        captures: any text, so a bad id (``-1``, ``abc``) reaches this check and
+        gets the API's 404, not a fall-through to Flask's generic one (leading zeros
+        allowed: ``"007"`` is 7).
     :returns: an ``int`` in ``TASK_ID_MIN..TASK_ID_MAX``.
     :raises TaskNotFound: if ``text`` is not ASCII digits spelling a number in that range.
     """

@@ -32,10 +32,11 @@ def task_data(session: Session, task_id: int) -> dict[str, Any]:
 class TaskDetailHandler(BaseHandler):
     """``GET /api/tasks/<id>``: one task, ported from Flask's ``tasks_api.detail``.
 
-    Flask's rule ``/api/tasks/<task_id:task_id>`` becomes ``/api/tasks/([0-9]+)``:
-    Tornado passes the digits as a string, and
-    :func:`~app.tasks.service.parse_task_id` turns them into the id -- an id
-    outside ``1..2**31-1`` is a 404 ``no such task`` before any query, as
+    Flask's rule ``/api/tasks/<task_id:task_id>`` becomes ``/api/tasks/([^/]+)``:
+    Tornado passes the segment as a string, and
+    :func:`~app.tasks.service.parse_task_id` turns it into the id -- a segment
+    that is not ASCII digits, or an id outside ``1..2**31-1``, is a 404 ``no such
+    task`` before any query, as
     Flask's converter answers it. The query runs on the shared executor
     through :meth:`run_in_session`; the IOLoop only awaits it. ``HEAD`` and
     ``OPTIONS`` come from :class:`BaseHandler`, as Flask answers them for
