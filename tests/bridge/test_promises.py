@@ -111,12 +111,14 @@ def raw_request(sock: socket.socket, method: str = "GET", path: str = "/", extra
 @pytest.mark.parametrize(
     ("case", "body", "headers"),
     [
-        ("iterator raises at once", CountingBody(5, fail_at=0), []),
-        ("iterator raises mid-body", CountingBody(5, fail_at=2), []),
-        ("early stop at Content-Length", CountingBody(100, b"12345"), [("Content-Length", "7")]),
-        ("runs to the end", CountingBody(3), []),
+        pytest.param(case, body, headers, id=case.replace(" ", "-"))
+        for case, body, headers in [
+            ("iterator raises at once", CountingBody(5, fail_at=0), []),
+            ("iterator raises mid-body", CountingBody(5, fail_at=2), []),
+            ("stops at Content-Length", CountingBody(100, b"12345"), [("Content-Length", "7")]),
+            ("runs to the end", CountingBody(3), []),
+        ]
     ],
-    ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_close_is_called_exactly_once_on_the_iterable_object(
     kind: str, case: str, body: CountingBody, headers: list[tuple[str, str]]
