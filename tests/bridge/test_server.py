@@ -390,11 +390,9 @@ def test_disconnect_mid_stream_closes_iterable_promptly(kind: str, tracker: apps
         with server.raw() as sock:
             raw_get(sock)
             assert tracker.started.wait(5)
-            time.sleep(0.3)
-        closed_at = time.monotonic()
-        assert tracker.closed.wait(5)
-        elapsed = time.monotonic() - closed_at
-        assert elapsed < 2.0, elapsed  # "within about a second", generous margin
+            assert wait_for(lambda: tracker.chunks >= 3)  # mid-stream
+        # "within about a second" of the disconnect (measured 0.001-0.1 s), plus margin.
+        assert tracker.closed.wait(1.5), "close() not within about 1 s of the disconnect"
         assert tracker.close_count == 1
         assert tracker.chunks < 50
         assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
