@@ -120,38 +120,6 @@ def test_one_thread_one_context_close_once() -> None:
     assert len(seen) == 5
 
 
-def test_close_called_once_after_error_and_early_stop() -> None:
-    closes: list[str] = []
-
-    def make(kind: str) -> Any:
-        def gen() -> Iterator[bytes]:
-            try:
-                yield b"12345"
-                yield b"6789"
-                if kind == "error":
-                    raise RuntimeError("late")
-                yield b"more"
-            finally:
-                closes.append(kind)
-
-        return gen
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        kind = environ["PATH_INFO"].strip("/")
-        headers = [("Content-Length", "5")] if kind == "length" else []
-        start_response("200 OK", headers)
-        return make(kind)()
-
-    with BridgeServer(app) as server, capture_logs("wsgi_bridge"):
-        assert server.request("GET", "/length")[2] == b"12345"
-        with server.raw() as sock:
-            raw_get(sock, "/error")
-            assert read_until_close(sock, 5)[1]
-        assert wait_for(lambda: sorted(closes) == ["error", "length"])
-        time.sleep(0.1)
-        assert sorted(closes) == ["error", "length"]
-
-
 @BOTH
 def test_flask_stream_with_context(kind: str) -> None:
     with BridgeServer(apps.make_flask_app(), kind=kind) as server:
