@@ -53,7 +53,7 @@ def test_leaks(live_server: ServerFactory, monkeypatch) -> None:
     )
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_leaks*", "*admission slot leaked: in_flight=1*"]
+        ["*ERROR at teardown of test_leaks*", "*admission slot leaked: in_flight=1 (WSGI)*"]
     )
     result.stdout.fnmatch_lines(["*drain did not finish*in_flight=1*"])
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -145,7 +146,8 @@ class ServerThread:
         native = self.hybrid.application.settings["in_flight"].count
         if self.hybrid.container.in_flight or native:
             found.append(
-                f"admission slot leaked: in_flight={self.hybrid.container.in_flight} "
+                "a request never finished or its admission slot leaked: "
+                f"in_flight={self.hybrid.container.in_flight} "
                 f"(WSGI) and {native} (native) after the server stopped"
             )
         return found
@@ -191,6 +193,29 @@ async def close_websocket(connection: WebSocketClientConnection, timeout: float 
         return  # the socket is closed and the test already read the end (None)
     while await asyncio.wait_for(connection.read_message(), timeout) is not None:
         pass
+
+
+def refuses_connections(port: int, timeout: float = 10) -> bool:
+    """Wait until nothing accepts TCP connections on ``127.0.0.1:port`` (a listener closed).
+
+    Tries to connect every 20 ms; a connection that is still accepted is closed at once,
+    and one reset as the listener closes under it is tried again.
+
+    :param port: the TCP port.
+    :param timeout: seconds to wait at most.
+    :returns: True once a connection is refused, False if one was still accepted at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        except ConnectionRefusedError:
+            return True
+        except (ConnectionResetError, ConnectionAbortedError):
+            pass  # caught in the listener's backlog as it closed: the next try tells
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def raw_exchange(server: LiveServer, request: bytes) -> bytes:
