@@ -20,11 +20,8 @@ Helpers that tests import live in ``tests/support/``; tests never import this fi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,9 +40,8 @@ from app.schema_migrations import upgrade_database
 from config import Settings, load_settings
 from server.build import FlaskFactory, Hybrid, build_hybrid
 from server.features import FEATURES
-from server.serve import serve
 from tests.support.cli import ServerProcess, environment, run
-from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory
+from tests.support.server import TEST_SECRET_KEY, LiveServer, ServerFactory, ServerThread
 
 pytest_plugins = ["tests.support.redis"]
 """Fixtures that live with their helpers in ``tests/support/``: ``redis_server``."""
@@ -154,53 +150,30 @@ def live_server(settings: Settings) -> Iterator[ServerFactory]:
 
     ``live_server(create_flask_app=factory, **settings_overrides)``: ``factory``
     is called with ``(settings, executor, features)`` and returns the Flask app
-    (use it to add test-only views). The server is stopped (gracefully) after the test.
+    (use it to add test-only views). The server is stopped (gracefully) after the test,
+    and the test fails (an error at teardown) when its server raised on its thread (the
+    original exception, re-raised), its drain timed out, or an admission slot leaked
+    (:class:`~tests.support.server.ServerThread`).
     """
-    started: list[tuple[LiveServer, threading.Thread]] = []
+    with contextlib.ExitStack() as stopping:
 
-    def start(create_flask_app: FlaskFactory = create_app, **overrides: Any) -> LiveServer:
-        server_settings = settings.model_copy(update=overrides) if overrides else settings
-        hybrid = build_hybrid(server_settings, create_flask_app)
-        # Served as in production: Flask's own error handlers answer a failing
-        # view (TESTING would make Flask re-raise into the server instead).
-        hybrid.flask_app.config["PROPAGATE_EXCEPTIONS"] = False
-        upgrade_database(hybrid.flask_app)
-        ready = threading.Event()
-        holder: dict[str, Any] = {}
+        def start(create_flask_app: FlaskFactory = create_app, **overrides: Any) -> LiveServer:
+            server_settings = settings.model_copy(update=overrides) if overrides else settings
+            hybrid = build_hybrid(server_settings, create_flask_app)
+            # Served as in production: Flask's own error handlers answer a failing
+            # view (TESTING would make Flask re-raise into the server instead).
+            hybrid.flask_app.config["PROPAGATE_EXCEPTIONS"] = False
+            upgrade_database(hybrid.flask_app)
+            # Last in, first out: after the server stopped and passed its checks,
+            # its threads and database connections are let go (even if it failed them).
+            stopping.callback(_dispose, hybrid.flask_app)
+            stopping.callback(hybrid.executor.shutdown, wait=True)
+            thread = ServerThread(server_settings, hybrid)
+            server = thread.start()
+            stopping.callback(thread.finish)
+            return server
 
-        def on_ready(sockets: list[socket.socket]) -> None:
-            holder["port"] = sockets[0].getsockname()[1]
-            ready.set()
-
-        def run() -> None:
-            async def main() -> None:
-                holder["loop"] = asyncio.get_running_loop()
-                holder["stop"] = asyncio.Event()
-                await serve(server_settings, hybrid, on_ready=on_ready, stop=holder["stop"])
-
-            try:
-                asyncio.run(main())
-            except BaseException as error:  # surface start-up errors to the test
-                holder["error"] = error
-                ready.set()
-
-        thread = threading.Thread(target=run, name="live-server", daemon=True)
-        thread.start()
-        assert ready.wait(10), "server did not start within 10 s"
-        if "error" in holder:
-            raise holder["error"]
-        server = LiveServer(hybrid, holder["port"], holder["loop"], holder["stop"])
-        started.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in started:
-        with contextlib.suppress(RuntimeError):  # a test may have stopped it already
-            server.loop.call_soon_threadsafe(server.stop.set)
-        thread.join(15)
-        assert not thread.is_alive(), "server did not stop within 15 s"
-        server.hybrid.executor.shutdown(wait=True)
-        _dispose(server.hybrid.flask_app)
+        yield start
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from app import create_app
 from app.feature import Feature
 from config import Settings
 from tests.support.routes import HelloSocket, add_native_route
-from tests.support.server import ServerFactory, close_websocket
+from tests.support.server import ServerFactory, close_websocket, refuses_connections
 
 BARRIER_TIMEOUT = 10.0
 
@@ -38,9 +38,10 @@ def with_test_views(
         app = create_app(settings, executor, features)
 
         @app.get("/_test/sleep")
-        def sleep() -> str:
+        def sleep() -> dict[str, float]:
+            started = time.monotonic()  # the server runs in this process: one clock
             time.sleep(1.0)
-            return "slept"
+            return {"started": started, "ended": time.monotonic()}
 
         @app.get("/_test/barrier")
         def meet() -> str:
@@ -79,25 +80,32 @@ def test_two_blocking_views_run_at_the_same_time(live_server: ServerFactory) -> 
     assert [(r.status_code, r.text) for r in responses] == [(200, "met"), (200, "met")]
 
 
-def test_two_one_second_views_finish_together(
+def test_two_one_second_views_overlap(
     live_server: ServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Two 1 s views requested together run at the same time: each starts before the other ends.
+
+    Order, not speed: run one after the other, the second would start after the first
+    ended, however fast or loaded the machine (the barrier test above proves the same
+    with no clock at all). The elapsed times are printed, not asserted.
+    """
     server = live_server(with_test_views())
     httpx.get(f"{server.url}/healthz")  # warm up
     started = time.perf_counter()
 
-    def fetch(_: int) -> float:
+    def fetch(_: int) -> dict[str, float]:
         response = httpx.get(f"{server.url}/_test/sleep", timeout=15)
-        assert response.text == "slept"
-        return time.perf_counter() - started
+        assert response.status_code == 200
+        span: dict[str, float] = response.json()
+        span["finished"] = time.perf_counter() - started
+        return span
 
     with ThreadPoolExecutor(2) as clients:
-        finished = sorted(clients.map(fetch, range(2)))
+        spans = list(clients.map(fetch, range(2)))
+    finished = sorted(span["finished"] for span in spans)
     with capsys.disabled():
         print(f"\n  two 1 s Flask views finished at {finished[0]:.3f} s and {finished[1]:.3f} s")
-    # Serially they would take 2 s; the margin absorbs a slow CI machine.
-    assert finished[1] < 1.8
-    assert finished[1] - finished[0] < 0.5
+    assert max(span["started"] for span in spans) < min(span["ended"] for span in spans), spans
 
 
 def test_native_route_answers_while_every_worker_is_blocked(live_server: ServerFactory) -> None:
@@ -167,7 +175,7 @@ def test_graceful_shutdown_lets_in_flight_requests_finish(live_server: ServerFac
         while server.hybrid.container.in_flight < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         server.loop.call_soon_threadsafe(server.stop.set)  # as SIGTERM does
-        time.sleep(0.3)
+        assert refuses_connections(server.port), "still accepting connections after 10 s"
         with pytest.raises(httpx.ConnectError):  # no longer accepting
             httpx.get(f"{server.url}/healthz", timeout=2)
         assert not held.done()
