@@ -64,7 +64,11 @@ def parse_task_id(text: str) -> int:
     """
     if not (text.isascii() and text.isdigit()):  # int() would take " 7", "+7", "1_0"
         raise TaskNotFound(text)
-    task_id = int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(TASK_ID_MAX)):
+        # Out of range, and int() refuses over 4300 digits (ValueError: a 500).
+        raise TaskNotFound(text[:20] + "...")
+    task_id = int(digits)
     if not TASK_ID_MIN <= task_id <= TASK_ID_MAX:
         raise TaskNotFound(task_id)
     return task_id
