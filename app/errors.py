@@ -9,6 +9,8 @@ the two sides answer the same error the same way. The skeleton maps:
   (and ``"more": n`` when more problems were found than listed);
 * :class:`app.validation.MalformedBody` -> 400 ``{"error": message}`` (a body that
   is not a JSON object, or nests too deeply);
+* :class:`app.validation.JSONBodyTooLarge` -> 413 ``{"error": message}`` (a JSON body
+  over ``MAX_JSON_BODY``, refused before decoding);
 * :class:`sqlalchemy.exc.IntegrityError` -> 409 (a unique, foreign-key or
   CHECK conflict), after the session is rolled back so nothing is half-written;
 * :class:`~werkzeug.exceptions.HTTPException` -> its own status and headers
@@ -40,7 +42,7 @@ from werkzeug.exceptions import default_exceptions as _werkzeug_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.extensions import db
-from app.validation import InvalidInput, MalformedBody
+from app.validation import InvalidInput, JSONBodyTooLarge, MalformedBody
 
 ErrorBody = dict[str, Any]
 ErrorHeaders = dict[str, str]
@@ -230,6 +232,7 @@ def register_error_handlers(app: Flask) -> None:
 
     map_exception(app, InvalidInput, 422, invalid_input_body)
     map_exception(app, MalformedBody, 400, lambda error: {"error": str(error)})
+    map_exception(app, JSONBodyTooLarge, 413, lambda error: {"error": str(error)})
     map_exception(app, IntegrityError, 409, lambda _error: {"error": "conflict with existing data"})
 
     @app.errorhandler(InternalServerError)
