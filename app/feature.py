@@ -173,6 +173,20 @@ class Feature:
         """
         return ()
 
+    def pool_threads(self, flask_app: Flask) -> int:
+        """Threads of the shared executor this feature's own long work may hold at once.
+
+        Work other than requests that runs on the shared pool for long (seconds
+        or more: jobs run in the web process). The server takes them out of the
+        bridge's share, so that Flask views plus this work never take the
+        ``RESERVED_THREADS`` that native handlers' blocking calls rely on
+        (``server.build``, docs/wsgi-bridge.md "The native lane").
+
+        :param flask_app: this process's Flask app, after :meth:`init_app`.
+        :returns: threads (>= 0); default 0.
+        """
+        return 0
+
     def worker(self, flask_app: Flask, options: WorkerOptions) -> BackgroundWorker | None:
         """Return what this feature runs in a ``manage.py worker`` process, or ``None``.
 

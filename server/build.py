@@ -7,6 +7,7 @@ bridge, the native handlers, the Flask app and the features.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -28,6 +29,8 @@ from server.metrics import Metrics, metrics_rules
 from server.routes import make_routes
 from tornado_handlers.in_flight import InFlight
 from wsgi_bridge import WSGIContainer
+
+log = logging.getLogger(__name__)
 
 FlaskFactory = Callable[[Settings, Executor, Iterable[Feature]], Flask]
 """``create_app(settings, executor, features) -> Flask``: how the Flask app is made."""
@@ -87,6 +90,35 @@ class Hybrid:
         self.executor.shutdown(wait=wait, cancel_futures=True)
 
 
+def bridge_threads(settings: Settings, flask_app: Flask, features: Sequence[Feature]) -> int:
+    """Threads of the shared pool the WSGI bridge may occupy at once.
+
+    ``THREADS - RESERVED_THREADS`` less what features' own long work may hold
+    (:meth:`app.feature.Feature.pool_threads`, e.g. the example's in-process tasks,
+    ``TASK_THREADS``): Flask views and that work together never take the reserve.
+    At least 1: where the pool is too small for that (``THREADS=2`` with a task
+    thread), Flask keeps one thread and a WARNING says the reserve is not kept.
+
+    :param settings: the shared settings (``threads``, ``reserved_threads``).
+    :param flask_app: the Flask app, its features initialised.
+    :param features: the features wired in.
+    :returns: threads (>= 1).
+    """
+    held = sum(feature.pool_threads(flask_app) for feature in features)
+    share = settings.bridge_threads - held
+    if share < 1:
+        log.warning(
+            "THREADS=%d is too small to keep RESERVED_THREADS=%d for native handlers "
+            "besides %d thread(s) held by features' work and one for Flask: native "
+            "blocking calls may wait behind Flask views; raise THREADS",
+            settings.threads,
+            settings.reserved_thread_count,
+            held,
+        )
+        return 1
+    return share
+
+
 def build_hybrid(
     settings: Settings,
     create_flask_app: FlaskFactory = create_app,
@@ -115,8 +147,9 @@ def build_hybrid(
     container = WSGIContainer(
         flask_app,
         executor,
-        # Flask never takes the reserve: native blocking calls never queue behind it.
-        max_workers=settings.bridge_threads,
+        # Flask never takes the reserve, nor the threads features' own work may hold:
+        # native blocking calls never queue behind it.
+        max_workers=bridge_threads(settings, flask_app, features),
         max_queue=settings.max_queue,
         queue_target=settings.queue_target,
         queue_interval=settings.queue_interval,

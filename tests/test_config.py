@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from config import ConfigError, load_settings
 from config.defaults import DEFAULT_DATABASE_URL, DEFAULT_PORT, SERVICE_NAME
@@ -142,7 +143,7 @@ def test_admission_and_deadline_settings_reach_the_bridge(monkeypatch: pytest.Mo
     monkeypatch.setenv("QUEUE_INTERVAL", "2")
     monkeypatch.setenv("MAX_QUEUE", "7")
     monkeypatch.setenv("THREADS", "3")
-    hybrid = build_hybrid(load_settings())
+    hybrid = build_hybrid(load_settings(), features=())
     try:
         container = hybrid.container
         assert container.request_timeout == 2.5
@@ -179,7 +180,7 @@ def test_reserved_threads_set_how_many_threads_flask_may_not_take(
     monkeypatch.setenv("THREADS", "6")
     for reserved, bridge in (("0", 6), ("5", 1)):
         monkeypatch.setenv("RESERVED_THREADS", reserved)
-        hybrid = build_hybrid(load_settings())
+        hybrid = build_hybrid(load_settings(), features=())
         try:
             assert hybrid.container.max_workers == bridge
             assert hybrid.container.admission.workers == bridge
@@ -189,6 +190,39 @@ def test_reserved_threads_set_how_many_threads_flask_may_not_take(
     monkeypatch.setenv("RESERVED_THREADS", "1")
     with pytest.raises(ConfigError, match=r"^RESERVED_THREADS: must be less than THREADS \(1\)"):
         load_settings()
+
+
+def test_features_own_pool_work_comes_out_of_the_bridges_share(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Flask views plus a feature's long work on the shared pool never take the reserve."""
+    from app.feature import Feature
+    from server.build import build_hybrid
+
+    class Holding(Feature):
+        name = "holding"
+
+        def __init__(self, threads: int) -> None:
+            self.threads = threads
+
+        def pool_threads(self, flask_app: Flask) -> int:
+            return self.threads
+
+    monkeypatch.setenv("THREADS", "8")
+    monkeypatch.setenv("RESERVED_THREADS", "2")
+    for held, bridge in ((0, 6), (3, 3), (5, 1)):
+        hybrid = build_hybrid(load_settings(), features=(Holding(held),))
+        try:
+            assert hybrid.container.max_workers == bridge
+        finally:
+            hybrid.close()
+    assert "too small" not in caplog.text
+    hybrid = build_hybrid(load_settings(), features=(Holding(6),))  # 8 - 2 - 6 = 0
+    try:
+        assert hybrid.container.max_workers == 1  # Flask keeps one thread, and is told
+        assert "THREADS=8 is too small to keep RESERVED_THREADS=2" in caplog.text
+    finally:
+        hybrid.close()
 
 
 def test_process_settings_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,8 +52,9 @@ def test_a_native_database_call_answers_while_flask_holds_every_bridge_thread(
     server = live_server(holding_views(release))
     add_native_route(server.hybrid, "/_test/db", DatabaseProbe)
     settings = server.hybrid.settings
-    bridge_threads = settings.bridge_threads
-    assert server.hybrid.container.max_workers == bridge_threads >= 1
+    # THREADS - RESERVED_THREADS, less what features' own work may hold (tasks).
+    bridge_threads = server.hybrid.container.max_workers
+    assert 1 <= bridge_threads <= settings.bridge_threads
     flask_requests = settings.threads + 2  # every thread's worth, and more waiting
     with ThreadPoolExecutor(flask_requests) as clients:
         held = [

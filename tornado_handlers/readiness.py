@@ -81,7 +81,7 @@ class Readiness:
         if container.in_flight >= container.admission_limit:
             return (
                 f"saturated: {container.in_flight} requests in flight "
-                "(the cap is THREADS - RESERVED_THREADS + MAX_QUEUE = "
+                "(the cap is the bridge's threads + MAX_QUEUE = "
                 f"{container.admission_limit})"
             )
         if container.admission.shedding(time.monotonic()):

@@ -341,13 +341,15 @@ class ShadowRunner:
 
     def busy(self) -> bool:
         """Whether real traffic needs the pool: a queued bridge request, at most one idle
-        thread of the bridge's share (``container.max_workers``, which leaves
-        ``RESERVED_THREADS`` to native work, so a shadow never eats that reserve), or
-        :attr:`max_in_flight` shadows running (IOLoop thread)."""
+        thread outside ``RESERVED_THREADS`` (a shadow never eats the reserve native work
+        relies on; threads busy with anything count, a feature's own work included),
+        or :attr:`max_in_flight` shadows running (IOLoop thread)."""
+        settings = self.flask_app.extensions["settings"]
+        outside_reserve = settings.threads - settings.reserved_thread_count
         return (
             self.in_flight >= self.max_in_flight
             or self.container.waiting > 0
-            or busy_threads(self.executor) >= self.container.max_workers - 1
+            or busy_threads(self.executor) >= outside_reserve - 1
         )
 
     def _primary_finished(

@@ -80,6 +80,12 @@ class TasksFeature(Feature):
         """The Flask half: :func:`app.tasks.init_app`."""
         tasks.init_app(flask_app, task_threads=self.task_threads)
 
+    def pool_threads(self, flask_app: Flask) -> int:
+        """The in-process runner's ``TASK_THREADS`` (tasks run on the shared pool); 0 with
+        ``TASK_BACKEND=queue``, whose tasks run in worker processes."""
+        runner = flask_app.extensions.get("task_runner")
+        return int(runner.max_running) if runner is not None else 0
+
     def native_rules(self, shared: Shared) -> Sequence[Rule]:
         """The native rules: stats, a ported route, the task API and notes natively, the WebSocket.
 
