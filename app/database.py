@@ -293,8 +293,8 @@ def _count_statements(connection: Connection) -> list[None]:
 def sqlite_in_memory(database_url: str) -> bool:
     """Whether ``database_url`` names an in-memory SQLite database.
 
-    ``sqlite://``, ``sqlite:///:memory:`` and a ``file:`` URI with
-    ``mode=memory`` (https://www.sqlite.org/inmemorydb.html). Each connection
+    ``sqlite://``, ``sqlite:///:memory:``, a ``file:`` URI with ``mode=memory``, and
+    ``sqlite:///file::memory:?uri=true`` (https://www.sqlite.org/inmemorydb.html). Each connection
     to one opens its own empty database, so the engine keeps one connection
     shared by every thread (``StaticPool``): fine for a test in one process,
     not for a server (:func:`server.checks.check_database_url` refuses it).
@@ -302,8 +302,15 @@ def sqlite_in_memory(database_url: str) -> bool:
     :param database_url: a SQLAlchemy URL string.
     """
     url = make_url(database_url)
-    return url.get_backend_name() == "sqlite" and (
-        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    database = url.database or ""
+    return (
+        url.get_backend_name() == "sqlite"
+        and (
+            database in ("", ":memory:")
+            or url.query.get("mode") == "memory"
+            # A file: URI names its database after "file:"; ":memory:" there is memory too.
+            or (database.startswith("file:") and database[5:].split("?")[0] == ":memory:")
+        )
     )
 
 

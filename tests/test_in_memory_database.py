@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.database import sqlite_in_memory
 from tests.support.cli import environment, run
 
 EXPECTED = (
@@ -21,7 +22,13 @@ EXPECTED = (
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:db?mode=memory&uri=true"]
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:db?mode=memory&uri=true",
+        "sqlite:///file::memory:?uri=true",  # served silently as a file named ":memory:"
+    ],
 )
 @pytest.mark.parametrize("app_env", ["development", "testing"])
 def test_serve_refuses_an_in_memory_database(url: str, app_env: str) -> None:
@@ -35,3 +42,17 @@ def test_worker_refuses_an_in_memory_database() -> None:
     result = run("worker", env=environment("sqlite://"), timeout=30)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [EXPECTED], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "in_memory"),
+    [
+        ("sqlite:///file::memory:?uri=true", True),
+        ("sqlite:///file::memory:?cache=shared&uri=true", True),
+        ("sqlite:///file:memory.db?uri=true", False),
+        ("sqlite:///instance/app.db", False),
+        ("postgresql+psycopg://postgres@127.0.0.1/test", False),
+    ],
+)
+def test_which_urls_are_in_memory(url: str, in_memory: bool) -> None:
+    assert sqlite_in_memory(url) is in_memory
