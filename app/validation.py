@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import operator
 import re
 from collections.abc import Iterable
@@ -165,12 +166,34 @@ def decode_json_object(data: bytes) -> dict[str, Any]:
             f"at most {MAX_JSON_DEPTH} are accepted"
         )
     try:
-        body = json.loads(text or "null")
-    except ValueError:
+        body = json.loads(text or "null", parse_float=_finite_float)
+    except _NumberOutOfRange as error:
+        raise MalformedBody(str(error)) from None
+    except json.JSONDecodeError:
         body = None
+    except ValueError:  # int() refuses over 4300 digits (sys.get_int_max_str_digits)
+        raise MalformedBody(
+            "the body holds a number too long to read (more than 4300 digits)"
+        ) from None
     if not isinstance(body, dict):
         raise MalformedBody("the body must be a JSON object")
     return body
+
+
+class _NumberOutOfRange(ValueError):
+    """A JSON number no float can hold (``1e400``): refused while decoding."""
+
+
+def _finite_float(text: str) -> float:
+    """``parse_float`` for :func:`json.loads`: the number, unless it overflows to infinity.
+
+    RFC 8259 section 6 lets an implementation limit the range of numbers; Python
+    turns ``1e400`` into ``inf``, which no JSON can carry back, so it is refused.
+    """
+    value = float(text)
+    if math.isinf(value):
+        raise _NumberOutOfRange(f"the body holds a number out of range: {text[:40]}")
+    return value
 
 
 def plain_text(value: str) -> str:

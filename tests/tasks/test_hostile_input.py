@@ -190,6 +190,24 @@ def test_a_json_body_over_the_limit_is_a_413_before_any_decoding(sides: Sides) -
         assert response.json() == {"error": message}
 
 
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("1" + "0" * 5000, "the body holds a number too long to read (more than 4300 digits)"),
+        ("1e400", "the body holds a number out of range: 1e400"),
+        ("-1e400", "the body holds a number out of range: -1e400"),
+    ],
+    ids=["5001-digits", "1e400", "-1e400"],
+)
+def test_a_number_json_cannot_carry_is_a_400_that_says_so(
+    sides: Sides, number: str, message: str
+) -> None:
+    body = '{"kind": "sleep", "params": {"steps": ' + number + "}}"
+    for side, response in sides.post_task(body).items():
+        assert response.status_code == 400, (side, response.text[:200])
+        assert response.json() == {"error": message}, side
+
+
 def test_many_unknown_params_are_counted_too(sides: Sides) -> None:
     body = json.dumps({"kind": "sleep", "params": {f"k{i}": 1 for i in range(3000)}})
     for side, response in sides.post_task(body).items():
