@@ -601,7 +601,7 @@ def test_page_buttons_cancel_and_retry_with_csrf(
     assert buttons(cancelled) == {"cancel": False, "retry": True}
 
     stale = page.forms["cancel-task"].submit(status=409)  # the page before the cancel
-    assert "task 2 is cancelled: nothing to cancel" in stale
+    assert "Task 2 has already finished (cancelled): there is nothing to cancel." in stale
 
     retried = cancelled.forms["retry-task"].submit(status=303).follow()
     assert "Task 2 queued again." in retried
