@@ -96,6 +96,7 @@ def init_app(flask_app: Flask, *, task_threads: int | None = None) -> None:
     map_exception(flask_app, TaskNotFound, 404, lambda _error: {"error": NO_SUCH_TASK})
     map_exception(flask_app, ParamsTooLarge, 413, lambda error: {"error": str(error)})
     map_exception(flask_app, IdempotencyKeyReused, 409, lambda error: {"error": str(error)})
+    map_exception(flask_app, api.RepeatedIdempotencyKey, 400, lambda error: {"error": str(error)})
     map_exception(flask_app, TaskStateConflict, 409, lambda error: {"error": str(error)})
     map_exception(
         flask_app,

@@ -19,6 +19,8 @@ same statuses, headers and JSON; :func:`idempotency_key` and
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, current_app, request, url_for
@@ -71,7 +73,7 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     :returns: 201 (or 200 for a replay) with the task and a ``Location`` header.
     """
     new = parse(NewTask, json_object())
-    key = idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+    key = idempotency_key(request.headers.getlist(IDEMPOTENCY_KEY_HEADER))
     enqueued = task_client(current_app).enqueue(
         new.kind, new.params, name=new.name, idempotency_key=key
     )
@@ -99,8 +101,26 @@ def retry(task_id: int) -> dict[str, Any]:
     return task_client(current_app).retry(task_id)
 
 
-def idempotency_key(header: str | None) -> str | None:
+class RepeatedIdempotencyKey(ValueError):
+    """The ``Idempotency-Key`` header came more than once (answered 400 on both sides).
+
+    ``str(error)`` is the message.
+    """
+
+
+_LIST_MEMBER = re.compile(r'(?:[^",]|"(?:[^"\\]|\\.)*"?)+')
+"""One member of a combined field value: commas inside a quoted string do not split it."""
+
+
+def idempotency_key(headers: Sequence[str]) -> str | None:
     """Return the key an ``Idempotency-Key`` header carries, or ``None`` without the header.
+
+    The header must come once: the key is one value (an sf-item), not a
+    list. Repeated fields are combined with commas (RFC 9110 section 5.3),
+    differently by each side (WSGI gives Flask one ``"k-a, k-b"``, Tornado
+    joins with ``","``), so a combined value would be two different keys for
+    the same request. Every value is therefore split at commas outside
+    quoted strings, and more than one member is refused.
 
     The draft (draft-ietf-httpapi-idempotency-key-header, section 2) makes the
     value a Structured Field String, ``"8e03978e-..."`` (RFC 8941 section
@@ -108,13 +128,22 @@ def idempotency_key(header: str | None) -> str | None:
     length (1 to 255 characters) is checked by
     :meth:`app.tasks.client.TaskClient.enqueue`.
 
-    :param header: the header's value as received, or ``None``.
+    :param headers: every value of the header as received, in order (none
+        without the header): ``request.headers.getlist`` on Flask's side,
+        ``request.headers.get_list`` on Tornado's.
+    :raises RepeatedIdempotencyKey: the header came more than once, or
+        carried a list (400).
     :raises InvalidInput: a quoted value that is not a valid sf-string (422,
         field ``idempotency_key``).
     """
-    if header is None:
+    members = [m for header in headers for m in _LIST_MEMBER.findall(header)]
+    if not headers:
         return None
-    value = header.strip(" \t")
+    if len(headers) > 1 or len(members) > 1:
+        raise RepeatedIdempotencyKey(
+            f"the {IDEMPOTENCY_KEY_HEADER} header must be sent once, with one key"
+        )
+    value = headers[0].strip(" \t")
     if not value.startswith('"'):
         return value
     key: list[str] = []

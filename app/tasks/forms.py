@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import Optional
+from wtforms.validators import Optional, ValidationError
 
 from app.tasks.kinds import KINDS, TaskKind
 from app.tasks.models import NAME_MAX_LENGTH
@@ -155,8 +156,24 @@ def number_field(parameter: Parameter) -> Field:
     if parameter.maximum is not None:
         hints["max"] = parameter.maximum
     field_class = IntegerField if parameter.whole else FloatField
-    field: Field = field_class(parameter.label, validators=[Optional()], render_kw=hints)
+    field: Field = field_class(parameter.label, validators=[Optional(), finite], render_kw=hints)
     return field
+
+
+def finite(form: Form, field: Field) -> None:
+    """Refuse a number that is not finite (``nan``, ``inf``, ``-inf``, ``1e400``).
+
+    Python's :class:`float` parses them, so :class:`~wtforms.FloatField`
+    accepts them, but no parameter range holds them and JSON (the stored
+    parameters) cannot carry them. Refused here, they are the field's own
+    error, worded like any other by :mod:`app.tasks.wording`.
+
+    :param form: the form (a WTForms validator's first argument; unused).
+    :param field: the number field; ``field.data`` is a number or ``None``.
+    :raises wtforms.validators.ValidationError: if the number is not finite.
+    """
+    if isinstance(field.data, float) and not math.isfinite(field.data):
+        raise ValidationError("Not a finite number.")
 
 
 class NoteForm(FlaskForm):

@@ -38,7 +38,14 @@ from app.tasks.service import (
     list_tasks,
     use_task_id_converter,
 )
-from app.tasks.wording import NOTES_FULL, name_taken, note_sentence, sentences
+from app.tasks.wording import (
+    NOTES_FULL,
+    cancel_refused,
+    name_taken,
+    note_sentence,
+    retry_refused,
+    sentences,
+)
 from app.validation import InvalidInput
 
 blueprint = Blueprint(
@@ -165,7 +172,12 @@ def add_note_form(task_id: int) -> Response | tuple[str, int]:
 @blueprint.post("/tasks/<task_id:task_id>/cancel")
 def cancel(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
     """Cancel the task from its page's *Cancel* button; back to the page with a message."""
-    return act_on_task(task_id, task_client(current_app).cancel, cancelled_message)
+    return act_on_task(
+        task_id,
+        task_client(current_app).cancel,
+        cancelled_message,
+        lambda task: cancel_refused(task.id, task.status),
+    )
 
 
 def cancelled_message(task: dict[str, Any]) -> str:
@@ -182,7 +194,10 @@ def cancelled_message(task: dict[str, Any]) -> str:
 def retry(task_id: int) -> Response | tuple[str, int, dict[str, str]]:
     """Queue the task again from its page's *Retry* button; back to the page with a message."""
     return act_on_task(
-        task_id, task_client(current_app).retry, lambda task: f"Task {task['id']} queued again."
+        task_id,
+        task_client(current_app).retry,
+        lambda task: f"Task {task['id']} queued again.",
+        lambda task: retry_refused(task.id, task.status, task.kind),
     )
 
 
@@ -190,6 +205,7 @@ def act_on_task(
     task_id: int,
     action: Callable[[int], dict[str, Any]],
     message: Callable[[dict[str, Any]], str],
+    refused: Callable[[Task], str],
 ) -> Response | tuple[str, int, dict[str, str]]:
     """Run ``action(task_id)`` for a button of the task page, after checking its CSRF token.
 
@@ -202,6 +218,9 @@ def act_on_task(
     :param task_id: the task.
     :param action: :meth:`~app.tasks.client.TaskClient.cancel` or ``retry``.
     :param message: the success message for the task ``action`` returned.
+    :param refused: the message when the task's state does not allow the
+        action (:mod:`app.tasks.wording`), for the task as it is now; the
+        JSON API keeps :class:`~app.tasks.client.TaskStateConflict`'s own.
     """
     headers: dict[str, str] = {}
     if not TaskActionForm().validate_on_submit():
@@ -211,7 +230,8 @@ def act_on_task(
         try:
             task = action(task_id)
         except TaskStateConflict as error:
-            flash(str(error), "error")
+            task_now = db.session.get(Task, task_id, populate_existing=True)
+            flash(refused(task_now) if task_now is not None else str(error), "error")
             status = 409
         except TaskBackendUnavailable as error:
             flash(str(error), "error")

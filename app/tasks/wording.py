@@ -19,7 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from app.tasks.kinds import KINDS
-from app.tasks.models import MAX_NOTES_PER_TASK, NAME_MAX_LENGTH, NOTE_MAX_LENGTH
+from app.tasks.models import (
+    MAX_NOTES_PER_TASK,
+    NAME_MAX_LENGTH,
+    NOTE_MAX_LENGTH,
+    RETRYABLE_STATUSES,
+    TaskStatus,
+)
 from app.tasks.parameters import Parameter, parameters
 
 NAME_LABEL = "Name"
@@ -133,3 +139,31 @@ NOTES_FULL = (
     f"{NOTE_LABEL}: this task already has {MAX_NOTES_PER_TASK:,} notes, the most it can have."
 )
 """The message for a note past :data:`app.tasks.models.MAX_NOTES_PER_TASK`."""
+
+
+def cancel_refused(task_id: int, status: str) -> str:
+    """The page's message for *Cancel* on a task that has already finished (a stale page).
+
+    :param task_id: the task.
+    :param status: its status now (a :class:`~app.tasks.models.TaskStatus` value).
+    :returns: e.g. ``"Task 1 has already finished (succeeded): there is nothing to cancel."``.
+    """
+    return f"Task {task_id} has already finished ({status}): there is nothing to cancel."
+
+
+def retry_refused(task_id: int, status: str, kind: str) -> str:
+    """The page's message for *Retry* the task's state or kind does not allow (a stale page).
+
+    :param task_id: the task.
+    :param status: its status now (a :class:`~app.tasks.models.TaskStatus` value).
+    :param kind: its kind's name (a retryable task is refused only when its
+        kind is no longer in :data:`app.tasks.kinds.KINDS`).
+    :returns: e.g. ``"Task 1 is running: only a failed, interrupted or
+        cancelled task can be retried."``.
+    """
+    if status in RETRYABLE_STATUSES:
+        return f"Task {task_id} cannot be retried: its kind “{kind}” no longer exists."
+    retryable = [s.value for s in TaskStatus if s in RETRYABLE_STATUSES]
+    allowed = f"{', '.join(retryable[:-1])} or {retryable[-1]}"
+    state = "is" if status in (TaskStatus.QUEUED, TaskStatus.RUNNING) else "has"
+    return f"Task {task_id} {state} {status}: only a {allowed} task can be retried."

@@ -139,3 +139,25 @@ def test_the_form_passes_typed_numbers_to_strict_params(
         assert form.submit().status_code == 302
     assert wait_for_final(flask_app, 1).params == {"steps": 1, "delay": 0.0}
     assert wait_for_final(flask_app, 2).result == {"count": 25, "limit": 100}
+
+
+def test_stale_cancel_and_retry_buttons_are_refused_in_the_pages_words(
+    testapp: webtest.TestApp, flask_app: Flask
+) -> None:
+    """A page loaded before the task finished still posts; the refusal is a sentence for people."""
+    form = testapp.get("/tasks").forms["new-task"]
+    form["sleep-steps"], form["sleep-delay"] = "1", "0"
+    page = form.submit().follow()  # its buttons were for a task not yet finished
+    wait_for_final(flask_app, 1)
+
+    cancel = page.forms["cancel-task"].submit(status=409)
+    assert flashes(cancel) == [
+        "Task 1 has already finished (succeeded): there is nothing to cancel."
+    ]
+    retry = page.forms["retry-task"].submit(status=409)
+    assert flashes(retry) == [
+        "Task 1 has succeeded: only a failed, interrupted or cancelled task can be retried."
+    ]
+    # The JSON API keeps its own messages.
+    api = testapp.post("/api/tasks/1/cancel", status=409)
+    assert api.json == {"error": "task 1 is succeeded: nothing to cancel"}

@@ -235,6 +235,25 @@ def test_both_sides_share_one_key_space(live_server: ServerFactory, gate: Gate) 
     assert row_count(server.hybrid.flask_app) == 1
 
 
+def test_a_repeated_key_header_is_refused_alike_on_both_sides(
+    live_server: ServerFactory, gate: Gate
+) -> None:
+    """Two ``Idempotency-Key`` fields are one 400 on both sides, and no task.
+
+    Flask joins repeated fields with ``", "`` and Tornado with ``","``, so
+    taking the joined value made the same request two different keys (two tasks).
+    """
+    server = live_server()
+    repeated = [("Idempotency-Key", "k-a"), ("Idempotency-Key", "k-b")]
+    with client(server) as http:
+        flask = http.post("/api/tasks", json={"kind": "block"}, headers=repeated)
+        native = http.post("/api/v2/tasks", json={"kind": "block"}, headers=repeated)
+    assert (flask.status_code, native.status_code) == (400, 400)
+    assert flask.json() == native.json()
+    assert "Idempotency-Key" in flask.json()["error"]
+    assert row_count(server.hybrid.flask_app) == 0
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 
@@ -582,7 +601,7 @@ def test_page_buttons_cancel_and_retry_with_csrf(
     assert buttons(cancelled) == {"cancel": False, "retry": True}
 
     stale = page.forms["cancel-task"].submit(status=409)  # the page before the cancel
-    assert "task 2 is cancelled: nothing to cancel" in stale
+    assert "Task 2 has already finished (cancelled): there is nothing to cancel." in stale
 
     retried = cancelled.forms["retry-task"].submit(status=303).follow()
     assert "Task 2 queued again." in retried

@@ -75,7 +75,7 @@ class TaskEnqueueHandler(BaseHandler):
     async def post(self) -> None:
         """``POST``: enqueue; 201 (or 200 for a replay) and the task."""
         new = parse(NewTask, self.json_body())
-        key = idempotency_key(self.request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        key = idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY_HEADER))
         client = task_client(self.flask_app)
         enqueued = await self.run_in_executor(
             client.enqueue, new.kind, new.params, name=new.name, idempotency_key=key
