@@ -10,7 +10,8 @@ same ``build_hybrid``, plus that one slow Flask view), ``APP_ENV=production``, o
 fresh migrated SQLite database per side and round (``benchmarks/task_stack.py``).
 
 Sides (``--sides``): ``default`` runs the service's defaults; ``reserved-0`` sets
-``RESERVED_THREADS=0``, so that the bridge may take every thread, as before issue 15.
+``RESERVED_THREADS=0``: no reserve, though the threads features hold (the example's
+``TASK_THREADS``) still come out of the bridge's share, so it is not the code before issue 15.
 Run ``--sides default`` on a checkout without ``RESERVED_THREADS`` for the code before.
 Cells are medians over rounds [min-max]; nothing is pinned.
 """
@@ -41,8 +42,9 @@ PROBE = "/api/stats"
 """The native route probed: one blocking database query on the shared pool."""
 SIDES: dict[str, str] = {
     "default": "the service's defaults (RESERVED_THREADS unset: its default where it exists)",
-    "reserved-0": "RESERVED_THREADS=0: Flask may take every thread of the pool (as before "
-    "issue 15)",
+    "reserved-0": "RESERVED_THREADS=0: no reserve; Flask may take every thread but the "
+    "in-process tasks' (TASK_THREADS, idle here), so it is no longer the code before issue 15 "
+    "(that is issue-15-native-lane-before.md)",
 }
 """Side -> what runs."""
 SIDE_ENV: dict[str, dict[str, str]] = {"default": {}, "reserved-0": {"RESERVED_THREADS": "0"}}
