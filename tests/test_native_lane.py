@@ -12,17 +12,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tests.support.routes import add_native_route, with_views
+from tests.support.routes import HOLD_TIMEOUT, add_native_route, holding_views
 from tests.support.server import ServerFactory
 from tornado_handlers.base import BaseHandler
 from wsgi_bridge.testing import wait_for
-
-HOLD_TIMEOUT = 20.0
-"""Seconds a held Flask view waits for the test's Event at most."""
 
 
 class DatabaseProbe(BaseHandler):
@@ -33,16 +29,6 @@ class DatabaseProbe(BaseHandler):
             return int(session.execute(text("SELECT 1")).scalar_one())
 
         self.write_json({"one": await self.run_in_session(count_one)})
-
-
-def holding_views(release: threading.Event):  # type: ignore[no-untyped-def]
-    def add(app: Flask) -> None:
-        @app.get("/_test/hold")
-        def hold() -> str:
-            release.wait(HOLD_TIMEOUT)
-            return "released"
-
-    return with_views(add)
 
 
 def test_a_native_database_call_answers_while_flask_holds_every_bridge_thread(

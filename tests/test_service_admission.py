@@ -14,26 +14,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from flask import Flask
 
-from tests.support.routes import with_views
+from tests.support.routes import HOLD_TIMEOUT, holding_views
 from tests.support.server import ServerFactory
 from wsgi_bridge.testing import wait_for
-
-HOLD_TIMEOUT = 20.0
-"""Seconds a held Flask view waits for the test's Event at most."""
-
-
-def holding_views(release: threading.Event):  # type: ignore[no-untyped-def]
-    """A Flask factory adding ``GET /_test/hold``, which waits for ``release``."""
-
-    def add(app: Flask) -> None:
-        @app.get("/_test/hold")
-        def hold() -> str:
-            release.wait(HOLD_TIMEOUT)
-            return "released"
-
-    return with_views(add)
 
 
 def test_a_saturated_service_answers_503_at_max_workers_plus_max_queue(

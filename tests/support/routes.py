@@ -12,6 +12,7 @@ feature's, so they pass whatever ``server/features.py`` lists::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any
@@ -69,6 +70,23 @@ def with_views(*add_views: Callable[[Flask], None]) -> FlaskFactory:
         return app
 
     return factory
+
+
+HOLD_TIMEOUT = 20.0
+"""Seconds a :func:`holding_views` view waits for its Event at most."""
+
+
+def holding_views(release: threading.Event) -> FlaskFactory:
+    """A Flask factory adding ``GET /_test/hold``: it waits for ``release`` (at most
+    :data:`HOLD_TIMEOUT` s), then answers ``"released"``. Holds bridge threads on cue."""
+
+    def add(app: Flask) -> None:
+        @app.get("/_test/hold")
+        def hold() -> str:
+            release.wait(HOLD_TIMEOUT)
+            return "released"
+
+    return with_views(add)
 
 
 def inventory(hybrid: Hybrid, mount: str = "") -> dict[tuple[str, str], Route]:

@@ -12,27 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from flask import Flask
 
-from tests.support.routes import with_views
+from tests.support.routes import HOLD_TIMEOUT, holding_views
 from tests.support.server import ServerFactory
 from tests.tasks.support import register_blocking_kind
 from wsgi_bridge.testing import wait_for
-
-HOLD_TIMEOUT = 20.0
-"""Seconds a held Flask view waits for the test's Event at most."""
 
 
 def test_stats_answer_while_flask_holds_every_bridge_thread(live_server: ServerFactory) -> None:
     release = threading.Event()
 
-    def add(app: Flask) -> None:
-        @app.get("/_test/hold")
-        def hold() -> str:
-            release.wait(HOLD_TIMEOUT)
-            return "released"
-
-    server = live_server(with_views(add))
+    server = live_server(holding_views(release))
     container = server.hybrid.container
     flask_requests = server.hybrid.settings.threads + 2
     with ThreadPoolExecutor(flask_requests) as clients:
@@ -61,13 +51,7 @@ def test_stats_answer_while_tasks_run_and_flask_holds_its_share(
     gate = register_blocking_kind(monkeypatch)
     release = threading.Event()
 
-    def add(app: Flask) -> None:
-        @app.get("/_test/hold")
-        def hold() -> str:
-            release.wait(HOLD_TIMEOUT)
-            return "released"
-
-    server = live_server(with_views(add))
+    server = live_server(holding_views(release))
     settings, container = server.hybrid.settings, server.hybrid.container
     runner = server.hybrid.flask_app.extensions["task_runner"]
     assert container.max_workers == (
