@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shlex
 import tempfile
 import time
@@ -94,12 +93,7 @@ class LaneBenchConfig:
 def probe(cfg: LaneBenchConfig, port: int, seconds: float) -> dict[str, float]:
     """``wrk`` on :data:`PROBE` for ``seconds``: p50/p99 in ms, req/s, errors."""
     result = run_wrk(f"http://{HOST}:{port}{PROBE}", duration=seconds, connections=cfg.connections)
-    return {
-        "p50_ms": result.p50_ms,
-        "p99_ms": result.p99_ms,
-        "rps": result.requests_per_sec,
-        "errors": float(result.non_2xx + result.socket_errors),
-    }
+    return result.probe_figures()
 
 
 def measure(cfg: LaneBenchConfig, port: int) -> dict[str, float]:
@@ -278,10 +272,5 @@ def main(argv: Sequence[str]) -> int:
         "errors": errors,
     }
     data = report.json_safe(data)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = args.out_dir / f"{args.name}.json"
-    md_path = args.out_dir / f"{args.name}.md"
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
-    md_path.write_text(render_markdown(data))
-    print(f"wrote json: {json_path}\nwrote md: {md_path}")
+    report.write_results(args.out_dir, args.name, data, render_markdown)
     return 1 if errors else 0

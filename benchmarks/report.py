@@ -5,12 +5,31 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.scenarios import SCENARIOS, Metric
+
+
+def write_results(
+    out_dir: Path, name: str, data: Mapping[str, Any], markdown: Callable[[Any], str]
+) -> None:
+    """Write a run's results as ``<out_dir>/<name>.json`` and ``<name>.md``; print both paths.
+
+    :param out_dir: the results folder (created if missing).
+    :param name: the file stem, e.g. ``"issue-15-native-lane"``.
+    :param data: the run's data, already JSON-safe (:func:`json_safe`).
+    :param markdown: renders ``data`` as the Markdown report.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{name}.json"
+    md_path = out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    md_path.write_text(markdown(data))
+    print(f"wrote json: {json_path}\nwrote md: {md_path}")
+
 
 #: samples[scenario][server][metric] -> one value per round
 Samples = dict[str, dict[str, dict[str, list[float]]]]

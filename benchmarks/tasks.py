@@ -383,11 +383,6 @@ def main(argv: Sequence[str]) -> int:
         "errors": errors,
     }
     data = report.json_safe(data)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = args.out_dir / f"{args.name}.json"
-    md_path = args.out_dir / f"{args.name}.md"
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
-    md_path.write_text(render_markdown(data))
-    print(f"wrote json: {json_path}\nwrote md: {md_path}")
+    report.write_results(args.out_dir, args.name, data, render_markdown)
     print(f"done in {data['meta']['elapsed_s']:.0f} s; {len(errors)} error(s)")
     return 1 if errors else 0

@@ -34,6 +34,16 @@ class WrkResult:
         """Return the fields as a flat dict of floats."""
         return {k: float(v) for k, v in asdict(self).items()}
 
+    def probe_figures(self) -> dict[str, float]:
+        """What a latency probe reports: ``p50_ms``, ``p99_ms``, ``rps`` and ``errors``
+        (non-2xx answers plus socket errors)."""
+        return {
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "rps": self.requests_per_sec,
+            "errors": float(self.non_2xx + self.socket_errors),
+        }
+
 
 def wrk_path() -> str | None:
     """Return the path of the ``wrk`` executable, or None if it is not installed."""
