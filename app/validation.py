@@ -51,7 +51,7 @@ MAX_JSON_BODY = 1024 * 1024
 
 Decoding holds the GIL: an 80 MB array of small arrays took 24 s and 2.3 GB,
 and stalled the IOLoop (``/healthz`` included) for all of it, on either side.
-The largest input here is a task's ``params`` (64 KiB) or a note (2,000
+The largest input the example takes is a ``params`` object (64 KiB) or a note (2,000
 characters); 1 MiB leaves room for any of them and bounds the work to
 milliseconds.
 """

@@ -94,9 +94,9 @@ def bridge_threads(settings: Settings, flask_app: Flask, features: Sequence[Feat
     """Threads of the shared pool the WSGI bridge may occupy at once.
 
     ``THREADS - RESERVED_THREADS`` less what features' own long work may hold
-    (:meth:`app.feature.Feature.pool_threads`, e.g. the example's in-process tasks,
-    ``TASK_THREADS``): Flask views and that work together never take the reserve.
-    At least 1: where the pool is too small for that (``THREADS=2`` with a task
+    (:meth:`app.feature.Feature.pool_threads`, e.g. a feature's background jobs run
+    in this process): Flask views and that work together never take the reserve.
+    At least 1: where the pool is too small for that (``THREADS=2`` with one job
     thread), Flask keeps one thread and a WARNING says the reserve is not kept.
 
     :param settings: the shared settings (``threads``, ``reserved_threads``).

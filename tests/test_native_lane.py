@@ -38,7 +38,7 @@ def test_a_native_database_call_answers_while_flask_holds_every_bridge_thread(
     server = live_server(holding_views(release))
     add_native_route(server.hybrid, "/_test/db", DatabaseProbe)
     settings = server.hybrid.settings
-    # THREADS - RESERVED_THREADS, less what features' own work may hold (tasks).
+    # THREADS - RESERVED_THREADS, less what features' own work may hold (background jobs).
     bridge_threads = server.hybrid.container.max_workers
     assert 1 <= bridge_threads <= settings.bridge_threads
     flask_requests = settings.threads + 2  # every thread's worth, and more waiting

@@ -80,7 +80,7 @@ def test_not_ready_when_the_executor_is_saturated(live_server: ServerFactory) ->
     server = live_server(
         create_flask_app=with_views(add_views), threads=2, reserved_threads=0, max_queue=0
     )
-    # Every thread the bridge may take (2, less a feature's own, e.g. a task thread).
+    # Every thread the bridge may take (2, less a feature's own, e.g. a job's thread).
     bridge_threads = server.hybrid.container.max_workers
     holders = [
         threading.Thread(

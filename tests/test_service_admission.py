@@ -28,7 +28,7 @@ def test_a_saturated_service_answers_503_at_max_workers_plus_max_queue(
         holding_views(release), threads=3, reserved_threads=1, max_queue=2, queue_target=60
     )
     container = server.hybrid.container
-    # The bridge's threads (3 - 1, less a feature's own, e.g. a task thread) + MAX_QUEUE.
+    # The bridge's threads (3 - 1, less a feature's own, e.g. a job's thread) + MAX_QUEUE.
     assert 1 <= container.max_workers <= 2 and container.max_queue == 2
     limit = container.max_workers + container.max_queue
     with ThreadPoolExecutor(limit) as clients:
