@@ -24,7 +24,7 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
 from wsgi_bridge.compat import server_connections
-from wsgi_bridge.http1 import LINGER_SECONDS, HTTPServer
+from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
@@ -186,6 +186,38 @@ def test_trailer_section_is_bounded_like_the_header_section() -> None:
             data, closed = read_until_close(sock, 5)
         assert closed
         assert b"hello" not in data  # the application never got the request
+
+
+def test_chunk_size_line_is_bounded() -> None:
+    # A chunk-size line (size and extensions) longer than CHUNK_LINE_LIMIT ends the
+    # connection before the app runs (mutmut survivor: read_until without max_bytes).
+    ext = b";pad=" + b"a" * (2 * CHUNK_LINE_LIMIT)
+    with BridgeServer(apps.read_body) as server, server.raw() as sock:
+        sock.sendall(CHUNKED_HEAD + b"5" + ext + b"\r\nhello\r\n0\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    assert b"hello" not in data  # the application never got the request
+
+
+@pytest.mark.parametrize(("body", "delivered"), [(b"helloworld", True), (b"helloworld!", False)])
+def test_chunked_body_of_exactly_max_body_size_is_delivered(body: bytes, delivered: bool) -> None:
+    # The limit counts de-chunked data (RFC 9112 §7.1): 10 bytes pass a 10-byte
+    # max_body_size, 11 do not (intake.py's > made >= turns this red).
+    chunks = b"5\r\n" + body[:5] + b"\r\n" + f"{len(body) - 5:x}".encode() + b"\r\n"
+    chunks += body[5:] + b"\r\n0\r\n\r\n"
+    request = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + chunks
+    with (
+        BridgeServer(apps.read_body, max_body_size=10) as server,
+        server.raw() as sock,
+    ):
+        sock.sendall(request)
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    if delivered:
+        assert status_of(data) == 200, data
+        assert data.endswith(b"\n10 cl=None term=True\nhelloworld"), data
+    else:
+        assert b"helloworld" not in data
 
 
 # ------------------------------------------------------ 6. 431 / 414

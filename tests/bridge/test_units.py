@@ -204,6 +204,21 @@ def test_resolve_forwarded_rejects_garbage() -> None:
     assert "10.9.9.9" in TrustedProxies("127.0.0.1, 10.0.0.0/8")
 
 
+def test_no_address_is_trusted_without_networks_nor_a_non_string() -> None:
+    # mutmut survivors: __contains__ returning True for an empty set or a non-str.
+    assert "127.0.0.1" not in TrustedProxies([])
+    assert 167772161 not in TrustedProxies(["10.0.0.0/8"])  # 10.0.0.1 as an int
+
+
+@pytest.mark.parametrize(
+    ("proto", "scheme"), [("http", "http"), ("HTTP", "http"), ("HTTPS", "https"), ("ftp", None)]
+)
+def test_forwarded_proto_is_case_insensitive_http_or_https(proto: str, scheme: str | None) -> None:
+    # mutmut survivors: the accepted set ('http', 'https') edited to another spelling.
+    trusted = TrustedProxies(["10.0.0.1"])
+    assert resolve_forwarded("10.0.0.1", trusted, "1.2.3.4", proto, None).scheme == scheme
+
+
 # --------------------------------------------------------------------------- headers
 @pytest.mark.parametrize("status", ["200 OK", "404 Not Found", "599 ", "201 Created here"])
 def test_parse_status_valid(status: str) -> None:
@@ -290,6 +305,18 @@ def test_plan_other_transfer_encoding_is_an_error() -> None:
 def test_plan_bad_content_length(value: str) -> None:
     with pytest.raises(WSGIAppError):
         plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Length", value)])
+
+
+def test_plan_repeated_content_length_same_value_is_one_header_different_is_an_error() -> None:
+    # RFC 9110 §8.6: a repeated identical Content-Length may be folded to one; different
+    # values are the app's error (mutmut survivor: the != inverted).
+    plan = plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Length", "5")] * 2)
+    assert plan.content_length == 5
+    assert [v for n, v in plan.headers if n.lower() == "content-length"] == ["5"]
+    with pytest.raises(WSGIAppError, match="conflicting Content-Length"):
+        plan_response(
+            "GET", "HTTP/1.1", 200, "OK", [("Content-Length", "5"), ("Content-Length", "6")]
+        )
 
 
 def test_plan_hop_by_hop_dropped_with_warning(caplog: pytest.LogCaptureFixture) -> None:
