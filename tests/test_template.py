@@ -217,7 +217,7 @@ def test_a_project_has_its_answers_its_secret_and_none_of_the_skeletons_own(
     assert pyproject["name"] == "order-service"
     assert pyproject["description"] == "Orders, taken and shipped."
     assert pyproject["authors"] == [{"name": "Ada Lovelace", "email": "ada@example.com"}]
-    assert set(pyproject["optional-dependencies"]) == {"test", "template", "uvloop"}
+    assert set(pyproject["optional-dependencies"]) == {"test", "template", "uvloop", "mutation"}
 
     defaults = (project / "config" / "defaults.py").read_text()
     assert 'PROJECT_NAME = "Order service"' in defaults
