@@ -190,22 +190,40 @@ def test_first_byte_leaves_before_the_generator_ends(kind: str) -> None:
     assert ttfb < 2.5, ttfb  # the generator waits 3 s for /release unless the byte left
 
 
-DOWNLOAD = 64 * 1024 * 1024
-RSS_BOUND = 24 * 1024 * 1024
+MIB = 1024 * 1024
+TORNADO_SIZE = 64 * MIB
+"""Bytes streamed through Tornado's container, which holds all of them (several copies)."""
+DOWNLOAD = 1024 * MIB
+"""Bytes of the bridge's streamed download: the 1 GiB the docs measure."""
+UPLOAD = 256 * MIB
+"""Bytes of the bridge's streamed upload: the 256 MiB the docs measure."""
+RSS_BOUND = 8 * MIB
+"""Peak RSS growth allowed while streaming, in bytes.  docs/wsgi-bridge.md measures
++1.1 MiB (download) and +0.8 MiB (upload), this test 0.0-0.2 MiB; holding the body
+costs its size or more.  (The output window against a client that does not read is
+``tests/bridge/test_promises.py``'s.)"""
+
+
+def _size(kind: str, bridge_size: int) -> int:
+    """Bytes to stream for ``kind``: the documented size for the bridge, 64 MiB for Tornado."""
+    return bridge_size if kind == "bridge" else TORNADO_SIZE
 
 
 @kinds("holds the whole 64 MiB body (several copies) in memory")
 def test_streamed_download_rss_is_flat(kind: str) -> None:
-    with SubprocessServer(kind, f"download:{DOWNLOAD}") as server:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    size = _size(kind, DOWNLOAD)
+    with SubprocessServer(kind, f"download:{size}") as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
         try:
             conn.request("GET", "/")
-            conn.getresponse().read()  # warm-up: code paths, buffers, threads
+            resp = conn.getresponse()
+            while resp.read(65536):
+                pass  # warm-up: code paths, buffers, threads
         finally:
             conn.close()
         baseline = server.rss()
         with PeakSampler(server.rss) as peak:
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
             try:
                 conn.request("GET", "/")
                 resp = conn.getresponse()
@@ -214,21 +232,22 @@ def test_streamed_download_rss_is_flat(kind: str) -> None:
                     received += len(piece)
             finally:
                 conn.close()
-    assert received == DOWNLOAD
+    assert received == size
     growth = peak.peak - baseline
-    assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.1f} MiB"
+    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.1f} MiB streaming {size // MIB} MiB"
 
 
 @kinds("reads the whole 64 MiB upload into request.body before the app runs")
 def test_upload_rss_is_flat(kind: str) -> None:
+    size = _size(kind, UPLOAD)
     with SubprocessServer(kind, "upload") as server:
-        assert stream_upload(server.port, 1024 * 1024) == str(1024 * 1024).encode()
+        assert stream_upload(server.port, MIB) == str(MIB).encode()
         baseline = server.rss()
         with PeakSampler(server.rss) as peak:
-            body = stream_upload(server.port, DOWNLOAD)
-    assert body == str(DOWNLOAD).encode()
+            body = stream_upload(server.port, size)
+    assert body == str(size).encode()
     growth = peak.peak - baseline
-    assert growth < RSS_BOUND, f"RSS grew {growth / 2**20:.1f} MiB"
+    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.1f} MiB uploading {size // MIB} MiB"
 
 
 # (g) --------------------------------------------------------------------------------
