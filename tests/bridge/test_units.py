@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 import threading
 from types import SimpleNamespace
@@ -361,6 +362,30 @@ def test_ensure_request_id_generates_for_invalid(incoming: str | None) -> None:
     assert is_valid_request_id(rid)
     assert ensure_request_id(req) == rid
     assert ensure_request_id(make_request(headers=headers)) != rid  # unique per request
+
+
+def test_forked_child_gets_its_own_request_id_prefix_and_counter() -> None:
+    """``serve --processes`` forks: the child's ids get a prefix of their own (12 hex
+    digits) and a counter from 1, so ids stay unique across processes; the parent's
+    sequence goes on untouched."""
+    before = ensure_request_id(make_request(headers=[("Host", "h")]))
+    prefix, _, count = before.partition("-")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first new id, never return into pytest
+        try:
+            os.close(read_fd)
+            os.write(write_fd, ensure_request_id(make_request(headers=[("Host", "h")])).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        child = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert re.fullmatch(r"[0-9a-f]{12}-1", child), child
+    assert not child.startswith(prefix)
+    after = ensure_request_id(make_request(headers=[("Host", "h")]))
+    assert after == f"{prefix}-{int(count, 16) + 1:x}"
 
 
 # --------------------------------------------------------------------------- access log
