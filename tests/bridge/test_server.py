@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import json
+import logging
 import socket
 import threading
 import time
@@ -556,6 +557,29 @@ def test_short_body_closes_connection() -> None:
         raw_get(sock)
         data, closed = read_until_close(sock, 5)
     assert closed and data.endswith(b"\r\n\r\n123")
+
+
+def test_short_body_is_logged_with_the_request_and_marked_aborted() -> None:
+    """Too few bytes for the app's Content-Length: the close is logged on ``wsgi_bridge``
+    (one ERROR naming method, target, request id and Tornado's reason) and the access
+    line marks the response ``aborted`` (an error after the headers)."""
+    with (
+        BridgeServer(apps.too_short_body) as server,
+        capture_logs("tornado.access") as access,
+        capture_logs("wsgi_bridge") as logs,
+    ):
+        with server.raw() as sock:
+            raw_get(sock, "/short?q=1", extra="X-Request-ID: short-1\r\n")
+            assert read_until_close(sock, 5)[1]
+        assert wait_for(lambda: any("/short" in m for m in access.messages()))
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "response to GET /short?q=1 could not be completed (id=short-1): "
+        "Tried to write 7 bytes less than Content-Length"
+    ]
+    (record,) = [r for r in access.records if "/short" in r.getMessage()]
+    assert record.getMessage().endswith("side=wsgi aborted")
+    assert record.__dict__["aborted"] is True
 
 
 def test_app_transfer_encoding_chunked_not_double_encoded() -> None:
