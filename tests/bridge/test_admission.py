@@ -310,6 +310,40 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
     assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
 
 
+def test_abandoned_worker_that_raises_adds_nothing_after_the_504() -> None:
+    """After the 504 the response belongs to the IOLoop: an abandoned app that then
+    raises gets no 500 written after it; the connection serves the next request."""
+    release = threading.Event()
+    returned = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] != "/slow":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"next"]
+        try:
+            assert environ[DEADLINE_KEY].wait(20)
+            release.wait(20)
+            raise RuntimeError("too late to fail")
+        finally:
+            returned.set()
+
+    with (
+        capture_logs("wsgi_bridge"),
+        BridgeServer(app, workers=2, request_timeout=0.3) as server,
+        server.raw() as sock,
+    ):
+        raw_get(sock, "/slow")
+        assert read_response(sock)[0::2] == (504, b"Gateway Timeout\n")
+        release.set()
+        assert returned.wait(10)
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+        raw_get(sock, "/next")
+        assert read_response(sock)[0::2] == (200, b"next")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # nothing more: no 500 after the 504
+
+
 def test_deadline_passed_while_waiting_for_a_thread_never_runs_the_app() -> None:
     gate = threading.Event()
     paths: list[str] = []
