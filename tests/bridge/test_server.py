@@ -79,6 +79,33 @@ def test_error_after_first_chunk_closes_connection(kind: str) -> None:
         assert server.request("GET", "/native")[0] == 200
 
 
+@MOUNTS
+def test_error_after_the_written_chunks_still_closes_connection(kind: str) -> None:
+    """The app raises after everything it yielded was already written (no write
+    pending on the IOLoop): the bridge still closes the connection, and the slot
+    comes back (``BridgeServer`` checks ``in_flight`` on leaving)."""
+    written = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first chunk"
+        assert written.wait(10)
+        raise RuntimeError("boom after the flush")
+
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock)
+            data = b""
+            while b"first chunk" not in data:
+                more = sock.recv(65536)
+                assert more, "closed before the first chunk"
+                data += more
+            written.set()
+            rest, closed = read_until_close(sock, 5)
+        assert closed, "connection must be closed, not left hanging"
+        assert not (data + rest).endswith(b"0\r\n\r\n"), "a truncated body must not look complete"
+
+
 def test_container_as_bare_httpserver_callback() -> None:
     with BridgeServer(apps.generator_stream, kind="bridge-server") as server:
         assert server.request("GET", "/")[2] == b"chunk0;chunk1;chunk2;"
