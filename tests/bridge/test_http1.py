@@ -24,7 +24,7 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
 from wsgi_bridge.compat import server_connections
-from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer
+from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
@@ -296,6 +296,64 @@ def test_set_default_headers_reaches_wsgi_responses_app_headers_win() -> None:
         status, headers, _ = server.request("GET", "/elsewhere")  # outside the mount: 404
         assert status == 404
         assert headers["Server"] == "mysrv" and headers["X-Frame-Options"] == "DENY"
+
+
+class BodyRecorder:
+    """A response observer (``observe_response``) keeping the body chunks it is shown."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.finished = False
+
+    def on_headers(self, start_line: Any, headers: Any) -> None:
+        """Nothing to do with the head."""
+
+    def on_data(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def on_finish(self) -> None:
+        self.finished = True
+
+
+class ObservedHandler(WSGIFallbackHandler):
+    """A fallback that has every response observed, as the service's canary and shadow do."""
+
+    recorders: ClassVar[list[BodyRecorder]] = []
+
+    def prepare(self) -> None:
+        recorder = BodyRecorder()
+        assert observe_response(self.request, recorder)
+        ObservedHandler.recorders.append(recorder)
+        super().prepare()
+
+
+def test_observers_see_every_chunk_of_a_chunked_body_the_pump_frames() -> None:
+    """The pump frames a chunked body itself, straight to the stream: response observers
+    (``observe_response``) still see each chunk written after the head."""
+    proceed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"one,"
+        assert proceed.wait(10)
+        yield b"two,"
+        yield b"three"
+
+    ObservedHandler.recorders.clear()
+    with BridgeServer(app, handler=ObservedHandler) as server, server.raw() as sock:
+        sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, body = read_response_head(sock)
+        assert header_value(head, "Transfer-Encoding") == "chunked"
+        while b"one," not in body:
+            body += sock.recv(65536)  # the head and the first chunk went out ...
+        proceed.set()  # ... before the app yields the others
+        while not body.endswith(b"0\r\n\r\n"):
+            more = sock.recv(65536)
+            assert more, "closed before the last chunk"
+            body += more
+        (recorder,) = ObservedHandler.recorders
+        assert wait_for(lambda: recorder.finished)
+    assert b"".join(recorder.chunks) == b"one,two,three"
 
 
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
