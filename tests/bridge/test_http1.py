@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import logging
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from wsgi_bridge.compat import server_connections
 from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
 from wsgi_bridge.testing import (
     BridgeServer,
+    capture_logs,
     header_value,
     read_response_head,
     read_until_close,
@@ -319,9 +321,10 @@ class ObservedHandler(WSGIFallbackHandler):
     """A fallback that has every response observed, as the service's canary and shadow do."""
 
     recorders: ClassVar[list[BodyRecorder]] = []
+    make: ClassVar[Callable[[], BodyRecorder]] = BodyRecorder
 
     def prepare(self) -> None:
-        recorder = BodyRecorder()
+        recorder = ObservedHandler.make()
         assert observe_response(self.request, recorder)
         ObservedHandler.recorders.append(recorder)
         super().prepare()
@@ -354,6 +357,73 @@ def test_observers_see_every_chunk_of_a_chunked_body_the_pump_frames() -> None:
         (recorder,) = ObservedHandler.recorders
         assert wait_for(lambda: recorder.finished)
     assert b"".join(recorder.chunks) == b"one,two,three"
+
+
+class BrokenObserver(BodyRecorder):
+    """Raises on every chunk after the first: a write that fails with the connection open."""
+
+    def on_data(self, chunk: bytes) -> None:
+        super().on_data(chunk)
+        if len(self.chunks) > 1:
+            raise RuntimeError("observer broke")
+
+
+class EndlessBody:
+    """64 KiB chunks until the bridge says stop; the first alone, then after ``proceed``."""
+
+    def __init__(self, proceed: threading.Event) -> None:
+        self.proceed = proceed
+        self.pulled = 0
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.pulled == 1:
+            assert self.proceed.wait(10)
+        if self.pulled >= 10_000:
+            raise StopIteration
+        self.pulled += 1
+        return b"x" * 65536
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_write_failing_with_the_connection_open_closes_it_and_stops_the_app() -> None:
+    """A write that raises while the socket is still open (here a response observer
+    breaking mid-body): the error is logged, the connection is closed (the truncated
+    body never looks complete), the app's iteration stops and ``close()`` runs."""
+    proceed = threading.Event()
+    body = EndlessBody(proceed)
+
+    def app(environ: dict[str, Any], start_response: Any) -> EndlessBody:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body
+
+    ObservedHandler.recorders.clear()
+    ObservedHandler.make = BrokenObserver
+    try:
+        with (
+            capture_logs("wsgi_bridge") as logs,
+            BridgeServer(app, handler=ObservedHandler) as server,
+            server.raw() as sock,
+        ):
+            sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\nX-Request-ID: broken-1\r\n\r\n")
+            head, received = read_response_head(sock)
+            assert header_value(head, "Transfer-Encoding") == "chunked"
+            proceed.set()
+            rest, closed = read_until_close(sock, 5)
+            assert closed, "connection must be closed, not left hanging"
+            assert not (received + rest).endswith(b"0\r\n\r\n")
+            assert body.closed.wait(5), "the app must be stopped and closed"
+            assert body.pulled < 10_000
+    finally:
+        ObservedHandler.make = BodyRecorder
+    assert logs.messages(logging.ERROR) == [
+        "response to GET /s could not be completed (id=broken-1): observer broke"
+    ]
 
 
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
