@@ -628,6 +628,50 @@ def test_hop_by_hop_headers_dropped_connection_close_honoured() -> None:
 
 
 # ---------------------------------------------------------------------- 9. mounting
+def read_exact(sock: socket.socket, data: bytes, n: int) -> bytes:
+    """``n`` bytes: ``data`` already read, then more from ``sock``."""
+    while len(data) < n:
+        more = sock.recv(65536)
+        assert more, "closed early"
+        data += more
+    return data
+
+
+def test_bridge_own_answer_has_request_id_status_line_and_keeps_the_connection() -> None:
+    """The bridge's own 404 (outside ``script_name``) is a response like the others:
+    ``X-Request-ID`` sent back, its status line, no body on HEAD, and the keep-alive
+    connection serves the next request."""
+    with BridgeServer(apps.hello, script_name="/app") as server, server.raw() as sock:
+        raw_get(sock, "/elsewhere", extra="X-Request-ID: own-404\r\n")
+        head, rest = read_response_head(sock)
+        assert head.startswith(b"HTTP/1.1 404 Not Found\r\n")
+        assert header_value(head, "X-Request-ID") == "own-404"
+        assert header_value(head, "Connection") is None
+        assert read_exact(sock, rest, 10) == b"Not Found\n"
+        raw_get(sock, "/elsewhere", method="HEAD")
+        head, rest = read_response_head(sock)
+        assert status_of(head) == 404 and header_value(head, "Content-Length") == "10"
+        assert rest == b""
+        raw_get(sock, "/app/x")
+        head, rest = read_response_head(sock)
+        assert status_of(head) == 200
+        assert read_exact(sock, rest, 5) == b"hello"
+
+
+def test_plain_mode_413_closes_the_connection() -> None:
+    """Under Tornado's FallbackHandler the body was read already; the 413 still says
+    ``Connection: close`` and closes (the bridge's ``close=True`` answer)."""
+    with (
+        BridgeServer(apps.hello, kind="bridge-plain", max_body_size=10) as server,
+        server.raw() as sock,
+    ):
+        raw_get(sock, "/x", method="POST", extra="Content-Length: 100\r\n")
+        sock.sendall(b"x" * 100)
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 413
+    assert header_value(data.partition(b"\r\n\r\n")[0], "Connection") == "close"
+
+
 def test_script_name_mount_with_flask() -> None:
     with BridgeServer(apps.make_flask_app(), script_name="/legacy") as server:
         status, _, body = server.request("GET", "/legacy/where")
