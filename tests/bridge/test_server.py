@@ -640,8 +640,12 @@ def read_exact(sock: socket.socket, data: bytes, n: int) -> bytes:
 def test_bridge_own_answer_has_request_id_status_line_and_keeps_the_connection() -> None:
     """The bridge's own 404 (outside ``script_name``) is a response like the others:
     ``X-Request-ID`` sent back, its status line, no body on HEAD, and the keep-alive
-    connection serves the next request."""
-    with BridgeServer(apps.hello, script_name="/app") as server, server.raw() as sock:
+    connection serves the next request; the access log has its line."""
+    with (
+        capture_logs("tornado.access") as access,
+        BridgeServer(apps.hello, script_name="/app") as server,
+        server.raw() as sock,
+    ):
         raw_get(sock, "/elsewhere", extra="X-Request-ID: own-404\r\n")
         head, rest = read_response_head(sock)
         assert head.startswith(b"HTTP/1.1 404 Not Found\r\n")
@@ -656,6 +660,12 @@ def test_bridge_own_answer_has_request_id_status_line_and_keeps_the_connection()
         head, rest = read_response_head(sock)
         assert status_of(head) == 200
         assert read_exact(sock, rest, 5) == b"hello"
+        assert wait_for(lambda: len(access.messages()) == 3)
+    lines = access.messages()
+    assert [line.split()[:3] for line in lines[:2]] == [
+        ["GET", "/elsewhere", "404"],
+        ["HEAD", "/elsewhere", "404"],
+    ]
 
 
 def test_plain_mode_413_closes_the_connection() -> None:
