@@ -402,9 +402,13 @@ def test_deadline_does_not_touch_a_response_that_started() -> None:
         seen.append(deadline.expired())
         yield b"second"
 
-    with BridgeServer(app, request_timeout=0.2) as server:
+    with (
+        capture_logs("wsgi_bridge") as logs,
+        BridgeServer(app, request_timeout=0.2) as server,
+    ):
         status, _, body = server.request("GET", "/")
     assert (status, body, seen) == (200, b"first second", [True])
+    assert logs.messages(logging.WARNING) == []  # no "504 sent, worker abandoned"
 
 
 def test_no_deadline_by_default_and_flask_sees_both_keys() -> None:
