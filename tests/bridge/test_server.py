@@ -817,6 +817,30 @@ def test_access_log_marks_aborted_response(kind: str) -> None:
         assert " 200 " in line and line.endswith("side=wsgi aborted")
 
 
+@MOUNTS
+def test_access_log_marks_a_response_the_client_left_as_aborted(kind: str) -> None:
+    """The client leaves after the head and first chunk: the access line keeps the
+    real status and says ``aborted``."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first chunk"
+        assert environ["wsgi_bridge.client_disconnected"].wait(10)
+        yield b"nobody reads this"
+
+    with BridgeServer(app, kind) as server, capture_logs("tornado.access") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/gone")
+            data = b""
+            while b"first chunk" not in data:
+                more = sock.recv(65536)
+                assert more, "closed before the first chunk"
+                data += more
+        assert wait_for(lambda: any("/gone" in m for m in logs.messages()))
+        (line,) = [m for m in logs.messages() if "/gone" in m]
+        assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
 # ------------------------------------------- 3. fast path for Werkzeug-style bodies
 class _OneChunkThenTrap:
     """Like Werkzeug's ClosingIterator over a finished body: Content-Length is set
