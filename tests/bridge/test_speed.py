@@ -13,7 +13,13 @@ from typing import Any
 
 from wsgi_bridge.container import DEFAULT_RESPONSE_BUFFER_SIZE
 from wsgi_bridge.pump import WRITE_WINDOW, group_writes, poster_for
-from wsgi_bridge.testing import BridgeServer, generated_download, read_response_head, wait_for
+from wsgi_bridge.testing import (
+    BridgeServer,
+    capture_logs,
+    generated_download,
+    read_response_head,
+    wait_for,
+)
 from wsgi_bridge.types import Environ
 
 # ---------------------------------------------------------------- group_writes (units)
@@ -153,6 +159,46 @@ def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
             go.set()
             for sock in socks:
                 sock.close()
+
+
+def test_sends_while_the_loop_is_busy_post_one_pump_that_counts_every_byte() -> None:
+    """A worker's sends while the IOLoop is busy post ONE pump ("unless a pump is
+    already scheduled"); that pump writes the head with the first chunk, then the
+    rest, and the access line counts every body byte."""
+    loop_blocked = threading.Event()
+    unblock_loop = threading.Event()
+    pending: list[int] = []
+    chunks = [b"small", b"x" * WRITE_WINDOW, b"tail"]
+    server: BridgeServer
+
+    def block_loop() -> None:
+        loop_blocked.set()
+        assert unblock_loop.wait(10)
+
+    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        assert server.loop is not None
+        server.loop.add_callback(block_loop)
+        assert loop_blocked.wait(10)
+        yield from chunks  # queued while the IOLoop cannot run anything
+        pending.append(poster_for(server.loop).pending)
+        unblock_loop.set()
+
+    with (
+        capture_logs("tornado.access") as access,
+        BridgeServer(app, response_buffer_size=4 * WRITE_WINDOW) as server,
+        server.raw() as sock,
+    ):
+        try:
+            sock.sendall(b"GET /batch HTTP/1.1\r\nHost: t\r\n\r\n")
+            _head, rest = read_response_head(sock)
+            assert decode_chunked(sock, rest) == b"".join(chunks)
+        finally:
+            unblock_loop.set()
+        assert wait_for(lambda: len(access.messages()) == 1)
+    assert pending == [1]
+    size = sum(map(len, chunks))
+    assert f" 200 {size}B " in access.messages()[0]
 
 
 # ------------------------------------- a reader slower than the writer (full socket)
