@@ -310,9 +310,11 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
     assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
 
 
-def test_abandoned_worker_that_raises_adds_nothing_after_the_504() -> None:
+@pytest.mark.parametrize("late", ["raises", "returns-a-list"])
+def test_abandoned_worker_adds_nothing_after_the_504(late: str) -> None:
     """After the 504 the response belongs to the IOLoop: an abandoned app that then
-    raises gets no 500 written after it; the connection serves the next request."""
+    raises gets no 500 written after it, one that returns a whole body gets nothing
+    written; the connection serves the next request."""
     release = threading.Event()
     returned = threading.Event()
 
@@ -323,7 +325,10 @@ def test_abandoned_worker_that_raises_adds_nothing_after_the_504() -> None:
         try:
             assert environ[DEADLINE_KEY].wait(20)
             release.wait(20)
-            raise RuntimeError("too late to fail")
+            if late == "raises":
+                raise RuntimeError("too late to fail")
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"too late"]
         finally:
             returned.set()
 
