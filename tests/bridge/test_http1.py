@@ -426,6 +426,36 @@ def test_write_failing_with_the_connection_open_closes_it_and_stops_the_app() ->
     ]
 
 
+class HeadBreakingObserver(BodyRecorder):
+    """Raises as the head is written: a head write that fails with the connection open."""
+
+    def on_headers(self, start_line: Any, headers: Any) -> None:
+        raise RuntimeError("observer broke the head")
+
+
+@pytest.mark.parametrize("path", ["/whole", "/elsewhere"])
+def test_head_write_failing_is_logged_with_its_reason_and_closes(path: str) -> None:
+    """A head write that raises, on the whole-body fast path (``/whole``) and on the
+    bridge's own 404 (outside ``script_name``): one ERROR naming the request and the
+    error, and the connection is closed."""
+    ObservedHandler.recorders.clear()
+    ObservedHandler.make = HeadBreakingObserver
+    try:
+        with (
+            capture_logs("wsgi_bridge") as logs,
+            BridgeServer(apps.hello, handler=ObservedHandler, script_name="/whole") as server,
+            server.raw() as sock,
+        ):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-ID: h-1\r\n\r\n".encode())
+            data, closed = read_until_close(sock, 5)
+            assert closed and data == b""
+    finally:
+        ObservedHandler.make = BodyRecorder
+    assert logs.messages(logging.ERROR) == [
+        f"response to GET {path} could not be completed (id=h-1): observer broke the head"
+    ]
+
+
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
     defaults = {"default_headers": [("Server", "mysrv"), ("X-Frame-Options", "DENY")]}
     with BridgeServer(own_frame_options, "bridge-fast", mount_options=defaults) as server:
