@@ -256,3 +256,46 @@ def test_declared_length_body_through_a_full_socket_is_exact() -> None:
                 assert len(body) == BIG and body.count(b"q") == BIG
         finally:
             sock.close()
+
+
+def test_response_is_complete_only_once_its_bytes_left_the_stream() -> None:
+    """The worker queued a body larger than the kernels' buffers and returned while the
+    client reads nothing: the exchange stays in flight (no access line, slot held)
+    until the stream drained, then completes."""
+    finished = threading.Event()
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            block = b"q" * 65536
+            return iter([block] * (BIG // 65536))
+
+        def close(self) -> None:
+            finished.set()
+
+    def app(environ: Environ, start_response: Any) -> Body:
+        start_response("200 OK", [("Content-Length", str(BIG))])
+        return Body()
+
+    with (
+        capture_logs("tornado.access") as access,
+        BridgeServer(app, response_buffer_size=2 * BIG) as server,
+    ):
+        sock = small_window_client(server.port)
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert finished.wait(10)  # everything queued: the worker never blocked
+            assert wait_for(lambda: server.call(lambda: server.container.lane.active) == 0)
+            server.call(lambda: None)  # the IOLoop ran what the worker posted on its way out
+            assert server.call(lambda: server.container.in_flight) == 1
+            assert access.messages() == []
+            _head, rest = read_response_head(sock, 30)
+            body = bytearray(rest)
+            while len(body) < BIG:
+                data = sock.recv(1 << 20)
+                assert data, "connection closed inside the body"
+                body += data
+            assert len(body) == BIG
+            assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+            assert wait_for(lambda: len(access.messages()) == 1)
+        finally:
+            sock.close()
