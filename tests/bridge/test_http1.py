@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 
 import pytest
 import tornado
+import tornado.httpserver
 import tornado.web
 from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
-from wsgi_bridge import WSGIFallbackHandler
+from wsgi_bridge import WSGIFallbackHandler, testing
 from wsgi_bridge.compat import server_connections
 from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
 from wsgi_bridge.testing import (
@@ -357,6 +358,35 @@ def test_observers_see_every_chunk_of_a_chunked_body_the_pump_frames() -> None:
         (recorder,) = ObservedHandler.recorders
         assert wait_for(lambda: recorder.finished)
     assert b"".join(recorder.chunks) == b"one,two,three"
+
+
+def test_chunked_stream_under_tornados_own_httpserver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drop-in ``tornado.httpserver.HTTPServer(container)``: Tornado's own
+    ``HTTP1Connection`` (no response observers) still gets a chunked body the pump
+    frames itself, chunk after chunk."""
+    proceed = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"one,"
+        assert proceed.wait(10)
+        yield b"two,"
+        yield b"three"
+
+    monkeypatch.setattr(testing, "HTTPServer", tornado.httpserver.HTTPServer)
+    with BridgeServer(app, kind="bridge-server") as server, server.raw() as sock:
+        assert type(server.http_server) is tornado.httpserver.HTTPServer
+        sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, body = read_response_head(sock)
+        assert header_value(head, "Transfer-Encoding") == "chunked"
+        while b"one," not in body:
+            body += sock.recv(65536)  # the head and the first chunk went out ...
+        proceed.set()  # ... before the app yields the others
+        while not body.endswith(b"0\r\n\r\n"):
+            more = sock.recv(65536)
+            assert more, "closed before the last chunk"
+            body += more
+    assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
 
 
 class BrokenObserver(BodyRecorder):
