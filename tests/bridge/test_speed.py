@@ -164,11 +164,12 @@ def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
 def test_sends_while_the_loop_is_busy_post_one_pump_that_counts_every_byte() -> None:
     """A worker's sends while the IOLoop is busy post ONE pump ("unless a pump is
     already scheduled"); that pump writes the head with the first chunk, then the
-    rest, and the access line counts every body byte."""
+    rest, every chunk framed with its own size line, and the access line counts
+    every body byte."""
     loop_blocked = threading.Event()
     unblock_loop = threading.Event()
     pending: list[int] = []
-    chunks = [b"small", b"x" * WRITE_WINDOW, b"tail"]
+    chunks = [b"small", b"x" * WRITE_WINDOW, b"tail", b"end"]
     server: BridgeServer
 
     def block_loop() -> None:
@@ -191,12 +192,18 @@ def test_sends_while_the_loop_is_busy_post_one_pump_that_counts_every_byte() -> 
     ):
         try:
             sock.sendall(b"GET /batch HTTP/1.1\r\nHost: t\r\n\r\n")
-            _head, rest = read_response_head(sock)
-            assert decode_chunked(sock, rest) == b"".join(chunks)
+            _head, raw = read_response_head(sock)
+            while not raw.endswith(b"\r\n0\r\n\r\n"):
+                more = sock.recv(1 << 20)
+                assert more, "closed inside the chunked body"
+                raw += more
         finally:
             unblock_loop.set()
         assert wait_for(lambda: len(access.messages()) == 1)
     assert pending == [1]
+    # Every chunk with its own size line, also the two small ones written together.
+    tail = b"\r\n4\r\ntail\r\n3\r\nend\r\n0\r\n\r\n"
+    assert raw == b"5\r\nsmall\r\n200000\r\n" + chunks[1] + tail
     size = sum(map(len, chunks))
     assert f" 200 {size}B " in access.messages()[0]
 
