@@ -609,6 +609,27 @@ def test_short_body_is_logged_with_the_request_and_marked_aborted() -> None:
     assert record.__dict__["aborted"] is True
 
 
+@MOUNTS
+def test_repeated_response_headers_all_reach_the_client(kind: str) -> None:
+    """Every occurrence of a repeated header (two ``Set-Cookie``) goes out, in order,
+    on the streaming path and on the whole-body fast path."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response(
+            "200 OK",
+            [("Set-Cookie", "a=1"), ("Content-Type", "text/plain"), ("Set-Cookie", "b=2")],
+        )
+        if environ["PATH_INFO"] == "/stream":
+            return iter([b"s"])
+        return [b"w"]
+
+    with BridgeServer(app, kind) as server:
+        for path in ("/stream", "/whole"):
+            status, headers, _ = server.request("GET", path)
+            assert status == 200
+            assert headers.get_all("Set-Cookie") == ["a=1", "b=2"], path
+
+
 def test_app_transfer_encoding_chunked_not_double_encoded() -> None:
     with BridgeServer(apps.app_chunked) as server:
         _status, headers, body = server.request("GET", "/")
