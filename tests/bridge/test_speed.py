@@ -6,13 +6,16 @@ Over real sockets: the one-wake-up-per-batch ``LoopPoster`` and the chunk writes
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from tornado.ioloop import IOLoop
+
 from wsgi_bridge.container import DEFAULT_RESPONSE_BUFFER_SIZE
-from wsgi_bridge.pump import WRITE_WINDOW, group_writes, poster_for
+from wsgi_bridge.pump import WRITE_WINDOW, LoopPoster, group_writes, poster_for
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
@@ -113,6 +116,31 @@ def test_mixed_chunks_arrive_exact_and_keep_alive_holds() -> None:
 
 
 # ---------------------------------------------- LoopPoster: one wake-up per batch
+
+
+def test_loop_poster_wakes_once_per_batch_and_counts_every_wakeup() -> None:
+    """``LoopPoster``: posts made before the loop drains share one wake-up, run in
+    posting order; a post after the drain is a new wake-up, and ``wakeups`` counts
+    them all."""
+    seen: list[int] = []
+
+    async def main() -> None:
+        poster = LoopPoster(IOLoop.current())
+        drained = asyncio.Event()
+        poster.post(seen.append, 1)
+        poster.post(seen.append, 2)
+        poster.post(drained.set)
+        assert (poster.pending, poster.wakeups) == (3, 1)
+        await drained.wait()
+        drained.clear()
+        poster.post(seen.append, 3)
+        poster.post(drained.set)
+        assert (poster.pending, poster.wakeups) == (2, 2)
+        await drained.wait()
+        assert poster.pending == 0
+
+    asyncio.run(main())
+    assert seen == [1, 2, 3]
 
 
 def test_responses_finished_while_the_loop_is_busy_cost_one_wakeup() -> None:
