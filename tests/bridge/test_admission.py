@@ -24,6 +24,7 @@ from wsgi_bridge.admission import (
     DEFAULT_QUEUE_TARGET,
     QueueDelayController,
 )
+from wsgi_bridge.pump import poster_for
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
@@ -347,6 +348,49 @@ def test_abandoned_worker_adds_nothing_after_the_504(late: str) -> None:
         sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
             sock.recv(1)  # nothing more: no 500 after the 504
+
+
+@pytest.mark.parametrize(("late", "expected"), [("returns", 200), ("raises", 500)])
+def test_answer_handed_over_just_before_the_504_timer_runs_wins(late: str, expected: int) -> None:
+    """The app hands over its whole answer (or fails, so a 500) after its deadline
+    passed but before the IOLoop ran the 504 timer, and the timer runs before the
+    posted write: the response was claimed, so the client gets that answer, not 504.
+    The IOLoop is held so that the order is forced: the timer waits behind a callback
+    that lets the app answer and waits for its post."""
+    go = threading.Event()
+    server: BridgeServer
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        deadline = environ[DEADLINE_KEY]
+        loop = server.loop
+        assert loop is not None
+        poster = poster_for(loop)
+
+        def answer_then_let_the_timer_run() -> None:
+            go.set()
+            assert wait_for(lambda: poster.pending >= 1)  # the answer is posted
+
+        def hold_past_the_deadline() -> None:
+            while deadline.remaining() > 0:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the timer is due too: it runs right after the next callback
+            loop.add_callback(answer_then_let_the_timer_run)
+
+        loop.add_callback(hold_past_the_deadline)
+        assert go.wait(10)
+        if late == "raises":
+            raise RuntimeError("failed after the deadline")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with (
+        capture_logs("wsgi_bridge"),
+        BridgeServer(app, request_timeout=0.3) as server,
+        server.raw() as sock,
+    ):
+        raw_get(sock, "/late")
+        assert read_response(sock)[0] == expected
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
 
 
 def test_deadline_passed_while_waiting_for_a_thread_never_runs_the_app() -> None:
