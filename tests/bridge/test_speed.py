@@ -118,6 +118,48 @@ def test_mixed_chunks_arrive_exact_and_keep_alive_holds() -> None:
 # ---------------------------------------------- LoopPoster: one wake-up per batch
 
 
+def test_error_after_a_written_chunk_posts_one_pump_for_the_abort() -> None:
+    """The app raises after its chunk was written: the abort is ONE pump posted, the
+    job's end ("worker finished") finds it scheduled and posts nothing more."""
+    written = threading.Event()
+    loop_blocked = threading.Event()
+    pending: list[int] = []
+    server: BridgeServer
+
+    def block_loop() -> None:
+        loop_blocked.set()
+        # The IOLoop waits here until the worker job returned, so what it posted waits too.
+        assert wait_for(lambda: server.container.lane.active == 0)
+        assert server.loop is not None
+        pending.append(poster_for(server.loop).pending)
+
+    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first chunk"
+        assert written.wait(10)  # the pump ran: nothing is scheduled
+        assert server.loop is not None
+        server.loop.add_callback(block_loop)
+        assert loop_blocked.wait(10)
+        raise RuntimeError("boom after the flush")
+
+    with (
+        capture_logs("wsgi_bridge"),
+        BridgeServer(app) as server,
+        server.raw() as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        _head, data = read_response_head(sock)
+        while b"first chunk" not in data:
+            more = sock.recv(65536)
+            assert more, "closed before the first chunk"
+            data += more
+        written.set()
+        sock.settimeout(10)
+        while sock.recv(65536):
+            pass  # closed after the abort
+    assert pending == [1]
+
+
 def test_loop_poster_wakes_once_per_batch_and_counts_every_wakeup() -> None:
     """``LoopPoster``: posts made before the loop drains share one wake-up, run in
     posting order; a post after the drain is a new wake-up, and ``wakeups`` counts
