@@ -160,6 +160,43 @@ def test_error_after_a_written_chunk_posts_one_pump_for_the_abort() -> None:
     assert pending == [1]
 
 
+def test_exactly_the_window_queued_while_the_loop_is_busy_does_not_block() -> None:
+    """Backpressure starts at MORE than ``response_buffer_size`` unflushed bytes: after
+    a chunk that was flushed at once, a worker queues exactly the window while the
+    IOLoop is busy and goes on without waiting for it."""
+    window = 64 * 1024
+    written = threading.Event()
+    loop_blocked = threading.Event()
+    queued = threading.Event()
+    went_on: list[bool] = []
+    server: BridgeServer
+
+    def block_loop() -> None:
+        loop_blocked.set()
+        went_on.append(queued.wait(5))  # a blocked worker would wait for this loop
+
+    def app(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        yield b"a"
+        assert written.wait(10)  # flushed at once: nothing unflushed any more
+        assert server.loop is not None
+        server.loop.add_callback(block_loop)
+        assert loop_blocked.wait(10)
+        yield b"w" * window
+        queued.set()
+
+    with BridgeServer(app, response_buffer_size=window) as server, server.raw() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        _head, data = read_response_head(sock)
+        while b"a" not in data:
+            more = sock.recv(65536)
+            assert more, "closed before the first chunk"
+            data += more
+        written.set()
+        assert decode_chunked(sock, data) == b"a" + b"w" * window
+    assert went_on == [True]
+
+
 def test_loop_poster_wakes_once_per_batch_and_counts_every_wakeup() -> None:
     """``LoopPoster``: posts made before the loop drains share one wake-up, run in
     posting order; a post after the drain is a new wake-up, and ``wakeups`` counts
