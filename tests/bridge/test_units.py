@@ -29,6 +29,7 @@ from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
 from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
+from wsgi_bridge.testing import wait_for
 
 
 def make_request(
@@ -500,3 +501,85 @@ def test_environ_without_host_and_without_socket_falls_back() -> None:
 )
 def test_split_absolute_form(target: str, expected: tuple[str, str] | None) -> None:
     assert split_absolute_form(target) == expected
+
+
+def _in_reader_thread(fn: Any) -> Any:
+    """Run ``fn`` on a thread (a worker's reads block); its result, or None after 5 s."""
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(fn()), daemon=True)
+    thread.start()
+    thread.join(5)
+    return results[0] if results else None
+
+
+def test_streaming_input_reads_return_what_is_buffered_without_waiting_for_more() -> None:
+    # One buffered byte is enough for readline() (a complete line) and readline(1):
+    # neither waits for more bytes or for the end of the body.
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        try:
+            stream.feed(b"\n")
+            assert _in_reader_thread(stream.readline) == b"\n"
+            stream.feed(b"a")
+            assert _in_reader_thread(lambda: stream.readline(1)) == b"a"
+        finally:
+            stream.feed_eof()  # releases a reader that waited
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_readline_of_size_zero_reads_nothing() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        stream.feed(b"abc\n")
+        assert stream.readline(0) == b""  # as io: size 0 reads nothing
+        assert stream.buffered == 4
+        assert stream.readline() == b"abc\n"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("size", "expected"), [(None, b"abcdef\n"), (5, b"abcde")])
+def test_streaming_input_readline_of_a_line_arriving_in_pieces(
+    size: int | None, expected: bytes
+) -> None:
+    # A line arriving in pieces is read whole, and readline(n) stops at n bytes over
+    # all the pieces.
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        results: list[bytes] = []
+        thread = threading.Thread(target=lambda: results.append(stream.readline(size)))
+        stream.feed(b"ab")
+        thread.start()
+        # The reader took "ab" and waits for the rest of the line.
+        assert await asyncio.to_thread(wait_for, lambda: stream.buffered == 0)
+        stream.feed(b"cdef\nrest")
+        stream.feed_eof()
+        await asyncio.to_thread(thread.join, 5)
+        assert results == [expected]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        (-1, [b"ab\n", b"cd\n", b"ef\n"]),
+        (0, [b"ab\n", b"cd\n", b"ef\n"]),  # 0 or less: no hint, as io
+        (None, [b"ab\n", b"cd\n", b"ef\n"]),
+        (1, [b"ab\n"]),
+        (3, [b"ab\n"]),  # the hint is reached with the first line: stop there
+        (4, [b"ab\n", b"cd\n"]),  # lines are read until their total reaches the hint
+        (6, [b"ab\n", b"cd\n"]),
+    ],
+)
+def test_streaming_input_readlines_stops_once_the_hint_is_reached(
+    hint: int | None, expected: list[bytes]
+) -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        stream.feed(b"ab\ncd\nef\n")
+        stream.feed_eof()
+        assert stream.readlines(hint) == expected
+
+    asyncio.run(scenario())
