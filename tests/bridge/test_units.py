@@ -583,3 +583,25 @@ def test_streaming_input_readlines_stops_once_the_hint_is_reached(
         assert stream.readlines(hint) == expected
 
     asyncio.run(scenario())
+
+
+def test_streaming_input_read1_returns_what_is_buffered_up_to_size() -> None:
+    """``read1`` (as ``io.BufferedIOBase.read1``, which ``BufferedInput`` has too):
+    what is buffered now, at least one byte unless at the end, at most ``size``."""
+
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        try:
+            stream.feed(b"x")  # one byte and no end yet: returned without waiting
+            assert _in_reader_thread(stream.read1) == b"x"
+            stream.feed(b"hello")
+            assert stream.read1(0) == b""
+            assert stream.read1(2) == b"he"
+            assert stream.read1(None) == b"llo"
+            stream.feed(b"world")
+            assert stream.read1() == b"world"
+        finally:
+            stream.feed_eof()
+        assert stream.read1() == b""
+
+    asyncio.run(scenario())
