@@ -16,6 +16,7 @@ import socket
 import threading
 from typing import Any, ClassVar
 
+import pytest
 import tornado
 import tornado.web
 from tornado import httputil
@@ -452,3 +453,20 @@ def test_read_buffer_size_and_request_start_line() -> None:
     assert before is None and after is not None and after.path == "/x", _moved(
         "HTTP1Connection", "_request_start_line", "request_start_line"
     )
+
+
+class _OddExecutor(concurrent.futures.Executor):
+    """An executor with a ``_max_workers`` that is not a thread count."""
+
+    def __init__(self, value: object) -> None:
+        self._max_workers = value
+
+
+@pytest.mark.parametrize("value", [0, -2, "4", 2.0, None])
+def test_executor_max_workers_is_none_unless_a_positive_count(value: object) -> None:
+    assert compat.executor_max_workers(_OddExecutor(value)) is None
+
+
+def test_executor_max_workers_of_a_one_thread_pool() -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        assert compat.executor_max_workers(executor) == 1
