@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 import tornado
 import tornado.web
+from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
@@ -415,11 +416,14 @@ class _NodelayHandler(tornado.web.RequestHandler):
 
 @contextlib.contextmanager
 def _tornado_server(
-    application: tornado.web.Application, on_loop: Callable[[], None] | None = None
+    application: tornado.web.Application,
+    on_loop: Callable[[], None] | None = None,
+    **server_kwargs: Any,
 ) -> Iterator[int]:
     """Serve ``application`` with wsgi_bridge.HTTPServer on a thread; yields the port.
 
     :param on_loop: called on the server's loop thread before serving.
+    :param server_kwargs: ``HTTPServer`` arguments (``chunk_size``, ``max_body_size``...).
     """
     started = threading.Event()
     state: dict[str, Any] = {}
@@ -429,7 +433,7 @@ def _tornado_server(
             on_loop()
         sockets = bind_sockets(0, "127.0.0.1")
         state["port"] = sockets[0].getsockname()[1]
-        server = HTTPServer(application)
+        server = HTTPServer(application, **server_kwargs)
         server.add_sockets(sockets)
         state["stop"] = stop = asyncio.Event()
         state["loop"] = asyncio.get_running_loop()
@@ -686,3 +690,188 @@ def test_close_connections_gives_up_on_a_head_that_never_ends() -> None:
         wait_for(lambda: server.call(lambda: busy_connections(http_server)) == 1)
         assert server.call(lambda: http_server.close_connections(0.2)) == 1
         assert read_until_close(sock)[1]
+
+
+# ------------------------------------------------- the chunked reader, seen by a native handler
+class _Deliveries:
+    """What a :class:`_ChunkRecorder` saw: each ``data_received`` chunk, with the
+    IOLoop turn (``tick``) it came in; ``tick`` counts IOLoop iterations while
+    ``ticking``."""
+
+    def __init__(self, ticking: bool = False) -> None:
+        self.chunks: list[bytes] = []
+        self.ticks: list[int] = []
+        self.tick = 0
+        self.ticking = ticking
+        self.prepared = threading.Event()
+        self.five_bytes = threading.Event()
+
+    def advance(self) -> None:
+        if self.ticking:
+            self.tick += 1
+            IOLoop.current().add_callback(self.advance)
+
+
+@tornado.web.stream_request_body
+class _ChunkRecorder(tornado.web.RequestHandler):
+    """Records each ``data_received`` chunk; answers with the body it got."""
+
+    def initialize(self, seen: _Deliveries) -> None:
+        self.seen = seen
+
+    def prepare(self) -> None:
+        if self.seen.ticking:
+            IOLoop.current().add_callback(self.seen.advance)
+        self.seen.prepared.set()
+
+    def data_received(self, chunk: bytes) -> None:
+        self.seen.chunks.append(chunk)
+        self.seen.ticks.append(self.seen.tick)
+        if sum(map(len, self.seen.chunks)) >= 5:
+            self.seen.five_bytes.set()
+
+    def post(self) -> None:
+        self.seen.ticking = False
+        self.write(b"".join(self.seen.chunks))
+
+    def on_connection_close(self) -> None:
+        self.seen.ticking = False
+
+
+def _recorder_app(seen: _Deliveries) -> tornado.web.Application:
+    return tornado.web.Application([(r"/rec", _ChunkRecorder, {"seen": seen})])
+
+
+_NATIVE_CHUNKED = b"POST /rec HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+_NATIVE_CHUNKED += b"Connection: close\r\n\r\n"
+
+
+def _chunked(*parts: bytes) -> bytes:
+    """``parts`` as chunks, then the last chunk and an empty trailer section."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+def _native_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    return split_response(data)
+
+
+def test_chunked_data_reaches_a_streaming_handler_as_it_arrives() -> None:
+    """Data of a chunk is delivered when the next read would wait for the network,
+    even mid-chunk: a streaming handler sees ``hello`` of a 10-byte chunk before
+    the client sent the rest (Tornado's rule, kept by the override)."""
+    seen = _Deliveries()
+    with (
+        _tornado_server(_recorder_app(seen)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(_NATIVE_CHUNKED)
+        assert seen.prepared.wait(5)  # the reader now waits for the first chunk-size line
+        sock.sendall(b"a\r\nhello")
+        assert seen.five_bytes.wait(5), seen.chunks
+        sock.sendall(b"world\r\n0\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    head, body = split_response(data)
+    assert closed and status_of(head) == 200 and body == b"helloworld"
+    assert b"" not in seen.chunks  # no empty deliveries while waiting for the network
+
+
+def test_chunked_reader_keeps_the_order_of_full_size_reads_and_pending_data() -> None:
+    """A read of a whole ``chunk_size`` is passed on directly only when nothing
+    smaller is pending; otherwise it joins the pending data, in order.  With
+    ``chunk_size=16`` the socket is also read 16 bytes at a time: 16 header
+    paddings put the reads at every alignment."""
+    first, second = b"0123456789abcdef", b"ghijklmnopqrstuv" * 3
+    for pad in range(16):
+        seen = _Deliveries()
+        request = _NATIVE_CHUNKED.replace(b"\r\n\r\n", b"\r\nX-Pad: %s\r\n\r\n" % (b"p" * pad))
+        with _tornado_server(_recorder_app(seen), chunk_size=16) as port:
+            head, body = _native_exchange(port, request + _chunked(first, b"hello", second))
+        assert status_of(head) == 200
+        assert body == first + b"hello" + second, pad
+        assert all(0 < len(chunk) <= 16 for chunk in seen.chunks), seen.chunks
+
+
+def test_many_small_chunks_are_coalesced_into_few_deliveries() -> None:
+    """1000 one-byte chunks arriving together reach the handler in a few
+    ``data_received`` calls, not one each (Tornado's bound on delivery overhead).
+    Over 256 of them also make the reader yield to the IOLoop (``_CHUNK_YIELD_COST``)."""
+    seen = _Deliveries()
+    parts = [bytes([65 + i % 26]) for i in range(1000)]
+    with _tornado_server(_recorder_app(seen)) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == 200 and body == b"".join(parts)
+    assert 0 < len(seen.chunks) < 100, len(seen.chunks)
+
+
+@pytest.mark.parametrize(
+    ("parts", "chunk_size"),
+    [([b"a"] * 1000, 256), ([b"b" * 2048] * 100, 256)],
+    ids=["tiny-chunks", "2KiB-chunks"],
+)
+def test_chunked_reader_yields_to_the_ioloop_while_parsing(
+    parts: list[bytes], chunk_size: int
+) -> None:
+    """A body that has arrived faster than it is parsed does not hold the IOLoop:
+    the reader yields every ``_YIELD_THRESHOLD`` bytes of work (each chunk counting
+    ``_CHUNK_YIELD_COST`` more), so other callbacks run between its deliveries."""
+    seen = _Deliveries(ticking=True)
+    with _tornado_server(_recorder_app(seen), chunk_size=chunk_size) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == 200 and body == b"".join(parts)
+    assert len(set(seen.ticks)) > 1, "every delivery came in the same IOLoop turn"
+
+
+def test_yielding_does_not_slow_a_large_chunked_upload() -> None:
+    """The yields give other callbacks one IOLoop turn (``asyncio.sleep(0)``), no
+    more: 2000 small chunks then 1 MiB in 64 KiB chunks (about 12 yields) arrive in
+    well under a second (generous bound: 3 s; a one-second pause per yield fails)."""
+    seen = _Deliveries()
+    parts = [b"x" * 10] * 2000 + [b"y" * 65536] * 16
+    with _tornado_server(_recorder_app(seen)) as port:
+        start = time.monotonic()
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+        elapsed = time.monotonic() - start
+    assert status_of(head) == 200 and len(body) == 20_000 + 16 * 65536
+    assert elapsed < 3, elapsed
+
+
+class _EchoBody(tornado.web.RequestHandler):
+    def post(self) -> None:
+        self.write(self.request.body)
+
+
+@pytest.mark.parametrize(
+    ("parts", "status"),
+    [
+        ([b"hello", b"world"], 200),  # exactly max_body_size
+        ([b"hello", b"world!"], 400),
+        ([b"abcd", b"efgh", b"ijkl"], 400),  # each chunk under the limit, the sum over it
+    ],
+)
+def test_chunked_body_limit_counts_all_chunks_on_native_routes(
+    parts: list[bytes], status: int
+) -> None:
+    """``max_body_size`` bounds the de-chunked body (RFC 9112 §7.1) on native routes,
+    where the chunked reader's own check is the only one."""
+    app = tornado.web.Application([(r"/rec", _EchoBody)])
+    with _tornado_server(app, max_body_size=10) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == status
+    if status == 200:
+        assert body == b"".join(parts)
+
+
+@pytest.mark.parametrize("size_line", [b"5\r", b"5X", b"5\x0b"], ids=["cr", "letter", "vt"])
+def test_chunk_size_line_with_stray_characters_is_a_400(size_line: bytes) -> None:
+    """Only spaces and tabs may follow the chunk size (before ``;`` extensions); a
+    bare CR, a letter or another whitespace makes the size invalid."""
+    request = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    request += size_line + b"\r\nhello\r\n0\r\n\r\n"
+    with BridgeServer(apps.read_body) as server, server.raw() as sock:
+        sock.sendall(request)
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 400, data
