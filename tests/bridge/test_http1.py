@@ -875,3 +875,46 @@ def test_chunk_size_line_with_stray_characters_is_a_400(size_line: bytes) -> Non
         sock.sendall(request)
         data, closed = read_until_close(sock, 5)
     assert closed and status_of(data) == 400, data
+
+
+# ------------------------------------------------- trailer section: the max_header_size budget
+_TRAILER_LIMIT = 4096
+
+
+def _with_trailers(trailers: bytes) -> bytes:
+    head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    return head + b"5\r\nhello\r\n0\r\n" + trailers
+
+
+def test_trailer_section_of_exactly_max_header_size_is_accepted() -> None:
+    """Fields of ``max_header_size - 2`` bytes plus the blank line: exactly the limit."""
+    field = b"X-Pad: " + b"a" * (_TRAILER_LIMIT - 2 - 9) + b"\r\n"
+    assert len(field) + 2 == _TRAILER_LIMIT
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(field + b"\r\n"))
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 200, data
+    assert data.endswith(b"\nhello")
+
+
+def test_many_small_trailer_fields_are_bounded_in_total() -> None:
+    """The budget is for the whole trailer section, not per field line."""
+    fields = b"X-A: 1\r\n" * (_TRAILER_LIMIT // 8 + 10)
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(fields + b"\r\n"))
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    assert b"hello" not in data  # the application never got the request
+
+
+def test_trailer_field_that_never_ends_closes_the_connection() -> None:
+    """A field line with no end is not buffered past ``max_header_size``: the
+    connection closes once the budget is read, without waiting for a line end."""
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(b"X-Pad: " + b"a" * (2 * _TRAILER_LIMIT)))  # no CRLF
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    assert b"hello" not in data
