@@ -13,10 +13,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
 import tornado
+import tornado.httputil
 import tornado.web
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
@@ -25,7 +27,7 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
 from wsgi_bridge.compat import server_connections
-from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer
+from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
@@ -918,3 +920,74 @@ def test_trailer_field_that_never_ends_closes_the_connection() -> None:
         data, closed = read_until_close(sock, 5)
     assert closed
     assert b"hello" not in data
+
+
+# ------------------------------------------------- observe_response
+class _Observer:
+    """A :class:`~wsgi_bridge.http1.ResponseObserver` that records what it sees."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def on_headers(
+        self, start_line: tornado.httputil.ResponseStartLine, headers: tornado.httputil.HTTPHeaders
+    ) -> None:
+        self.events.append(("headers", start_line.code))
+        headers["X-Observed"] = "yes"  # observers may add a header
+
+    def on_data(self, chunk: bytes) -> None:
+        self.events.append(("data", chunk))
+
+    def on_finish(self) -> None:
+        self.events.append(("finish",))
+
+
+class _ObservedHandler(tornado.web.RequestHandler):
+    def initialize(self, observers: list[_Observer], accepted: list[bool]) -> None:
+        self.observers = observers
+        self.accepted = accepted
+
+    async def get(self) -> None:
+        for observer in self.observers:
+            self.accepted.append(observe_response(self.request, observer))
+        self.write(b"first")
+        await self.flush()  # the head and "first" go out through write_headers
+        self.write(b"second")  # and this through write(), when the handler finishes
+
+
+def test_observe_response_sees_head_each_body_chunk_and_the_end() -> None:
+    observers, accepted = [_Observer(), _Observer()], []
+    app = tornado.web.Application(
+        [(r"/observed", _ObservedHandler, {"observers": observers, "accepted": accepted})]
+    )
+    with _tornado_server(app) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/observed")
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        assert wait_for(lambda: all(o.events[-1:] == [("finish",)] for o in observers))
+    assert accepted == [True, True]
+    assert (response.status, body) == (200, b"firstsecond")
+    assert response.headers["X-Observed"] == "yes"
+    for observer in observers:
+        assert observer.events == [
+            ("headers", 200),
+            ("data", b"first"),
+            ("data", b"second"),
+            ("finish",),
+        ]
+
+
+def test_observe_response_declines_a_connection_that_is_not_this_modules() -> None:
+    """A request whose connection is not ``wsgi_bridge.http1``'s (a test double, a
+    plain Tornado server) is not observed: ``False``, nothing attached."""
+    context = SimpleNamespace(address=("10.0.0.1", 1), remote_ip="10.0.0.1", protocol="http")
+    double = SimpleNamespace(context=context)
+    request = tornado.httputil.HTTPServerRequest(
+        start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+        headers=tornado.httputil.HTTPHeaders({"Host": "t"}),
+        connection=double,
+    )
+    assert observe_response(request, _Observer()) is False
+    assert not hasattr(double, "_observers")
