@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,14 +22,23 @@ import pytest
 import tornado
 import tornado.httputil
 import tornado.web
+from tornado.concurrent import Future
 from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler
-from wsgi_bridge.compat import server_connections
-from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
+from wsgi_bridge.compat import server_connections, unread
+from wsgi_bridge.http1 import (
+    CHUNK_LINE_LIMIT,
+    LINGER_SECONDS,
+    HTTP1Connection,
+    HTTPServer,
+    linger_close,
+    observe_response,
+)
 from wsgi_bridge.testing import (
     BridgeServer,
     header_value,
@@ -956,7 +967,8 @@ class _ObservedHandler(tornado.web.RequestHandler):
 
 
 def test_observe_response_sees_head_each_body_chunk_and_the_end() -> None:
-    observers, accepted = [_Observer(), _Observer()], []
+    observers = [_Observer(), _Observer()]
+    accepted: list[bool] = []
     app = tornado.web.Application(
         [(r"/observed", _ObservedHandler, {"observers": observers, "accepted": accepted})]
     )
@@ -983,7 +995,7 @@ def test_observe_response_declines_a_connection_that_is_not_this_modules() -> No
     """A request whose connection is not ``wsgi_bridge.http1``'s (a test double, a
     plain Tornado server) is not observed: ``False``, nothing attached."""
     context = SimpleNamespace(address=("10.0.0.1", 1), remote_ip="10.0.0.1", protocol="http")
-    double = SimpleNamespace(context=context)
+    double: Any = SimpleNamespace(context=context)
     request = tornado.httputil.HTTPServerRequest(
         start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
         headers=tornado.httputil.HTTPHeaders({"Host": "t"}),
@@ -991,3 +1003,104 @@ def test_observe_response_declines_a_connection_that_is_not_this_modules() -> No
     )
     assert observe_response(request, _Observer()) is False
     assert not hasattr(double, "_observers")
+
+
+# ---------------------------------------- awaiting_request and linger_close, on real sockets
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected TCP pair on 127.0.0.1: ``(server side, client side)``."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        server_side, _ = listener.accept()
+    return server_side, client
+
+
+def _until_readable(sock: socket.socket) -> None:
+    """Wait (up to 5 s) until the kernel has something for ``sock``: bytes, EOF or an error."""
+    assert select.select([sock], [], [], 5)[0]
+
+
+def test_awaiting_request_counts_bytes_in_the_kernel_but_not_an_end_or_a_reset() -> None:
+    """:meth:`HTTP1Connection.awaiting_request` (what ``close_connections`` closes by):
+    a byte the kernel holds is a request under way; the client's end of stream or a
+    reset is not (nothing to serve)."""
+
+    async def scenario() -> None:
+        for ending in ("eof", "reset"):
+            server_side, client = _tcp_pair()
+            with client:
+                stream = IOStream(server_side)
+                conn = HTTP1Connection(stream, False)
+                assert conn.awaiting_request()
+                client.sendall(b"G")  # nothing reads it: the IOLoop does not run here
+                _until_readable(server_side)
+                assert not conn.awaiting_request()
+                assert server_side.recv(1) == b"G"
+                assert conn.awaiting_request()
+                if ending == "reset":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.close()
+                else:
+                    client.shutdown(socket.SHUT_WR)
+                _until_readable(server_side)
+                assert conn.awaiting_request(), ending
+                stream.close()
+
+    asyncio.run(scenario())
+
+
+def test_awaiting_request_after_a_head_read_and_once_closed() -> None:
+    """A head read that completed (the size check has not resumed yet) is a request
+    under way; a closed connection never is, even with unread bytes left."""
+
+    async def scenario() -> None:
+        server_side, client = _tcp_pair()
+        with client:
+            head: Future[bytes] = Future()
+            head.set_result(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            stream = IOStream(server_side)
+            assert not HTTP1Connection(stream, False, next_head=head).awaiting_request()
+            conn = HTTP1Connection(stream, False)
+            unread(stream, b"GE")
+            assert not conn.awaiting_request()
+            stream.close()
+            assert conn.awaiting_request()
+
+    asyncio.run(scenario())
+
+
+def test_linger_close_discards_up_to_max_bytes_then_closes() -> None:
+    """``linger_close``: writes are shut down at once; what the peer sends is read and
+    dropped until ``max_bytes`` (the connection stays open below it), then closed."""
+
+    async def scenario() -> None:
+        ours, peer = socket.socketpair()
+        read: list[int] = []
+
+        class CountingStream(IOStream):
+            async def read_bytes(self, num_bytes: int, partial: bool = False) -> bytes:
+                data = await super().read_bytes(num_bytes, partial)
+                read.append(len(data))
+                return data
+
+        async def until_read(total: int) -> None:
+            for _ in range(500):
+                if sum(read) >= total:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"read {sum(read)} of {total} bytes")
+
+        with peer:
+            stream = CountingStream(ours)
+            lingering = asyncio.ensure_future(linger_close(stream, seconds=30, max_bytes=100))
+            await asyncio.sleep(0)
+            peer.settimeout(5)
+            assert peer.recv(10) == b""  # our write side is shut down: the peer sees EOF
+            for size, total in ((60, 60), (39, 99)):
+                peer.sendall(b"x" * size)
+                await until_read(total)
+                assert not stream.closed(), total  # below max_bytes: still lingering
+            peer.sendall(b"x")  # the 100th byte
+            await asyncio.wait_for(lingering, 5)
+            assert stream.closed() and sum(read) == 100
+
+    asyncio.run(scenario())
