@@ -597,7 +597,7 @@ def test_streaming_input_read1_returns_what_is_buffered_up_to_size() -> None:
             stream.feed(b"hello")
             assert stream.read1(0) == b""
             assert stream.read1(2) == b"he"
-            assert stream.read1(None) == b"llo"
+            assert stream.read1(-1) == b"llo"
             stream.feed(b"world")
             assert stream.read1() == b"world"
         finally:
