@@ -605,3 +605,62 @@ def test_streaming_input_read1_returns_what_is_buffered_up_to_size() -> None:
         assert stream.read1() == b""
 
     asyncio.run(scenario())
+
+
+def test_streaming_input_read_sizes_zero_all_and_one_available_byte() -> None:
+    async def scenario() -> None:
+        sizes: list[int] = []
+        stream = StreamingInput(asyncio_ioloop(), high_water=4, on_read=sizes.append)
+        stream.feed(b"z")  # one byte, no end yet: read(1) returns it without waiting
+        assert _in_reader_thread(lambda: stream.read(1)) == b"z"
+        stream.feed(b"abcdefghij")  # more than high_water: read() gathers every piece
+        assert _in_reader_thread(lambda: stream.read(0)) == b""  # at once, nothing read
+        assert stream.buffered == 10
+        stream.feed_eof()
+        assert stream.read() == b"abcdefghij"
+        assert sizes == [1, 4, 4, 2, 0]  # on_read: the bytes of each read (not of read(0))
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_ignores_data_and_errors_after_its_end_and_keeps_the_first_error() -> None:
+    async def scenario() -> None:
+        ended = StreamingInput(asyncio_ioloop(), high_water=1024)
+        ended.feed(b"body")
+        ended.feed_eof()
+        assert ended.feed(b"late") is None
+        assert ended.read() == b"body"
+        ended.feed_error(ClientDisconnected("after the end"))
+        assert ended.read() == b""  # the body had ended: no error to raise
+        broken = StreamingInput(asyncio_ioloop(), high_water=1024)
+        broken.feed_error(ClientDisconnected("first"))
+        broken.feed_error(ValueError("second"))
+        assert broken.feed(b"late") is None
+        with pytest.raises(ClientDisconnected, match="first"):
+            broken.read(1)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("high_water", [0, 1])
+def test_streaming_input_high_water_is_at_least_one_byte(high_water: int) -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=high_water)
+        assert stream.feed(b"a") is not None  # one byte fills it: the sender pauses
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_resumes_the_sender_only_below_high_water() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=4)
+        waiter = stream.feed(b"abcdef")
+        assert waiter is not None
+        assert stream.read(2) == b"ab"  # 4 left: still full
+        for _ in range(3):
+            await asyncio.sleep(0)  # what read() scheduled on the loop has run
+        assert not waiter.done()
+        assert stream.read(1) == b"c"  # 3 left: below high_water
+        await asyncio.wait_for(waiter, 5)
+
+    asyncio.run(scenario())
