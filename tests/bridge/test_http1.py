@@ -1104,3 +1104,31 @@ def test_linger_close_discards_up_to_max_bytes_then_closes() -> None:
             assert stream.closed() and sum(read) == 100
 
     asyncio.run(scenario())
+
+
+class _ObservedFallback(WSGIFallbackHandler):
+    """The WSGI fallback with an observer on each response (as the service's canary)."""
+
+    observer = _Observer()
+
+    def prepare(self) -> None:
+        observe_response(self.request, self.observer)
+        super().prepare()
+
+
+def _streamed_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no length: chunked
+    yield b"one" * 50_000
+    yield b"two" * 50_000
+
+
+def test_observe_response_sees_a_chunked_wsgi_response() -> None:
+    """The bridge frames a chunked body itself (``report_body``): observers see each chunk."""
+    _ObservedFallback.observer = observer = _Observer()
+    with BridgeServer(_streamed_app, handler=_ObservedFallback) as server:
+        status, headers, body = server.request("GET", "/x")
+        assert wait_for(lambda: observer.events[-1:] == [("finish",)])
+    assert (status, body) == (200, b"one" * 50_000 + b"two" * 50_000)
+    assert headers["X-Observed"] == "yes"
+    data = [event[1] for event in observer.events if event[0] == "data"]
+    assert b"".join(data) == body
