@@ -14,8 +14,10 @@ import importlib
 import inspect
 import socket
 import threading
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import pytest
 import tornado
 import tornado.web
 from tornado import httputil
@@ -274,6 +276,7 @@ class _ResetProbe(tornado.web.RequestHandler):
             dict(compat.response_headers(self)),
             list(compat.pending_output(self)),
         )
+        self.seen["reason"] = self._reason  # the status line's phrase goes back to "OK"
         self.write(b"kept")
 
 
@@ -306,6 +309,9 @@ def test_reset_handler_response_empties_status_headers_and_body() -> None:
     status, headers, body = _serve_once(_ResetProbe)
     assert _ResetProbe.seen["reset"] == (200, {}, []), _moved(
         "RequestHandler", "_status_code/_headers/_write_buffer", "reset_handler_response"
+    )
+    assert _ResetProbe.seen["reason"] == "OK", _moved(
+        "RequestHandler", "_reason", "reset_handler_response"
     )
     assert (status, body) == (200, b"kept")
     assert "Server" not in headers  # Tornado's default headers were not prepared
@@ -452,3 +458,43 @@ def test_read_buffer_size_and_request_start_line() -> None:
     assert before is None and after is not None and after.path == "/x", _moved(
         "HTTP1Connection", "_request_start_line", "request_start_line"
     )
+
+
+class _OddExecutor(concurrent.futures.Executor):
+    """An executor with a ``_max_workers`` that is not a thread count."""
+
+    def __init__(self, value: object) -> None:
+        self._max_workers = value
+
+
+@pytest.mark.parametrize("value", [0, -2, "4", 2.0, None])
+def test_executor_max_workers_is_none_unless_a_positive_count(value: object) -> None:
+    assert compat.executor_max_workers(_OddExecutor(value)) is None
+
+
+def test_executor_max_workers_of_a_one_thread_pool() -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        assert compat.executor_max_workers(executor) == 1
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        object(),
+        SimpleNamespace(_write_finished=False),
+        SimpleNamespace(_disconnect_on_finish=False),
+    ],
+    ids=["neither", "no-disconnect-flag", "no-write-flag"],
+)
+def test_response_pending_is_false_for_a_connection_without_the_flags(connection: object) -> None:
+    assert compat.response_pending(connection) is False
+
+
+def test_body_future_of_a_request_without_one_is_none() -> None:
+    """Tornado adds ``_body_future`` only for ``@stream_request_body`` handlers."""
+    request = httputil.HTTPServerRequest(
+        start_line=httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+        headers=httputil.HTTPHeaders({"Host": "t"}),
+        connection=None,
+    )
+    assert compat.body_future(request) is None

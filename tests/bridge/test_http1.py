@@ -10,23 +10,37 @@ import asyncio
 import contextlib
 import http.client
 import logging
+import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
 import tornado
 import tornado.httpserver
+import tornado.httputil
 import tornado.web
+from tornado.concurrent import Future
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
 from wsgi_bridge import WSGIFallbackHandler, testing
-from wsgi_bridge.compat import server_connections
-from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer, observe_response
+from wsgi_bridge.compat import server_connections, unread
+from wsgi_bridge.http1 import (
+    CHUNK_LINE_LIMIT,
+    LINGER_SECONDS,
+    HTTP1Connection,
+    HTTPServer,
+    linger_close,
+    observe_response,
+)
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
@@ -603,11 +617,14 @@ class _NodelayHandler(tornado.web.RequestHandler):
 
 @contextlib.contextmanager
 def _tornado_server(
-    application: tornado.web.Application, on_loop: Callable[[], None] | None = None
+    application: tornado.web.Application,
+    on_loop: Callable[[], None] | None = None,
+    **server_kwargs: Any,
 ) -> Iterator[int]:
     """Serve ``application`` with wsgi_bridge.HTTPServer on a thread; yields the port.
 
     :param on_loop: called on the server's loop thread before serving.
+    :param server_kwargs: ``HTTPServer`` arguments (``chunk_size``, ``max_body_size``...).
     """
     started = threading.Event()
     state: dict[str, Any] = {}
@@ -617,7 +634,7 @@ def _tornado_server(
             on_loop()
         sockets = bind_sockets(0, "127.0.0.1")
         state["port"] = sockets[0].getsockname()[1]
-        server = HTTPServer(application)
+        server = HTTPServer(application, **server_kwargs)
         server.add_sockets(sockets)
         state["stop"] = stop = asyncio.Event()
         state["loop"] = asyncio.get_running_loop()
@@ -874,3 +891,432 @@ def test_close_connections_gives_up_on_a_head_that_never_ends() -> None:
         wait_for(lambda: server.call(lambda: busy_connections(http_server)) == 1)
         assert server.call(lambda: http_server.close_connections(0.2)) == 1
         assert read_until_close(sock)[1]
+
+
+# ------------------------------------------------- the chunked reader, seen by a native handler
+class _Deliveries:
+    """What a :class:`_ChunkRecorder` saw: each ``data_received`` chunk, with the
+    IOLoop turn (``tick``) it came in; ``tick`` counts IOLoop iterations while
+    ``ticking``."""
+
+    def __init__(self, ticking: bool = False) -> None:
+        self.chunks: list[bytes] = []
+        self.ticks: list[int] = []
+        self.tick = 0
+        self.ticking = ticking
+        self.prepared = threading.Event()
+        self.five_bytes = threading.Event()
+
+    def advance(self) -> None:
+        if self.ticking:
+            self.tick += 1
+            IOLoop.current().add_callback(self.advance)
+
+
+@tornado.web.stream_request_body
+class _ChunkRecorder(tornado.web.RequestHandler):
+    """Records each ``data_received`` chunk; answers with the body it got."""
+
+    def initialize(self, seen: _Deliveries) -> None:
+        self.seen = seen
+
+    def prepare(self) -> None:
+        if self.seen.ticking:
+            IOLoop.current().add_callback(self.seen.advance)
+        self.seen.prepared.set()
+
+    def data_received(self, chunk: bytes) -> None:
+        self.seen.chunks.append(chunk)
+        self.seen.ticks.append(self.seen.tick)
+        if sum(map(len, self.seen.chunks)) >= 5:
+            self.seen.five_bytes.set()
+
+    def post(self) -> None:
+        self.seen.ticking = False
+        self.write(b"".join(self.seen.chunks))
+
+    def on_connection_close(self) -> None:
+        self.seen.ticking = False
+
+
+def _recorder_app(seen: _Deliveries) -> tornado.web.Application:
+    return tornado.web.Application([(r"/rec", _ChunkRecorder, {"seen": seen})])
+
+
+_NATIVE_CHUNKED = b"POST /rec HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+_NATIVE_CHUNKED += b"Connection: close\r\n\r\n"
+
+
+def _chunked(*parts: bytes) -> bytes:
+    """``parts`` as chunks, then the last chunk and an empty trailer section."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+def _native_exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    return split_response(data)
+
+
+def test_chunked_data_reaches_a_streaming_handler_as_it_arrives() -> None:
+    """Data of a chunk is delivered when the next read would wait for the network,
+    even mid-chunk: a streaming handler sees ``hello`` of a 10-byte chunk before
+    the client sent the rest (Tornado's rule, kept by the override)."""
+    seen = _Deliveries()
+    with (
+        _tornado_server(_recorder_app(seen)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(_NATIVE_CHUNKED)
+        assert seen.prepared.wait(5)  # the reader now waits for the first chunk-size line
+        sock.sendall(b"a\r\nhello")
+        assert seen.five_bytes.wait(5), seen.chunks
+        sock.sendall(b"world\r\n0\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    head, body = split_response(data)
+    assert closed and status_of(head) == 200 and body == b"helloworld"
+    assert b"" not in seen.chunks  # no empty deliveries while waiting for the network
+
+
+def test_chunked_reader_keeps_the_order_of_full_size_reads_and_pending_data() -> None:
+    """A read of a whole ``chunk_size`` is passed on directly only when nothing
+    smaller is pending; otherwise it joins the pending data, in order.  With
+    ``chunk_size=16`` the socket is also read 16 bytes at a time: 16 header
+    paddings put the reads at every alignment."""
+    first, second = b"0123456789abcdef", b"ghijklmnopqrstuv" * 3
+    for pad in range(16):
+        seen = _Deliveries()
+        request = _NATIVE_CHUNKED.replace(b"\r\n\r\n", b"\r\nX-Pad: %s\r\n\r\n" % (b"p" * pad))
+        with _tornado_server(_recorder_app(seen), chunk_size=16) as port:
+            head, body = _native_exchange(port, request + _chunked(first, b"hello", second))
+        assert status_of(head) == 200
+        assert body == first + b"hello" + second, pad
+        assert all(0 < len(chunk) <= 16 for chunk in seen.chunks), seen.chunks
+
+
+def test_many_small_chunks_are_coalesced_into_few_deliveries() -> None:
+    """1000 one-byte chunks arriving together reach the handler in a few
+    ``data_received`` calls, not one each (Tornado's bound on delivery overhead).
+    Over 256 of them also make the reader yield to the IOLoop (``_CHUNK_YIELD_COST``)."""
+    seen = _Deliveries()
+    parts = [bytes([65 + i % 26]) for i in range(1000)]
+    with _tornado_server(_recorder_app(seen)) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == 200 and body == b"".join(parts)
+    assert 0 < len(seen.chunks) < 100, len(seen.chunks)
+
+
+@pytest.mark.parametrize(
+    ("parts", "chunk_size"),
+    [([b"a"] * 1000, 256), ([b"b" * 2048] * 100, 256)],
+    ids=["tiny-chunks", "2KiB-chunks"],
+)
+def test_chunked_reader_yields_to_the_ioloop_while_parsing(
+    parts: list[bytes], chunk_size: int
+) -> None:
+    """A body that has arrived faster than it is parsed does not hold the IOLoop:
+    the reader yields every ``_YIELD_THRESHOLD`` bytes of work (each chunk counting
+    ``_CHUNK_YIELD_COST`` more), so other callbacks run between its deliveries."""
+    seen = _Deliveries(ticking=True)
+    with _tornado_server(_recorder_app(seen), chunk_size=chunk_size) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == 200 and body == b"".join(parts)
+    assert len(set(seen.ticks)) > 1, "every delivery came in the same IOLoop turn"
+
+
+def test_yielding_does_not_slow_a_large_chunked_upload() -> None:
+    """The yields give other callbacks one IOLoop turn (``asyncio.sleep(0)``), no
+    more: 2000 small chunks then 1 MiB in 64 KiB chunks (about 12 yields) arrive in
+    well under a second (generous bound: 3 s; a one-second pause per yield fails)."""
+    seen = _Deliveries()
+    parts = [b"x" * 10] * 2000 + [b"y" * 65536] * 16
+    with _tornado_server(_recorder_app(seen)) as port:
+        start = time.monotonic()
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+        elapsed = time.monotonic() - start
+    assert status_of(head) == 200 and len(body) == 20_000 + 16 * 65536
+    assert elapsed < 3, elapsed
+
+
+class _EchoBody(tornado.web.RequestHandler):
+    def post(self) -> None:
+        self.write(self.request.body)
+
+
+@pytest.mark.parametrize(
+    ("parts", "status"),
+    [
+        ([b"hello", b"world"], 200),  # exactly max_body_size
+        ([b"hello", b"world!"], 400),
+        ([b"abcd", b"efgh", b"ijkl"], 400),  # each chunk under the limit, the sum over it
+    ],
+)
+def test_chunked_body_limit_counts_all_chunks_on_native_routes(
+    parts: list[bytes], status: int
+) -> None:
+    """``max_body_size`` bounds the de-chunked body (RFC 9112 §7.1) on native routes,
+    where the chunked reader's own check is the only one."""
+    app = tornado.web.Application([(r"/rec", _EchoBody)])
+    with _tornado_server(app, max_body_size=10) as port:
+        head, body = _native_exchange(port, _NATIVE_CHUNKED + _chunked(*parts))
+    assert status_of(head) == status
+    if status == 200:
+        assert body == b"".join(parts)
+
+
+@pytest.mark.parametrize("size_line", [b"5\r", b"5X", b"5\x0b"], ids=["cr", "letter", "vt"])
+def test_chunk_size_line_with_stray_characters_is_a_400(size_line: bytes) -> None:
+    """Only spaces and tabs may follow the chunk size (before ``;`` extensions); a
+    bare CR, a letter or another whitespace makes the size invalid."""
+    request = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    request += size_line + b"\r\nhello\r\n0\r\n\r\n"
+    with BridgeServer(apps.read_body) as server, server.raw() as sock:
+        sock.sendall(request)
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 400, data
+
+
+# ------------------------------------------------- trailer section: the max_header_size budget
+_TRAILER_LIMIT = 4096
+
+
+def _with_trailers(trailers: bytes) -> bytes:
+    head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    return head + b"5\r\nhello\r\n0\r\n" + trailers
+
+
+def test_trailer_section_of_exactly_max_header_size_is_accepted() -> None:
+    """Fields of ``max_header_size - 2`` bytes plus the blank line: exactly the limit."""
+    field = b"X-Pad: " + b"a" * (_TRAILER_LIMIT - 2 - 9) + b"\r\n"
+    assert len(field) + 2 == _TRAILER_LIMIT
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(field + b"\r\n"))
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 200, data
+    assert data.endswith(b"\nhello")
+
+
+def test_many_small_trailer_fields_are_bounded_in_total() -> None:
+    """The budget is for the whole trailer section, not per field line."""
+    fields = b"X-A: 1\r\n" * (_TRAILER_LIMIT // 8 + 10)
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(fields + b"\r\n"))
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    assert b"hello" not in data  # the application never got the request
+
+
+def test_trailer_field_that_never_ends_closes_the_connection() -> None:
+    """A field line with no end is not buffered past ``max_header_size``: the
+    connection closes once the budget is read, without waiting for a line end."""
+    kwargs = {"max_header_size": _TRAILER_LIMIT}
+    with BridgeServer(apps.read_body, server_kwargs=kwargs) as server, server.raw() as sock:
+        sock.sendall(_with_trailers(b"X-Pad: " + b"a" * (2 * _TRAILER_LIMIT)))  # no CRLF
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    assert b"hello" not in data
+
+
+# ------------------------------------------------- observe_response
+class _Observer:
+    """A :class:`~wsgi_bridge.http1.ResponseObserver` that records what it sees."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def on_headers(
+        self, start_line: tornado.httputil.ResponseStartLine, headers: tornado.httputil.HTTPHeaders
+    ) -> None:
+        self.events.append(("headers", start_line.code))
+        headers["X-Observed"] = "yes"  # observers may add a header
+
+    def on_data(self, chunk: bytes) -> None:
+        self.events.append(("data", chunk))
+
+    def on_finish(self) -> None:
+        self.events.append(("finish",))
+
+
+class _ObservedHandler(tornado.web.RequestHandler):
+    def initialize(self, observers: list[_Observer], accepted: list[bool]) -> None:
+        self.observers = observers
+        self.accepted = accepted
+
+    async def get(self) -> None:
+        for observer in self.observers:
+            self.accepted.append(observe_response(self.request, observer))
+        self.write(b"first")
+        await self.flush()  # the head and "first" go out through write_headers
+        self.write(b"second")  # and this through write(), when the handler finishes
+
+
+def test_observe_response_sees_head_each_body_chunk_and_the_end() -> None:
+    observers = [_Observer(), _Observer()]
+    accepted: list[bool] = []
+    app = tornado.web.Application(
+        [(r"/observed", _ObservedHandler, {"observers": observers, "accepted": accepted})]
+    )
+    with _tornado_server(app) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/observed")
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        assert wait_for(lambda: all(o.events[-1:] == [("finish",)] for o in observers))
+    assert accepted == [True, True]
+    assert (response.status, body) == (200, b"firstsecond")
+    assert response.headers["X-Observed"] == "yes"
+    for observer in observers:
+        assert observer.events == [
+            ("headers", 200),
+            ("data", b"first"),
+            ("data", b"second"),
+            ("finish",),
+        ]
+
+
+def test_observe_response_declines_a_connection_that_is_not_this_modules() -> None:
+    """A request whose connection is not ``wsgi_bridge.http1``'s (a test double, a
+    plain Tornado server) is not observed: ``False``, nothing attached."""
+    context = SimpleNamespace(address=("10.0.0.1", 1), remote_ip="10.0.0.1", protocol="http")
+    double: Any = SimpleNamespace(context=context)
+    request = tornado.httputil.HTTPServerRequest(
+        start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+        headers=tornado.httputil.HTTPHeaders({"Host": "t"}),
+        connection=double,
+    )
+    assert observe_response(request, _Observer()) is False
+    assert not hasattr(double, "_observers")
+
+
+# ---------------------------------------- awaiting_request and linger_close, on real sockets
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected TCP pair on 127.0.0.1: ``(server side, client side)``."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        server_side, _ = listener.accept()
+    return server_side, client
+
+
+def _until_readable(sock: socket.socket) -> None:
+    """Wait (up to 5 s) until the kernel has something for ``sock``: bytes, EOF or an error."""
+    assert select.select([sock], [], [], 5)[0]
+
+
+def test_awaiting_request_counts_bytes_in_the_kernel_but_not_an_end_or_a_reset() -> None:
+    """:meth:`HTTP1Connection.awaiting_request` (what ``close_connections`` closes by):
+    a byte the kernel holds is a request under way; the client's end of stream or a
+    reset is not (nothing to serve)."""
+
+    async def scenario() -> None:
+        for ending in ("eof", "reset"):
+            server_side, client = _tcp_pair()
+            with client:
+                stream = IOStream(server_side)
+                conn = HTTP1Connection(stream, False)
+                assert conn.awaiting_request()
+                client.sendall(b"G")  # nothing reads it: the IOLoop does not run here
+                _until_readable(server_side)
+                assert not conn.awaiting_request()
+                assert server_side.recv(1) == b"G"
+                assert conn.awaiting_request()
+                if ending == "reset":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.close()
+                else:
+                    client.shutdown(socket.SHUT_WR)
+                _until_readable(server_side)
+                assert conn.awaiting_request(), ending
+                stream.close()
+
+    asyncio.run(scenario())
+
+
+def test_awaiting_request_after_a_head_read_and_once_closed() -> None:
+    """A head read that completed (the size check has not resumed yet) is a request
+    under way; a closed connection never is, even with unread bytes left."""
+
+    async def scenario() -> None:
+        server_side, client = _tcp_pair()
+        with client:
+            head: Future[bytes] = Future()
+            head.set_result(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            stream = IOStream(server_side)
+            assert not HTTP1Connection(stream, False, next_head=head).awaiting_request()
+            conn = HTTP1Connection(stream, False)
+            unread(stream, b"GE")
+            assert not conn.awaiting_request()
+            stream.close()
+            assert conn.awaiting_request()
+
+    asyncio.run(scenario())
+
+
+def test_linger_close_discards_up_to_max_bytes_then_closes() -> None:
+    """``linger_close``: writes are shut down at once; what the peer sends is read and
+    dropped until ``max_bytes`` (the connection stays open below it), then closed."""
+
+    async def scenario() -> None:
+        ours, peer = socket.socketpair()
+        read: list[int] = []
+
+        class CountingStream(IOStream):
+            async def read_bytes(self, num_bytes: int, partial: bool = False) -> bytes:
+                data = await super().read_bytes(num_bytes, partial)
+                read.append(len(data))
+                return data
+
+        async def until_read(total: int) -> None:
+            for _ in range(500):
+                if sum(read) >= total:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"read {sum(read)} of {total} bytes")
+
+        with peer:
+            stream = CountingStream(ours)
+            lingering = asyncio.ensure_future(linger_close(stream, seconds=30, max_bytes=100))
+            await asyncio.sleep(0)
+            peer.settimeout(5)
+            assert peer.recv(10) == b""  # our write side is shut down: the peer sees EOF
+            for size, total in ((60, 60), (39, 99)):
+                peer.sendall(b"x" * size)
+                await until_read(total)
+                assert not stream.closed(), total  # below max_bytes: still lingering
+            peer.sendall(b"x")  # the 100th byte
+            await asyncio.wait_for(lingering, 5)
+            assert stream.closed() and sum(read) == 100
+
+    asyncio.run(scenario())
+
+
+class _ObservedFallback(WSGIFallbackHandler):
+    """The WSGI fallback with an observer on each response (as the service's canary)."""
+
+    observer = _Observer()
+
+    def prepare(self) -> None:
+        observe_response(self.request, self.observer)
+        super().prepare()
+
+
+def _streamed_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no length: chunked
+    yield b"one" * 50_000
+    yield b"two" * 50_000
+
+
+def test_observe_response_sees_a_chunked_wsgi_response() -> None:
+    """The bridge frames a chunked body itself (``report_body``): observers see each chunk."""
+    _ObservedFallback.observer = observer = _Observer()
+    with BridgeServer(_streamed_app, handler=_ObservedFallback) as server:
+        status, headers, body = server.request("GET", "/x")
+        assert wait_for(lambda: observer.events[-1:] == [("finish",)])
+    assert (status, body) == (200, b"one" * 50_000 + b"two" * 50_000)
+    assert headers["X-Observed"] == "yes"
+    data = [event[1] for event in observer.events if event[0] == "data"]
+    assert b"".join(data) == body

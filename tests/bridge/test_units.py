@@ -30,6 +30,7 @@ from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
 from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
+from wsgi_bridge.testing import wait_for
 
 
 def make_request(
@@ -525,3 +526,166 @@ def test_environ_without_host_and_without_socket_falls_back() -> None:
 )
 def test_split_absolute_form(target: str, expected: tuple[str, str] | None) -> None:
     assert split_absolute_form(target) == expected
+
+
+def _in_reader_thread(fn: Any) -> Any:
+    """Run ``fn`` on a thread (a worker's reads block); its result, or None after 5 s."""
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(fn()), daemon=True)
+    thread.start()
+    thread.join(5)
+    return results[0] if results else None
+
+
+def test_streaming_input_reads_return_what_is_buffered_without_waiting_for_more() -> None:
+    # One buffered byte is enough for readline() (a complete line) and readline(1):
+    # neither waits for more bytes or for the end of the body.
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        try:
+            stream.feed(b"\n")
+            assert _in_reader_thread(stream.readline) == b"\n"
+            stream.feed(b"a")
+            assert _in_reader_thread(lambda: stream.readline(1)) == b"a"
+        finally:
+            stream.feed_eof()  # releases a reader that waited
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_readline_of_size_zero_reads_nothing() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        stream.feed(b"abc\n")
+        assert stream.readline(0) == b""  # as io: size 0 reads nothing
+        assert stream.buffered == 4
+        assert stream.readline() == b"abc\n"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("size", "expected"), [(None, b"abcdef\n"), (5, b"abcde")])
+def test_streaming_input_readline_of_a_line_arriving_in_pieces(
+    size: int | None, expected: bytes
+) -> None:
+    # A line arriving in pieces is read whole, and readline(n) stops at n bytes over
+    # all the pieces.
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        results: list[bytes] = []
+        thread = threading.Thread(target=lambda: results.append(stream.readline(size)))
+        stream.feed(b"ab")
+        thread.start()
+        # The reader took "ab" and waits for the rest of the line.
+        assert await asyncio.to_thread(wait_for, lambda: stream.buffered == 0)
+        stream.feed(b"cdef\nrest")
+        stream.feed_eof()
+        await asyncio.to_thread(thread.join, 5)
+        assert results == [expected]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        (-1, [b"ab\n", b"cd\n", b"ef\n"]),
+        (0, [b"ab\n", b"cd\n", b"ef\n"]),  # 0 or less: no hint, as io
+        (None, [b"ab\n", b"cd\n", b"ef\n"]),
+        (1, [b"ab\n"]),
+        (3, [b"ab\n"]),  # the hint is reached with the first line: stop there
+        (4, [b"ab\n", b"cd\n"]),  # lines are read until their total reaches the hint
+        (6, [b"ab\n", b"cd\n"]),
+    ],
+)
+def test_streaming_input_readlines_stops_once_the_hint_is_reached(
+    hint: int | None, expected: list[bytes]
+) -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        stream.feed(b"ab\ncd\nef\n")
+        stream.feed_eof()
+        assert stream.readlines(hint) == expected
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_read1_returns_what_is_buffered_up_to_size() -> None:
+    """``read1`` (as ``io.BufferedIOBase.read1``, which ``BufferedInput`` has too):
+    what is buffered now, at least one byte unless at the end, at most ``size``."""
+
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=1024)
+        try:
+            stream.feed(b"x")  # one byte and no end yet: returned without waiting
+            assert _in_reader_thread(stream.read1) == b"x"
+            stream.feed(b"hello")
+            assert stream.read1(0) == b""
+            assert stream.read1(2) == b"he"
+            assert stream.read1(-1) == b"llo"
+            stream.feed(b"world")
+            assert stream.read1() == b"world"
+        finally:
+            stream.feed_eof()
+        assert stream.read1() == b""
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_read_sizes_zero_all_and_one_available_byte() -> None:
+    async def scenario() -> None:
+        sizes: list[int] = []
+        stream = StreamingInput(asyncio_ioloop(), high_water=4, on_read=sizes.append)
+        stream.feed(b"z")  # one byte, no end yet: read(1) returns it without waiting
+        assert _in_reader_thread(lambda: stream.read(1)) == b"z"
+        stream.feed(b"abcdefghij")  # more than high_water: read() gathers every piece
+        assert _in_reader_thread(lambda: stream.read(0)) == b""  # at once, nothing read
+        assert stream.buffered == 10
+        stream.feed_eof()
+        assert stream.read() == b"abcdefghij"
+        assert sizes == [1, 4, 4, 2, 0]  # on_read: the bytes of each read (not of read(0))
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_ignores_data_and_errors_after_its_end_and_keeps_the_first_error() -> None:
+    async def scenario() -> None:
+        ended = StreamingInput(asyncio_ioloop(), high_water=1024)
+        ended.feed(b"body")
+        ended.feed_eof()
+        assert ended.feed(b"late") is None
+        assert ended.read() == b"body"
+        ended.feed_error(ClientDisconnected("after the end"))
+        assert ended.read() == b""  # the body had ended: no error to raise
+        broken = StreamingInput(asyncio_ioloop(), high_water=1024)
+        broken.feed_error(ClientDisconnected("first"))
+        broken.feed_error(ValueError("second"))
+        assert broken.feed(b"late") is None
+        with pytest.raises(ClientDisconnected, match="first"):
+            broken.read(1)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("high_water", [0, 1])
+def test_streaming_input_high_water_is_at_least_one_byte(high_water: int) -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=high_water)
+        assert stream.feed(b"a") is not None  # one byte fills it: the sender pauses
+
+    asyncio.run(scenario())
+
+
+def test_streaming_input_resumes_the_sender_only_below_high_water() -> None:
+    async def scenario() -> None:
+        stream = StreamingInput(asyncio_ioloop(), high_water=4)
+        waiter = stream.feed(b"abcdef")
+        assert waiter is not None
+        assert stream.read(2) == b"ab"  # 4 left: still full
+        for _ in range(3):
+            await asyncio.sleep(0)  # what read() scheduled on the loop has run
+        assert not waiter.done()
+        assert stream.read(1) == b"c"  # 3 left: below high_water
+        await asyncio.wait_for(waiter, 5)
+
+    asyncio.run(scenario())
