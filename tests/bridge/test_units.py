@@ -219,6 +219,17 @@ def test_forwarded_proto_is_case_insensitive_http_or_https(proto: str, scheme: s
     assert resolve_forwarded("10.0.0.1", trusted, "1.2.3.4", proto, None).scheme == scheme
 
 
+@pytest.mark.parametrize("sep", [",", ", ", " ,\t"])
+def test_forwarded_proto_and_host_take_the_rightmost_comma_separated_value(sep: str) -> None:
+    # Each proxy appends its value, with or without a space after the comma
+    # (mutmut survivors: _last splitting on whitespace or on another separator).
+    trusted = TrustedProxies(["10.0.0.1"])
+    fwd = resolve_forwarded(
+        "10.0.0.1", trusted, None, f"https{sep}http", f"evil.example{sep}shop.example:8443"
+    )
+    assert (fwd.scheme, fwd.host) == ("http", "shop.example:8443")
+
+
 # --------------------------------------------------------------------------- headers
 @pytest.mark.parametrize("status", ["200 OK", "404 Not Found", "599 ", "201 Created here"])
 def test_parse_status_valid(status: str) -> None:
@@ -463,6 +474,20 @@ def test_file_wrapper_blocks_and_close() -> None:
     assert [len(b) for b in wrapper] == [4, 4, 2]
     wrapper.close()
     assert f.closed
+
+
+def test_file_wrapper_close_without_a_close_method_is_a_no_op() -> None:
+    # PEP 3333: close() closes the file-like object *if* it has a close() method.
+    class Reader:
+        def __init__(self) -> None:
+            self.data = io.BytesIO(b"abc")
+
+        def read(self, n: int) -> bytes:
+            return self.data.read(n)
+
+    wrapper = FileWrapper(Reader(), 2)  # type: ignore[arg-type]
+    assert list(wrapper) == [b"ab", b"c"]
+    wrapper.close()  # no AttributeError
 
 
 # --------------------------------------------------------------------------- HTTP/1.1 edges
