@@ -18,6 +18,7 @@ from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.errors import RequestBodyTooLarge
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -345,10 +346,64 @@ def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
             except OSError:
                 pass  # the server may already have closed
             data, closed = read_until_close(sock, 5)
-        assert data.startswith(b"HTTP/1.1 413 ")
+        assert data.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
         assert closed
         assert wait_for(lambda: len(read_error) == 1)
+        # The documented error, not the disconnect that follows the 413.
+        assert type(read_error[0]) is RequestBodyTooLarge
+        assert str(read_error[0]) == "request body exceeds max_body_size"
         assert server.request("GET", "/native")[0] == 200
+
+
+@MOUNTS
+def test_upload_outgrowing_max_body_size_after_the_response_began_closes_it(kind: str) -> None:
+    """Once the response has begun there is no 413: the connection is closed at once,
+    cutting the response short, and the app's read raises RequestBodyTooLarge."""
+    read_error: list[BaseException] = []
+    started = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"started\n"
+        started.set()
+        try:
+            while environ["wsgi.input"].read(1024):
+                pass
+        except OSError as exc:
+            read_error.append(exc)
+        yield b"after the error\n"  # too late: the connection is gone
+
+    chunk = b"1000\r\n" + b"b" * 4096 + b"\r\n"
+    with BridgeServer(app, kind, max_body_size=100_000, request_buffer_size=8192) as server:
+        with server.raw() as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            sock.sendall(chunk * 3)  # over request_buffer_size: the app starts
+            assert started.wait(5)
+            try:
+                for _ in range(40):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # the server may already have closed
+            data, closed = read_until_close(sock, 5)
+        assert closed
+        assert status_of(data) == 200 and b"started\n" in data
+        assert b"after the error" not in data
+        assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended
+        assert wait_for(lambda: len(read_error) == 1)
+        assert type(read_error[0]) is RequestBodyTooLarge
+        assert server.request("GET", "/native")[0] == 200
+
+
+@MOUNTS
+def test_empty_chunked_body_reads_as_empty(kind: str) -> None:
+    with BridgeServer(apps.read_body, kind) as server, server.raw() as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n0\r\n\r\n"
+        )
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 200
+    assert data.endswith(b"\r\n\r\n0 cl=None term=True\n"), data
 
 
 # ------------------------------------------------------------ 5. client disconnect
