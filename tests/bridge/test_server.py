@@ -17,6 +17,7 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
+from wsgi_bridge.compat import request_read_finished, server_connections
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.errors import RequestBodyTooLarge
 from wsgi_bridge.request_id import current_request_id
@@ -392,6 +393,53 @@ def test_upload_outgrowing_max_body_size_after_the_response_began_closes_it(kind
         assert wait_for(lambda: len(read_error) == 1)
         assert type(read_error[0]) is RequestBodyTooLarge
         assert server.request("GET", "/native")[0] == 200
+
+
+@MOUNTS
+def test_upload_past_the_limit_after_the_close_is_still_read_not_reset(kind: str) -> None:
+    """After the connection was closed for an upload over max_body_size (the response had
+    begun), the rest of the upload is still read and dropped (lingering close) while the
+    application runs on, instead of being answered with a reset."""
+    started = threading.Event()
+    failed = threading.Event()
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"started\n"
+        started.set()
+        try:
+            while environ["wsgi.input"].read(1024):
+                pass
+        except OSError:
+            failed.set()
+            release.wait(10)  # still running while the rest of the upload arrives
+            raise
+
+    def request_state() -> str:
+        assert server.http_server is not None
+        connections = server_connections(server.http_server)
+        if not connections:
+            return "closed"
+        (connection,) = connections
+        return "read" if request_read_finished(connection.current) else "reading"
+
+    chunk = b"1000\r\n" + b"b" * 4096 + b"\r\n"
+    with BridgeServer(app, kind, max_body_size=100_000, request_buffer_size=8192) as server:
+        try:
+            with server.raw() as sock:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                sock.sendall(chunk * 3)
+                assert started.wait(5)
+                sock.sendall(chunk * 25)  # 28 x 4096 bytes: over max_body_size
+                assert failed.wait(5)
+                data, eof = read_until_close(sock, 5)  # the server's write side is shut
+                assert eof and b"started\n" in data
+                sock.sendall(chunk * 4 + b"0\r\n\r\n")  # the rest, to the last chunk
+                assert wait_for(lambda: server.call(request_state) != "reading")
+                assert server.call(request_state) == "read"  # not closed on the next chunk
+        finally:
+            release.set()
 
 
 @MOUNTS
