@@ -288,6 +288,25 @@ def test_read_larger_than_request_buffer() -> None:
 
 
 @MOUNTS
+@pytest.mark.parametrize(("size", "buffered"), [(1024, True), (1025, False)])
+def test_body_of_up_to_request_buffer_size_is_read_before_the_app(
+    kind: str, size: int, buffered: bool
+) -> None:
+    """A body of up to request_buffer_size bytes is read whole first (a BufferedInput);
+    one byte more and the app starts on a streaming wsgi.input."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        wsgi_input = environ["wsgi.input"]
+        data = wsgi_input.read()
+        start_response("200 OK", [])
+        return [f"{type(wsgi_input).__name__} {len(data)}".encode()]
+
+    with BridgeServer(app, kind, request_buffer_size=1024) as server:
+        body = server.request("POST", "/", body=b"q" * size)[2]
+    assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
+
+
+@MOUNTS
 def test_early_response_without_reading_upload_does_not_hang(kind: str) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("400 Bad Request", [])
@@ -321,6 +340,9 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
         data, closed = read_until_close(sock, 5)
     assert data.startswith(b"HTTP/1.1 413 ")
+    assert header_value(data.partition(b"\r\n\r\n")[0], "Content-Type") == (
+        "text/plain; charset=utf-8"
+    )
     assert closed and called == []
 
 
