@@ -7,6 +7,7 @@ import io
 import logging
 import re
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,7 +24,7 @@ from wsgi_bridge.environ import (
 )
 from wsgi_bridge.errors import ClientDisconnected, WSGIAppError
 from wsgi_bridge.file_wrapper import FileWrapper
-from wsgi_bridge.framing import plan_response
+from wsgi_bridge.framing import http_date, plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
 from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
@@ -271,6 +272,18 @@ def test_validate_headers_valid_latin1() -> None:
 
 
 # --------------------------------------------------------------------------- framing
+def test_http_date_is_an_imf_fixdate_made_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    # RFC 9110 §5.6.7 IMF-fixdate, in GMT; the string is reused within one second.
+    clock = [1_000_000_000.25]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    first = http_date()
+    assert first == "Sun, 09 Sep 2001 01:46:40 GMT"
+    clock[0] = 1_000_000_000.99
+    assert http_date() is first
+    clock[0] = 1_000_000_001.0
+    assert http_date() == "Sun, 09 Sep 2001 01:46:41 GMT"
+
+
 def test_plan_list_body_gets_content_length() -> None:
     plan = plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Type", "x")], known_length=5)
     assert plan.content_length == 5 and ("Content-Length", "5") in plan.headers
