@@ -266,6 +266,37 @@ def test_validate_headers_invalid(headers: Any) -> None:
         validate_headers(headers)
 
 
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (b"200 OK", "status must be str, not bytes: b'200 OK'"),
+        ("200", "invalid status line '200'; expected e.g. '200 OK'"),
+        ("200 \u2603", "status '200 \u2603' is not latin-1 encodable"),
+    ],
+)
+def test_parse_status_errors_say_what_is_wrong(status: Any, message: str) -> None:
+    with pytest.raises(WSGIAppError) as info:
+        parse_status(status)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ((("X", "1"),), "headers must be a list, not tuple"),
+        ([["X", "1"]], "header must be a (name, value) tuple: ['X', '1']"),
+        ([("Bad Name", "x")], "invalid header name 'Bad Name'"),
+        ([("X", 1)], "header X value must be str, not int"),
+        ([("X", "a\r\nb")], "header X value contains control characters: 'a\\r\\nb'"),
+        ([("X", "\u2603")], "header X value is not latin-1: '\u2603'"),
+    ],
+)
+def test_validate_headers_errors_name_the_header(headers: Any, message: str) -> None:
+    with pytest.raises(WSGIAppError) as info:
+        validate_headers(headers)
+    assert str(info.value) == message
+
+
 def test_validate_headers_valid_latin1() -> None:
     headers = [("X-Latin", "caf\xe9"), ("Set-Cookie", "a=1; Path=/"), ("X-Tab", "a\tb")]
     assert validate_headers(headers) is headers
@@ -367,6 +398,69 @@ def test_plan_extra_headers_do_not_override_app() -> None:
         extra_headers=[("X-Request-ID", "s")],
     )
     assert [v for n, v in plan.headers if n == "X-Request-ID"] == ["app"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([("Content-Length", "abc")], "invalid Content-Length 'abc'"),
+        ([("Content-Length", "5"), ("Content-Length", "6")], "conflicting Content-Length headers"),
+        ([("Transfer-Encoding", "gzip")], "unsupported Transfer-Encoding 'gzip' from application"),
+    ],
+)
+def test_plan_errors_name_the_offending_header(headers: Any, message: str) -> None:
+    # The message is what the error log shows the application's author.
+    with pytest.raises(WSGIAppError) as info:
+        plan_response("GET", "HTTP/1.1", 200, "OK", headers)
+    assert str(info.value) == message
+
+
+def test_plan_hop_by_hop_warnings_name_header_and_value(caplog: pytest.LogCaptureFixture) -> None:
+    # Only Connection: close closes: another hop-by-hop value saying "close" is dropped
+    # with its warning like any other.
+    with caplog.at_level(logging.WARNING, logger="wsgi_bridge"):
+        plan = plan_response(
+            "GET", "HTTP/1.1", 200, "OK", [("Keep-Alive", "5"), ("Proxy-Status", "closed")]
+        )
+    assert not plan.close_connection
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped hop-by-hop response header Keep-Alive: '5'",
+        "dropped hop-by-hop response header Proxy-Status: 'closed'",
+    ]
+
+
+def test_plan_304_gets_no_content_length_from_an_empty_body() -> None:
+    # A 304's Content-Length would describe the selected representation, not this body.
+    plan = plan_response("GET", "HTTP/1.1", 304, "Not Modified", [], known_length=0)
+    assert plan.content_length is None and not plan.body_allowed
+    assert "content-length" not in [n.lower() for n, _ in plan.headers]
+
+
+def test_plan_204_drops_the_app_content_length() -> None:
+    plan = plan_response("GET", "HTTP/1.1", 204, "No Content", [("Content-Length", "0")])
+    assert plan.content_length is None
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "known_length", "close"),
+    [
+        ("GET", "HTTP/1.0", 5, False),  # length known: keep-alive possible
+        ("HEAD", "HTTP/1.0", None, False),  # no body to delimit
+        ("GET", "HTTP/1.1", None, False),  # chunked
+        ("GET", "HTTP/1.0", None, True),  # delimited by the close
+    ],
+)
+def test_plan_closes_only_for_a_close_delimited_body(
+    method: str, version: str, known_length: int | None, close: bool
+) -> None:
+    plan = plan_response(method, version, 200, "OK", [], known_length=known_length)
+    assert plan.close_connection is close
+
+
+def test_plan_keeps_the_app_date_alone() -> None:
+    app_date = ("Date", "Sun, 09 Sep 2001 01:46:40 GMT")
+    plan = plan_response("GET", "HTTP/1.1", 200, "OK", [app_date])
+    assert [(n, v) for n, v in plan.headers if n.lower() == "date"] == [app_date]
 
 
 # --------------------------------------------------------------------------- request id
