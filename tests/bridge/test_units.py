@@ -455,6 +455,8 @@ def test_plan_closes_only_for_a_close_delimited_body(
 ) -> None:
     plan = plan_response(method, version, 200, "OK", [], known_length=known_length)
     assert plan.close_connection is close
+    names = [n.lower() for n, _ in plan.headers]
+    assert ("content-length" in names) is (known_length is not None)
 
 
 def test_plan_keeps_the_app_date_alone() -> None:
