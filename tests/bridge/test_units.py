@@ -220,6 +220,13 @@ def test_forwarded_proto_is_case_insensitive_http_or_https(proto: str, scheme: s
     assert resolve_forwarded("10.0.0.1", trusted, "1.2.3.4", proto, None).scheme == scheme
 
 
+def test_trusted_proxy_network_may_have_host_bits_set() -> None:
+    # "10.1.2.3/8" means 10.0.0.0/8 (strict=False), as an operator would mean it.
+    trusted = TrustedProxies(["10.1.2.3/8", " 192.168.1.7/24 "])
+    assert "10.9.9.9" in trusted and "192.168.1.200" in trusted
+    assert "11.0.0.1" not in trusted
+
+
 @pytest.mark.parametrize("sep", [",", ", ", " ,\t"])
 def test_forwarded_proto_and_host_take_the_rightmost_comma_separated_value(sep: str) -> None:
     # Each proxy appends its value, with or without a space after the comma
