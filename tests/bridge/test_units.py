@@ -358,6 +358,13 @@ def test_plan_app_chunked_is_not_double_encoded() -> None:
     assert plan.content_length is None
 
 
+def test_plan_headers_after_an_app_transfer_encoding_are_kept() -> None:
+    plan = plan_response(
+        "GET", "HTTP/1.1", 200, "OK", [("Transfer-Encoding", "chunked"), ("X-After", "1")]
+    )
+    assert ("X-After", "1") in plan.headers
+
+
 def test_plan_other_transfer_encoding_is_an_error() -> None:
     with pytest.raises(WSGIAppError):
         plan_response("GET", "HTTP/1.1", 200, "OK", [("Transfer-Encoding", "gzip")])
