@@ -8,13 +8,16 @@ given no ``trusted_proxies`` here).
 from __future__ import annotations
 
 import http.client
+import socket
+from pathlib import Path
 
 import pytest
 import tornado.web
+from tornado.netutil import bind_unix_socket
 
 from tests.bridge import apps
 from wsgi_bridge import HTTPServer
-from wsgi_bridge.testing import KINDS, BridgeServer
+from wsgi_bridge.testing import KINDS, BridgeServer, read_until_close
 
 FORWARDED = {
     "X-Forwarded-For": "6.6.6.6, 198.51.100.4",  # the first hop is the client's own claim
@@ -64,3 +67,59 @@ def test_an_untrusted_peers_headers_are_ignored(kind: str) -> None:
 def test_a_bad_trusted_proxy_entry_is_refused() -> None:
     with pytest.raises(ValueError, match="not-an-address"):
         HTTPServer(tornado.web.Application(), trusted_proxies="not-an-address")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_body_passes_through_a_trusted_proxys_rewrite(kind: str) -> None:
+    server_kwargs = {"trusted_proxies": "127.0.0.1"}
+    with BridgeServer(apps.read_body, kind=kind, server_kwargs=server_kwargs) as server:
+        status, _, body = server.request(
+            "POST", "/x", body=b"hello body", headers=FORWARDED | {"Content-Length": "10"}
+        )
+    assert status == 200
+    assert body.endswith(b"\nhello body")
+
+
+def test_x_forwarded_for_sent_as_two_lines_is_one_list() -> None:
+    # A proxy may add its own X-Forwarded-For line instead of appending to the
+    # client's: the lines are joined with ", " (RFC 9110 §5.3), so the rightmost
+    # untrusted hop is still found.
+    server_kwargs = {"trusted_proxies": "10.0.0.0/8, 127.0.0.1"}
+    with (
+        BridgeServer(apps.echo_environ, server_kwargs=server_kwargs) as server,
+        server.raw() as sock,
+    ):
+        sock.sendall(
+            b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            b"X-Forwarded-For: 6.6.6.6, 198.51.100.4\r\n"
+            b"X-Forwarded-For: 10.0.0.2\r\n\r\n"
+        )
+        data, closed = read_until_close(sock, 5)
+    assert closed and data.startswith(b"HTTP/1.1 200 ")
+    assert b"\nREMOTE_ADDR='198.51.100.4'\n" in data
+
+
+def test_a_unix_socket_peer_is_served_and_its_headers_are_ignored(tmp_path: Path) -> None:
+    # A Unix-socket peer has no IP address (Tornado's address is ""): nothing to match
+    # against trusted_proxies, nothing rewritten, and nothing to restore after the request.
+    server_kwargs = {"trusted_proxies": "127.0.0.1"}
+    path = str(tmp_path / "bridge.sock")
+    with BridgeServer(apps.echo_environ, server_kwargs=server_kwargs) as server:
+
+        def listen() -> None:
+            assert server.http_server is not None
+            server.http_server.add_socket(bind_unix_socket(path))
+
+        server.call(listen)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(
+                b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                b"X-Forwarded-For: 198.51.100.4\r\nX-Forwarded-Proto: https\r\n\r\n"
+            )
+            data, closed = read_until_close(sock, 5)
+    # Leaving the with block also checks that nothing raised on the server thread.
+    assert closed and data.startswith(b"HTTP/1.1 200 ")
+    assert b"\nwsgi.url_scheme='http'\n" in data
+    assert b"\nREMOTE_ADDR='198.51.100.4'\n" not in data

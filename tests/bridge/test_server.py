@@ -18,7 +18,9 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
+from wsgi_bridge.compat import request_read_finished, server_connections
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.errors import RequestBodyTooLarge
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -314,6 +316,25 @@ def test_read_larger_than_request_buffer() -> None:
 
 
 @MOUNTS
+@pytest.mark.parametrize(("size", "buffered"), [(1024, True), (1025, False)])
+def test_body_of_up_to_request_buffer_size_is_read_before_the_app(
+    kind: str, size: int, buffered: bool
+) -> None:
+    """A body of up to request_buffer_size bytes is read whole first (a BufferedInput);
+    one byte more and the app starts on a streaming wsgi.input."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        wsgi_input = environ["wsgi.input"]
+        data = wsgi_input.read()
+        start_response("200 OK", [])
+        return [f"{type(wsgi_input).__name__} {len(data)}".encode()]
+
+    with BridgeServer(app, kind, request_buffer_size=1024) as server:
+        body = server.request("POST", "/", body=b"q" * size)[2]
+    assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
+
+
+@MOUNTS
 def test_early_response_without_reading_upload_does_not_hang(kind: str) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("400 Bad Request", [])
@@ -347,6 +368,10 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
         data, closed = read_until_close(sock, 5)
     assert data.startswith(b"HTTP/1.1 413 ")
+    head = data.partition(b"\r\n\r\n")[0]
+    assert header_value(head, "Content-Type") == "text/plain; charset=utf-8"
+    names = sorted(line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:])
+    assert names == [b"connection", b"content-length", b"content-type", b"date", b"x-request-id"]
     assert closed and called == []
 
 
@@ -373,10 +398,111 @@ def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
             except OSError:
                 pass  # the server may already have closed
             data, closed = read_until_close(sock, 5)
-        assert data.startswith(b"HTTP/1.1 413 ")
+        assert data.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
         assert closed
         assert wait_for(lambda: len(read_error) == 1)
+        # The documented error, not the disconnect that follows the 413.
+        assert type(read_error[0]) is RequestBodyTooLarge
+        assert str(read_error[0]) == "request body exceeds max_body_size"
         assert server.request("GET", "/native")[0] == 200
+
+
+@MOUNTS
+def test_upload_outgrowing_max_body_size_after_the_response_began_closes_it(kind: str) -> None:
+    """Once the response has begun there is no 413: the connection is closed at once,
+    cutting the response short, and the app's read raises RequestBodyTooLarge."""
+    read_error: list[BaseException] = []
+    started = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"started\n"
+        started.set()
+        try:
+            while environ["wsgi.input"].read(1024):
+                pass
+        except OSError as exc:
+            read_error.append(exc)
+        yield b"after the error\n"  # too late: the connection is gone
+
+    chunk = b"1000\r\n" + b"b" * 4096 + b"\r\n"
+    with BridgeServer(app, kind, max_body_size=100_000, request_buffer_size=8192) as server:
+        with server.raw() as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            sock.sendall(chunk * 3)  # over request_buffer_size: the app starts
+            assert started.wait(5)
+            try:
+                for _ in range(40):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # the server may already have closed
+            data, closed = read_until_close(sock, 5)
+        assert closed
+        assert status_of(data) == 200 and b"started\n" in data
+        assert b"after the error" not in data
+        assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended
+        assert wait_for(lambda: len(read_error) == 1)
+        assert type(read_error[0]) is RequestBodyTooLarge
+        assert server.request("GET", "/native")[0] == 200
+
+
+@MOUNTS
+def test_upload_past_the_limit_after_the_close_is_still_read_not_reset(kind: str) -> None:
+    """After the connection was closed for an upload over max_body_size (the response had
+    begun), the rest of the upload is still read and dropped (lingering close) while the
+    application runs on, instead of being answered with a reset."""
+    started = threading.Event()
+    failed = threading.Event()
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"started\n"
+        started.set()
+        try:
+            while environ["wsgi.input"].read(1024):
+                pass
+        except OSError:
+            failed.set()
+            release.wait(10)  # still running while the rest of the upload arrives
+            raise
+
+    def request_state() -> str:
+        assert server.http_server is not None
+        connections = server_connections(server.http_server)
+        if not connections:
+            return "closed"
+        (connection,) = connections
+        return "read" if request_read_finished(connection.current) else "reading"
+
+    chunk = b"1000\r\n" + b"b" * 4096 + b"\r\n"
+    with BridgeServer(app, kind, max_body_size=100_000, request_buffer_size=8192) as server:
+        try:
+            with server.raw() as sock:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                sock.sendall(chunk * 3)
+                assert started.wait(5)
+                sock.sendall(chunk * 25)  # 28 x 4096 bytes: over max_body_size
+                assert failed.wait(5)
+                data, eof = read_until_close(sock, 5)  # the server's write side is shut
+                assert eof and b"started\n" in data
+                sock.sendall(chunk * 4 + b"0\r\n\r\n")  # the rest, to the last chunk
+                assert wait_for(lambda: server.call(request_state) != "reading")
+                assert server.call(request_state) == "read"  # not closed on the next chunk
+        finally:
+            release.set()
+
+
+@MOUNTS
+def test_empty_chunked_body_reads_as_empty(kind: str) -> None:
+    with BridgeServer(apps.read_body, kind) as server, server.raw() as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n0\r\n\r\n"
+        )
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 200
+    assert data.endswith(b"\r\n\r\n0 cl=None term=True\n"), data
 
 
 # ------------------------------------------------------------ 5. client disconnect

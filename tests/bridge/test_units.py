@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +25,7 @@ from wsgi_bridge.environ import (
 )
 from wsgi_bridge.errors import ClientDisconnected, WSGIAppError
 from wsgi_bridge.file_wrapper import FileWrapper
-from wsgi_bridge.framing import plan_response
+from wsgi_bridge.framing import http_date, plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
 from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
@@ -221,6 +222,24 @@ def test_forwarded_proto_is_case_insensitive_http_or_https(proto: str, scheme: s
     assert resolve_forwarded("10.0.0.1", trusted, "1.2.3.4", proto, None).scheme == scheme
 
 
+def test_trusted_proxy_network_may_have_host_bits_set() -> None:
+    # "10.1.2.3/8" means 10.0.0.0/8 (strict=False), as an operator would mean it.
+    trusted = TrustedProxies(["10.1.2.3/8", " 192.168.1.7/24 "])
+    assert "10.9.9.9" in trusted and "192.168.1.200" in trusted
+    assert "11.0.0.1" not in trusted
+
+
+@pytest.mark.parametrize("sep", [",", ", ", " ,\t"])
+def test_forwarded_proto_and_host_take_the_rightmost_comma_separated_value(sep: str) -> None:
+    # Each proxy appends its value, with or without a space after the comma
+    # (mutmut survivors: _last splitting on whitespace or on another separator).
+    trusted = TrustedProxies(["10.0.0.1"])
+    fwd = resolve_forwarded(
+        "10.0.0.1", trusted, None, f"https{sep}http", f"evil.example{sep}shop.example:8443"
+    )
+    assert (fwd.scheme, fwd.host) == ("http", "shop.example:8443")
+
+
 # --------------------------------------------------------------------------- headers
 @pytest.mark.parametrize("status", ["200 OK", "404 Not Found", "599 ", "201 Created here"])
 def test_parse_status_valid(status: str) -> None:
@@ -256,12 +275,55 @@ def test_validate_headers_invalid(headers: Any) -> None:
         validate_headers(headers)
 
 
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (b"200 OK", "status must be str, not bytes: b'200 OK'"),
+        ("200", "invalid status line '200'; expected e.g. '200 OK'"),
+        ("200 \u2603", "status '200 \u2603' is not latin-1 encodable"),
+    ],
+)
+def test_parse_status_errors_say_what_is_wrong(status: Any, message: str) -> None:
+    with pytest.raises(WSGIAppError) as info:
+        parse_status(status)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ((("X", "1"),), "headers must be a list, not tuple"),
+        ([["X", "1"]], "header must be a (name, value) tuple: ['X', '1']"),
+        ([("Bad Name", "x")], "invalid header name 'Bad Name'"),
+        ([("X", 1)], "header X value must be str, not int"),
+        ([("X", "a\r\nb")], "header X value contains control characters: 'a\\r\\nb'"),
+        ([("X", "\u2603")], "header X value is not latin-1: '\u2603'"),
+    ],
+)
+def test_validate_headers_errors_name_the_header(headers: Any, message: str) -> None:
+    with pytest.raises(WSGIAppError) as info:
+        validate_headers(headers)
+    assert str(info.value) == message
+
+
 def test_validate_headers_valid_latin1() -> None:
     headers = [("X-Latin", "caf\xe9"), ("Set-Cookie", "a=1; Path=/"), ("X-Tab", "a\tb")]
     assert validate_headers(headers) is headers
 
 
 # --------------------------------------------------------------------------- framing
+def test_http_date_is_an_imf_fixdate_made_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    # RFC 9110 §5.6.7 IMF-fixdate, in GMT; the string is reused within one second.
+    clock = [1_000_000_000.25]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    first = http_date()
+    assert first == "Sun, 09 Sep 2001 01:46:40 GMT"
+    clock[0] = 1_000_000_000.99
+    assert http_date() is first
+    clock[0] = 1_000_000_001.0
+    assert http_date() == "Sun, 09 Sep 2001 01:46:41 GMT"
+
+
 def test_plan_list_body_gets_content_length() -> None:
     plan = plan_response("GET", "HTTP/1.1", 200, "OK", [("Content-Type", "x")], known_length=5)
     assert plan.content_length == 5 and ("Content-Length", "5") in plan.headers
@@ -296,6 +358,13 @@ def test_plan_app_chunked_is_not_double_encoded() -> None:
     names = [n.lower() for n, _ in plan.headers]
     assert "transfer-encoding" not in names and "content-length" not in names
     assert plan.content_length is None
+
+
+def test_plan_headers_after_an_app_transfer_encoding_are_kept() -> None:
+    plan = plan_response(
+        "GET", "HTTP/1.1", 200, "OK", [("Transfer-Encoding", "chunked"), ("X-After", "1")]
+    )
+    assert ("X-After", "1") in plan.headers
 
 
 def test_plan_other_transfer_encoding_is_an_error() -> None:
@@ -345,6 +414,71 @@ def test_plan_extra_headers_do_not_override_app() -> None:
         extra_headers=[("X-Request-ID", "s")],
     )
     assert [v for n, v in plan.headers if n == "X-Request-ID"] == ["app"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([("Content-Length", "abc")], "invalid Content-Length 'abc'"),
+        ([("Content-Length", "5"), ("Content-Length", "6")], "conflicting Content-Length headers"),
+        ([("Transfer-Encoding", "gzip")], "unsupported Transfer-Encoding 'gzip' from application"),
+    ],
+)
+def test_plan_errors_name_the_offending_header(headers: Any, message: str) -> None:
+    # The message is what the error log shows the application's author.
+    with pytest.raises(WSGIAppError) as info:
+        plan_response("GET", "HTTP/1.1", 200, "OK", headers)
+    assert str(info.value) == message
+
+
+def test_plan_hop_by_hop_warnings_name_header_and_value(caplog: pytest.LogCaptureFixture) -> None:
+    # Only Connection: close closes: another hop-by-hop value saying "close" is dropped
+    # with its warning like any other.
+    with caplog.at_level(logging.WARNING, logger="wsgi_bridge"):
+        plan = plan_response(
+            "GET", "HTTP/1.1", 200, "OK", [("Keep-Alive", "5"), ("Proxy-Status", "closed")]
+        )
+    assert not plan.close_connection
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped hop-by-hop response header Keep-Alive: '5'",
+        "dropped hop-by-hop response header Proxy-Status: 'closed'",
+    ]
+
+
+def test_plan_304_gets_no_content_length_from_an_empty_body() -> None:
+    # A 304's Content-Length would describe the selected representation, not this body.
+    plan = plan_response("GET", "HTTP/1.1", 304, "Not Modified", [], known_length=0)
+    assert plan.content_length is None and not plan.body_allowed
+    assert "content-length" not in [n.lower() for n, _ in plan.headers]
+
+
+def test_plan_204_drops_the_app_content_length() -> None:
+    plan = plan_response("GET", "HTTP/1.1", 204, "No Content", [("Content-Length", "0")])
+    assert plan.content_length is None
+
+
+@pytest.mark.parametrize(
+    ("method", "version", "known_length", "close"),
+    [
+        ("GET", "HTTP/1.0", 5, False),  # length known: keep-alive possible
+        ("HEAD", "HTTP/1.0", None, False),  # no body to delimit
+        ("GET", "HTTP/1.1", None, False),  # chunked
+        ("GET", "HTTP/1.0", None, True),  # delimited by the close
+    ],
+)
+def test_plan_closes_only_for_a_close_delimited_body(
+    method: str, version: str, known_length: int | None, close: bool
+) -> None:
+    plan = plan_response(method, version, 200, "OK", [], known_length=known_length)
+    assert plan.close_connection is close
+    names = [n.lower() for n, _ in plan.headers]
+    assert ("content-length" in names) is (known_length is not None)
+
+
+def test_plan_keeps_the_app_date_alone() -> None:
+    app_date = ("Date", "Sun, 09 Sep 2001 01:46:40 GMT")
+    plan = plan_response("GET", "HTTP/1.1", 200, "OK", [app_date])
+    assert [(n, v) for n, v in plan.headers if n.lower() == "date"] == [app_date]
 
 
 # --------------------------------------------------------------------------- request id
@@ -489,6 +623,20 @@ def test_file_wrapper_blocks_and_close() -> None:
     assert [len(b) for b in wrapper] == [4, 4, 2]
     wrapper.close()
     assert f.closed
+
+
+def test_file_wrapper_close_without_a_close_method_is_a_no_op() -> None:
+    # PEP 3333: close() closes the file-like object *if* it has a close() method.
+    class Reader:
+        def __init__(self) -> None:
+            self.data = io.BytesIO(b"abc")
+
+        def read(self, n: int) -> bytes:
+            return self.data.read(n)
+
+    wrapper = FileWrapper(Reader(), 2)  # type: ignore[arg-type]
+    assert list(wrapper) == [b"ab", b"c"]
+    wrapper.close()  # no AttributeError
 
 
 # --------------------------------------------------------------------------- HTTP/1.1 edges
