@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import json
+import logging
 import socket
 import threading
 import time
@@ -15,9 +16,10 @@ import pytest
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
-from wsgi_bridge import WSGIContainer
+from wsgi_bridge import CLIENT_DISCONNECTED_KEY, WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.errors import ClientDisconnected
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -76,6 +78,110 @@ def test_error_after_first_chunk_closes_connection(kind: str) -> None:
         assert b"first chunk" in data
         assert not data.endswith(b"0\r\n\r\n"), "a truncated body must not look complete"
         assert server.request("GET", "/native")[0] == 200
+
+
+@BOTH
+def test_app_error_on_head_is_a_bodyless_500_and_the_connection_stays_usable(kind: str) -> None:
+    """The bridge's own 500 follows the request's framing: HEAD gets the GET's head
+    (``500 Internal Server Error``, ``Content-Length``) and no body, and the next
+    request on the same connection is served."""
+    with BridgeServer(apps.raise_before_start, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock, "/x", method="HEAD")
+            head, rest = read_response_head(sock, 5)
+            assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 500 Internal Server Error"
+            assert header_value(head, "Content-Length") == str(len(b"Internal Server Error\n"))
+            assert rest == b""
+            raw_get(sock, "/x", extra="Connection: close\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert closed
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 500 Internal Server Error"
+        assert body == b"Internal Server Error\n", "the HEAD response carried a body"
+
+
+def write_after_disconnect(
+    outcome: list[str], started: threading.Event, done: threading.Event
+) -> Any:
+    """An app that writes one chunk, waits until the client left, then writes again.
+
+    ``outcome`` gets what ``write(b"more")`` raised (polled: the exchange sets the
+    event a moment before the response learns the connection is gone), then what
+    ``write(b"")`` did.  With ``then_raise`` in ``environ["QUERY_STRING"]`` the app
+    finally raises ``RuntimeError`` (an error after the client left).
+    """
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            write = start_response("200 OK", [("Content-Type", "text/plain")])
+            write(b"first\n")
+            started.set()
+            assert environ[CLIENT_DISCONNECTED_KEY].wait(10)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    write(b"more\n")
+                except ClientDisconnected as exc:
+                    outcome.append(f"ClientDisconnected({exc})")
+                    break
+                if time.monotonic() > deadline:
+                    outcome.append("write() never raised")
+                    break
+                time.sleep(0.01)
+            try:
+                write(b"")
+                outcome.append("empty write ignored")
+            except Exception as exc:
+                outcome.append(f"empty write raised {exc!r}")
+            if environ["QUERY_STRING"] == "then_raise":
+                raise RuntimeError("the view failed after the client left")
+            return []
+        finally:
+            done.set()
+
+    return app
+
+
+@MOUNTS
+def test_legacy_write_raises_client_disconnected_once_the_client_left(kind: str) -> None:
+    """``write()`` after the client went away raises ``ClientDisconnected("client
+    disconnected")`` (as ``wsgi.input`` reads do), so a view writing in a loop stops;
+    ``write(b"")`` sends nothing and never raises."""
+    outcome: list[str] = []
+    started, done = threading.Event(), threading.Event()
+    app = write_after_disconnect(outcome, started, done)
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock)
+            head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 200
+            assert started.wait(5)
+        assert done.wait(10)
+    assert outcome == ["ClientDisconnected(client disconnected)", "empty write ignored"]
+
+
+@MOUNTS
+def test_an_error_after_the_client_left_is_logged_as_stopped_not_as_an_app_error(
+    kind: str,
+) -> None:
+    """Once the client is gone nobody gets a 500: whatever the app then raises is
+    logged once at INFO as a stopped request, without traceback, not as an ERROR."""
+    outcome: list[str] = []
+    started, done = threading.Event(), threading.Event()
+    app = write_after_disconnect(outcome, started, done)
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/?then_raise")
+            head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 200
+            assert started.wait(5)
+        assert done.wait(10)
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+    assert outcome[0] == "ClientDisconnected(client disconnected)"
+    assert [r for r in logs.records if r.levelno >= logging.WARNING] == []
+    stopped = [r for r in logs.records if "stopped" in r.getMessage()]
+    assert len(stopped) == 1 and stopped[0].levelno == logging.INFO
+    assert stopped[0].exc_info is None
 
 
 def test_container_as_bare_httpserver_callback() -> None:
@@ -205,6 +311,22 @@ def test_file_wrapper_streams_and_closes() -> None:
 def test_legacy_write_callable() -> None:
     with BridgeServer(apps.legacy_write) as server:
         assert server.request("GET", "/")[2] == b"written then returned"
+
+
+def test_legacy_write_rejects_str_with_a_type_error_naming_the_type() -> None:
+    """``write()`` takes bytes only (PEP 3333); a ``str`` is a ``TypeError`` that says
+    what was passed."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [])
+        try:
+            write("text")
+        except TypeError as exc:
+            return [str(exc).encode()]
+        return [b"accepted"]
+
+    with BridgeServer(app) as server:
+        assert server.request("GET", "/")[2] == b"write() expects bytes, not str"
 
 
 # ------------------------------------------------------------ 4. streaming uploads
