@@ -447,6 +447,20 @@ def test_disconnect_event_behaves_like_threading_event() -> None:
     assert late.wait(0) is True
 
 
+def test_disconnect_event_set_wakes_a_thread_already_blocked_in_wait() -> None:
+    """``set()`` wakes a waiter that is already blocked (its lazily made
+    ``threading.Event`` exists), not only one that checks the flag afterwards."""
+    event = DisconnectEvent()
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(event.wait(30)), daemon=True)
+    waiter.start()
+    # The waiter made its threading.Event: from now on only set() can wake it.
+    assert wait_for(lambda: event._event is not None)
+    event.set()
+    waiter.join(5)
+    assert woken == [True], "set() did not wake the blocked waiter"
+
+
 @BOTH
 def test_client_disconnected_event_lets_a_long_view_stop(kind: str) -> None:
     started = threading.Event()
