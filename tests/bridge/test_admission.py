@@ -122,6 +122,16 @@ def test_controller_refuses_late_only_a_request_that_outwaited_the_grace() -> No
     assert c.late(delay=0.65, now=1.5)
 
 
+def test_controller_refuses_late_a_request_that_waited_exactly_target_plus_interval() -> None:
+    """ "After waiting ``target + interval`` or more": the bound itself is late
+    (binary fractions, so the sum is exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.5, now=1.0)  # above target since 0.75, standing from 1.25
+    assert c.shedding(1.5)
+    assert not c.late(delay=0.5, now=1.5)
+    assert c.late(delay=0.75, now=1.5)
+
+
 def test_controller_validates_its_settings() -> None:
     with pytest.raises(ValueError, match="queue_target"):
         controller(target=0)
@@ -238,12 +248,30 @@ def test_backlog_admitted_during_the_interval_is_refused_when_it_reaches_a_threa
             time.sleep(2.6)  # "/probation" outwaits target + interval; shedding holds
             gate.set()
             responses = [conn.getresponse() for conn in conns]
-            got = [(r.status, r.getheader("Retry-After"), r.read()) for r in responses]
+            got = [
+                (
+                    r.status,
+                    r.reason,
+                    r.getheader("Content-Type"),
+                    r.getheader("Retry-After"),
+                    r.read(),
+                )
+                for r in responses
+            ]
         finally:
             gate.set()
             for conn in conns:
                 conn.close()
-    assert got == [(200, None, b"ok"), (200, None, b"ok"), (503, "5", b"Service Unavailable\n")]
+    assert got[:2] == [(200, "OK", "text/plain", None, b"ok")] * 2
+    # The same 503 as a refusal at arrival: status line, plain-text type, Retry-After.
+    refused = (
+        503,
+        "Service Unavailable",
+        "text/plain; charset=utf-8",
+        "5",
+        b"Service Unavailable\n",
+    )
+    assert got[2] == refused
     assert paths == ["/running", "/good"]  # the app never ran for the late one
 
 
