@@ -475,18 +475,26 @@ def test_disconnect_event_behaves_like_threading_event() -> None:
     assert late.wait(0) is True
 
 
-def test_disconnect_event_set_wakes_a_thread_already_blocked_in_wait() -> None:
-    """``set()`` wakes a waiter that is already blocked (its lazily made
-    ``threading.Event`` exists), not only one that checks the flag afterwards."""
+def test_disconnect_event_set_wakes_every_thread_already_blocked_in_wait() -> None:
+    """``set()`` wakes each waiter that already blocks, the first as well as a later
+    one: they share the one lazily made ``threading.Event``."""
     event = DisconnectEvent()
     woken: list[bool] = []
-    waiter = threading.Thread(target=lambda: woken.append(event.wait(30)), daemon=True)
-    waiter.start()
-    # The waiter made its threading.Event: from now on only set() can wake it.
+    waiters = [
+        threading.Thread(target=lambda: woken.append(event.wait(30)), daemon=True) for _ in range(2)
+    ]
+    waiters[0].start()
+    # The first waiter made the threading.Event: from now on only set() wakes it.
     assert wait_for(lambda: event._event is not None)
+    shared = event._event
+    assert shared is not None
+    waiters[1].start()
+    # Both block on that same Event (its Condition counts them; CPython's _waiters).
+    assert wait_for(lambda: len(shared._cond._waiters) == 2)  # type: ignore[attr-defined]
     event.set()
-    waiter.join(5)
-    assert woken == [True], "set() did not wake the blocked waiter"
+    for waiter in waiters:
+        waiter.join(5)
+    assert woken == [True, True], "set() did not wake every blocked waiter"
 
 
 @BOTH
