@@ -122,6 +122,18 @@ def test_controller_refuses_late_only_a_request_that_outwaited_the_grace() -> No
     assert c.late(delay=0.65, now=1.5)
 
 
+def test_controller_sheds_for_exactly_one_interval_after_the_queue_last_stood() -> None:
+    """Shedding holds for ``interval`` seconds after an arrival last found the queue
+    standing, that bound excluded (binary fractions, so the times are exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.5, now=1.0)  # above target since 0.75, standing from 1.25
+    assert c.admit(1.5, in_flight=2, waiting=1, oldest_wait=0.5)  # finds it standing
+    c.started(delay=0.0, now=1.5)  # a request started at once: the queue is good again
+    assert not c.standing(1.5)
+    assert c.shedding(1.75)
+    assert not c.shedding(2.0)
+
+
 def test_controller_refuses_late_a_request_that_waited_exactly_target_plus_interval() -> None:
     """ "After waiting ``target + interval`` or more": the bound itself is late
     (binary fractions, so the sum is exact)."""
