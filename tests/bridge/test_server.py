@@ -444,6 +444,28 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
     assert closed and called == []
 
 
+@BOTH
+def test_a_whole_body_over_max_body_size_is_413_and_closes_the_connection(kind: str) -> None:
+    """Also when the client sent the whole body (and under Tornado's plain
+    ``FallbackHandler``, which read it first): ``413 Request Entity Too Large``,
+    ``Connection: close``, and the server closes; the app never runs."""
+    called: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(1)
+        start_response("200 OK", [])
+        return [b""]
+
+    with BridgeServer(app, kind, max_body_size=1000) as server, server.raw() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        data, closed = read_until_close(sock, 5)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 413 Request Entity Too Large"
+    assert header_value(head, "Connection") == "close"
+    assert body == b"Request Entity Too Large\n"
+    assert closed and called == []
+
+
 @MOUNTS
 def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
     read_error: list[BaseException] = []
