@@ -397,6 +397,35 @@ def test_deadline_frees_a_worker_blocked_on_a_stalled_upload() -> None:
     assert len(errors) == 1
 
 
+def test_an_abandoned_iterable_is_not_iterated_past_its_first_item() -> None:
+    """After the 504 nothing the app produces can be sent: the bridge stops at the
+    first item (as after a disconnect) and calls ``close()`` once, so the thread is
+    back as soon as the app returns."""
+    pulled: list[int] = []
+    closes: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            for index in range(100):
+                pulled.append(index)
+                yield b"too late"
+
+        def close(self) -> None:
+            closes.append(1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        assert environ[DEADLINE_KEY].wait(20)  # woken after the 504 was claimed
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    with BridgeServer(app, request_timeout=0.3) as server, capture_logs("wsgi_bridge"):
+        status, _, body = server.request("GET", "/slow")
+        assert (status, body) == (504, b"Gateway Timeout\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0, 10)
+    assert pulled == [0], f"pulled {len(pulled)} items of an abandoned response"
+    assert closes == [1]
+
+
 def test_deadline_does_not_touch_a_response_that_started() -> None:
     seen: list[bool] = []
 
