@@ -418,12 +418,14 @@ def test_an_abandoned_iterable_is_not_iterated_past_its_first_item() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body()
 
-    with BridgeServer(app, request_timeout=0.3) as server, capture_logs("wsgi_bridge"):
+    with BridgeServer(app, request_timeout=0.3) as server, capture_logs("wsgi_bridge") as logs:
         status, _, body = server.request("GET", "/slow")
         assert (status, body) == (504, b"Gateway Timeout\n")
         assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0, 10)
     assert pulled == [0], f"pulled {len(pulled)} items of an abandoned response"
     assert closes == [1]
+    # Discarding it is no application error (the 504 named the request at WARNING).
+    assert logs.messages(logging.ERROR) == []
 
 
 def test_deadline_does_not_touch_a_response_that_started() -> None:

@@ -20,6 +20,7 @@ from wsgi_bridge import CLIENT_DISCONNECTED_KEY, WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.errors import ClientDisconnected
+from wsgi_bridge.pump import ResponsePump
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -893,6 +894,89 @@ def test_body_completed_by_first_chunk_is_sent_whole(kind: str) -> None:
         assert wait_for(lambda: app.closes == 1)
         assert app.nexts == 1
         assert [r for r in logs.records if r.levelname == "ERROR"] == []
+
+
+def test_first_chunk_of_exactly_the_declared_length_takes_the_one_callback_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs "Whole bodies take a fast path": an iterable whose first chunk is exactly
+    the declared ``Content-Length`` (every non-streamed Flask response) goes out through
+    ``ResponsePump.send_whole`` (one IOLoop callback), never chunk by chunk."""
+    calls: list[str] = []
+    real_send_whole, real_send = ResponsePump.send_whole, ResponsePump.send
+
+    def send_whole(pump: ResponsePump, plan: Any, body: bytes) -> None:
+        calls.append("send_whole")
+        real_send_whole(pump, plan, body)
+
+    def send(pump: ResponsePump, chunk: bytes) -> bool:
+        calls.append("send")
+        return real_send(pump, chunk)
+
+    monkeypatch.setattr(ResponsePump, "send_whole", send_whole)
+    monkeypatch.setattr(ResponsePump, "send", send)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return iter([b"hello"])
+
+    with BridgeServer(app) as server:
+        status, headers, body = server.request("GET", "/")
+    assert (status, body, headers["Content-Length"]) == (200, b"hello", "5")
+    assert calls == ["send_whole"]
+
+
+def test_only_content_length_declares_the_length_of_a_streamed_body() -> None:
+    """Another header of the same name length with a number in it (``X-Items-Number:
+    2``) is no declared length: the whole generator is sent, chunked."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Items-Number", "2")])
+        yield b"hello"
+        yield b"world"
+
+    with BridgeServer(app) as server:
+        status, headers, body = server.request("GET", "/")
+    assert (status, body) == (200, b"helloworld")
+    assert headers["Transfer-Encoding"] == "chunked"
+
+
+def test_content_length_is_counted_across_many_chunks() -> None:
+    """The declared length is the sum of all chunks sent: with ``Content-Length: 10``
+    and 3-byte chunks the fourth is cut to 1 byte, iteration stops there, and the
+    connection stays usable."""
+    pulled: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        for index in range(100):
+            pulled.append(index)
+            yield b"123"
+
+    with BridgeServer(app) as server:
+        conn = server.http()
+        try:
+            for _ in range(2):
+                pulled.clear()
+                conn.request("GET", "/")
+                assert conn.getresponse().read() == b"1231231231"
+                assert wait_for(lambda: len(pulled) == 4)
+        finally:
+            conn.close()
+    assert pulled == [0, 1, 2, 3]
+
+
+def test_empty_chunks_are_skipped_not_taken_for_the_end() -> None:
+    """An empty chunk is not the end of the body (PEP 3333): what follows is sent."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        yield b""
+        yield b"b"
+
+    with BridgeServer(app) as server:
+        assert server.request("GET", "/")[::2] == (200, b"ab")
 
 
 # -------------------------------- 6. admission slots always come back (no leaks)
