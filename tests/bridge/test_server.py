@@ -605,6 +605,19 @@ def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333
+@BOTH
+def test_a_request_without_a_body_reads_an_empty_wsgi_input(kind: str) -> None:
+    """A GET has a ``wsgi.input`` too (PEP 3333), at EOF from the start."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr((stream.read(), stream.readline(), stream.read(10))).encode()]
+
+    with BridgeServer(app, kind=kind) as server:
+        assert server.request("GET", "/")[::2] == (200, b"(b'', b'', b'')")
+
+
 def test_environ_over_socket() -> None:
     with BridgeServer(apps.echo_environ) as server, server.raw() as sock:
         sock.sendall(
@@ -688,6 +701,27 @@ def test_content_length_is_never_contradicted() -> None:
             assert conn.getresponse().read() == b"12345"
             conn.request("GET", "/")  # still framed correctly: same connection works
             assert conn.getresponse().read() == b"12345"
+        finally:
+            conn.close()
+
+
+def whole_body_past_its_length(environ: dict[str, Any], start_response: Any) -> Any:
+    """``Content-Length: 5`` and a longer body known at once: a list, or an iterator
+    whose first chunk is already too long (both take the whole-body path)."""
+    start_response("200 OK", [("Content-Length", "5")])
+    if environ["PATH_INFO"] == "/list":
+        return [b"123", b"456789"]
+    return iter([b"123456789", b"never reached"])
+
+
+@pytest.mark.parametrize("path", ["/list", "/iterator"])
+def test_a_whole_body_longer_than_content_length_is_cut_to_it(path: str) -> None:
+    with BridgeServer(whole_body_past_its_length) as server:
+        conn = server.http()
+        try:
+            for _ in range(2):  # still framed correctly: the same connection works
+                conn.request("GET", path)
+                assert conn.getresponse().read() == b"12345"
         finally:
             conn.close()
 
