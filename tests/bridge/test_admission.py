@@ -144,6 +144,39 @@ def test_controller_refuses_late_a_request_that_waited_exactly_target_plus_inter
     assert c.late(delay=0.75, now=1.5)
 
 
+def test_controller_bounds_are_inclusive_where_the_docs_say_at_or_above() -> None:
+    """A delay *at* ``target`` is above target, a queue above target for exactly
+    ``interval`` stands (binary fractions, so the times are exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.25, now=1.0)  # waited exactly target: above target since 1.0
+    assert c.above_target
+    assert not c.standing(1.25)
+    assert c.standing(1.5)
+    d = controller(target=0.25, interval=0.5)
+    assert d.admit(1.0, in_flight=2, waiting=1, oldest_wait=0.25)  # oldest waited target
+    assert d.above_target
+
+
+def test_controller_an_empty_queue_is_good_and_refusals_are_counted() -> None:
+    c = controller(target=0.25, interval=0.5, workers=1, limit=2)
+    c.started(delay=0.5, now=1.0)
+    above = [c.above_target]
+    assert c.admit(1.1, in_flight=1, waiting=0, oldest_wait=0.0)  # nobody waits
+    above.append(c.above_target)
+    assert above == [True, False]
+    assert not c.admit(1.2, in_flight=2, waiting=1, oldest_wait=0.0)  # the hard cap
+    assert not c.admit(1.3, in_flight=2, waiting=1, oldest_wait=0.0)
+    assert c.shed_count == 2
+
+
+def test_controller_accepts_its_smallest_settings() -> None:
+    """``interval`` 0 and one worker with a cap of one request are valid settings."""
+    c = controller(interval=0, workers=1, limit=1)
+    assert (c.interval, c.workers, c.limit) == (0.0, 1, 1)
+    assert c.admit(0.0, in_flight=0, waiting=0, oldest_wait=None)
+    assert not c.admit(0.0, in_flight=1, waiting=1, oldest_wait=0.0)
+
+
 def test_controller_validates_its_settings() -> None:
     with pytest.raises(ValueError, match="queue_target"):
         controller(target=0)
