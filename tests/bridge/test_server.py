@@ -541,6 +541,24 @@ def test_overload_gets_503_at_once_and_native_keeps_answering(
                 conn.close()
 
 
+def test_a_shut_down_executor_gets_503_retry_after_and_a_closed_connection() -> None:
+    """When the pool refuses the job (shut down), the client gets ``503 Service
+    Unavailable`` with ``Retry-After`` and ``Connection: close``, and the slot is
+    released."""
+    with BridgeServer(apps.hello, retry_after=7) as server:
+        assert server.executor is not None
+        server.executor.shutdown(wait=True)
+        with server.raw() as sock:
+            raw_get(sock)
+            data, closed = read_until_close(sock, 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 503 Service Unavailable"
+        assert header_value(head, "Retry-After") == "7"
+        assert header_value(head, "Connection") == "close"
+        assert body == b"Service Unavailable\n" and closed
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+
+
 def test_requests_are_served_in_arrival_order() -> None:
     order: list[str] = []
     gate = threading.Event()
