@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -668,6 +669,36 @@ def test_start_response_exc_info_after_headers_reraises() -> None:
             data, closed = read_until_close(sock, 5)
         assert closed and b"partial" in data and b"never" not in data
         assert wait_for(lambda: any("too late" in str(r.exc_info) for r in logs.records))
+        # Re-raised with its own traceback: the log shows where the app's error began.
+        record = next(r for r in logs.records if "too late" in str(r.exc_info))
+        assert record.exc_info is not None
+        logged = "".join(traceback.format_exception(*record.exc_info))
+        assert 'raise ValueError("too late")' in logged
+
+
+class ListClosingWithAnError(list[bytes]):
+    """A list body (so nothing is sent before ``close()``) whose ``close()`` raises."""
+
+    def close(self) -> None:
+        raise RuntimeError("close() broke")
+
+
+def close_raises(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ListClosingWithAnError([b"fine"])
+
+
+@BOTH
+def test_close_that_raises_is_a_500_logged_once(kind: str) -> None:
+    """``close()`` raising before anything was sent is an app error like any other:
+    a 500, and one ERROR record carrying that exception."""
+    with BridgeServer(close_raises, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        status, _, body = server.request("GET", "/")
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None and "close() broke" in str(errors[0].exc_info[1])
 
 
 # --------------------------------------------------------------------- 8. framing
