@@ -320,6 +320,50 @@ def test_backlog_admitted_during_the_interval_is_refused_when_it_reaches_a_threa
     assert paths == ["/running", "/good"]  # the app never ran for the late one
 
 
+def test_a_request_on_probation_is_judged_by_its_own_queueing_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At its start a request admitted on probation hands the controller its queueing
+    delay: the seconds from its hand-over to the pool to that start."""
+    delays: list[float] = []
+    real_late = QueueDelayController.late
+
+    def late(controller: QueueDelayController, delay: float, now: float) -> bool:
+        delays.append(delay)
+        return real_late(controller, delay, now)
+
+    monkeypatch.setattr(QueueDelayController, "late", late)
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/running":
+            gate.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    # target 0.05 s, interval 60 s: "/probation" arrives above target, nobody is shed.
+    with BridgeServer(app, workers=1, queue_target=0.05, queue_interval=60.0) as server:
+        conns = [server.http(timeout=30) for _ in range(3)]
+        try:
+            conns[0].request("GET", "/running")
+            assert wait_for(lambda: paths == ["/running"])
+            conns[1].request("GET", "/waiting")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 1)
+            time.sleep(0.2)  # "/waiting" is now above target: the next one is on probation
+            conns[2].request("GET", "/probation")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 2)
+            gate.set()
+            statuses = [conn.getresponse().status for conn in conns]
+        finally:
+            gate.set()
+            for conn in conns:
+                conn.close()
+    assert statuses == [200, 200, 200]
+    assert len(delays) == 1 and 0.0 < delays[0] < 30.0, delays
+
+
 # ------------------------------------------------------------ deadline (REQUEST_TIMEOUT)
 class Abandoned:
     """An app that ignores its deadline until told, recording what it saw."""
