@@ -599,6 +599,7 @@ def test_disconnect_event_set_wakes_every_thread_already_blocked_in_wait() -> No
     """``set()`` wakes each waiter that already blocks, the first as well as a later
     one: they share the one lazily made ``threading.Event``."""
     event = DisconnectEvent()
+    assert event.is_set() is False  # a bool, as threading.Event's
     woken: list[bool] = []
     waiters = [
         threading.Thread(target=lambda: woken.append(event.wait(30)), daemon=True) for _ in range(2)
