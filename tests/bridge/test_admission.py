@@ -123,6 +123,61 @@ def test_controller_refuses_late_only_a_request_that_outwaited_the_grace() -> No
     assert c.late(delay=0.65, now=1.5)
 
 
+def test_controller_sheds_for_exactly_one_interval_after_the_queue_last_stood() -> None:
+    """Shedding holds for ``interval`` seconds after an arrival last found the queue
+    standing, that bound excluded (binary fractions, so the times are exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.5, now=1.0)  # above target since 0.75, standing from 1.25
+    assert c.admit(1.5, in_flight=2, waiting=1, oldest_wait=0.5)  # finds it standing
+    c.started(delay=0.0, now=1.5)  # a request started at once: the queue is good again
+    assert not c.standing(1.5)
+    assert c.shedding(1.75)
+    assert not c.shedding(2.0)
+
+
+def test_controller_refuses_late_a_request_that_waited_exactly_target_plus_interval() -> None:
+    """ "After waiting ``target + interval`` or more": the bound itself is late
+    (binary fractions, so the sum is exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.5, now=1.0)  # above target since 0.75, standing from 1.25
+    assert c.shedding(1.5)
+    assert not c.late(delay=0.5, now=1.5)
+    assert c.late(delay=0.75, now=1.5)
+
+
+def test_controller_bounds_are_inclusive_where_the_docs_say_at_or_above() -> None:
+    """A delay *at* ``target`` is above target, a queue above target for exactly
+    ``interval`` stands (binary fractions, so the times are exact)."""
+    c = controller(target=0.25, interval=0.5)
+    c.started(delay=0.25, now=1.0)  # waited exactly target: above target since 1.0
+    assert c.above_target
+    assert not c.standing(1.25)
+    assert c.standing(1.5)
+    d = controller(target=0.25, interval=0.5)
+    assert d.admit(1.0, in_flight=2, waiting=1, oldest_wait=0.25)  # oldest waited target
+    assert d.above_target
+
+
+def test_controller_an_empty_queue_is_good_and_refusals_are_counted() -> None:
+    c = controller(target=0.25, interval=0.5, workers=1, limit=2)
+    c.started(delay=0.5, now=1.0)
+    above = [c.above_target]
+    assert c.admit(1.1, in_flight=1, waiting=0, oldest_wait=0.0)  # nobody waits
+    above.append(c.above_target)
+    assert above == [True, False]
+    assert not c.admit(1.2, in_flight=2, waiting=1, oldest_wait=0.0)  # the hard cap
+    assert not c.admit(1.3, in_flight=2, waiting=1, oldest_wait=0.0)
+    assert c.shed_count == 2
+
+
+def test_controller_accepts_its_smallest_settings() -> None:
+    """``interval`` 0 and one worker with a cap of one request are valid settings."""
+    c = controller(interval=0, workers=1, limit=1)
+    assert (c.interval, c.workers, c.limit) == (0.0, 1, 1)
+    assert c.admit(0.0, in_flight=0, waiting=0, oldest_wait=None)
+    assert not c.admit(0.0, in_flight=1, waiting=1, oldest_wait=0.0)
+
+
 def test_controller_validates_its_settings() -> None:
     with pytest.raises(ValueError, match="queue_target"):
         controller(target=0)
@@ -239,13 +294,75 @@ def test_backlog_admitted_during_the_interval_is_refused_when_it_reaches_a_threa
             time.sleep(2.6)  # "/probation" outwaits target + interval; shedding holds
             gate.set()
             responses = [conn.getresponse() for conn in conns]
-            got = [(r.status, r.getheader("Retry-After"), r.read()) for r in responses]
+            got = [
+                (
+                    r.status,
+                    r.reason,
+                    r.getheader("Content-Type"),
+                    r.getheader("Retry-After"),
+                    r.read(),
+                )
+                for r in responses
+            ]
         finally:
             gate.set()
             for conn in conns:
                 conn.close()
-    assert got == [(200, None, b"ok"), (200, None, b"ok"), (503, "5", b"Service Unavailable\n")]
+    assert got[:2] == [(200, "OK", "text/plain", None, b"ok")] * 2
+    # The same 503 as a refusal at arrival: status line, plain-text type, Retry-After.
+    refused = (
+        503,
+        "Service Unavailable",
+        "text/plain; charset=utf-8",
+        "5",
+        b"Service Unavailable\n",
+    )
+    assert got[2] == refused
     assert paths == ["/running", "/good"]  # the app never ran for the late one
+
+
+def test_a_request_on_probation_is_judged_by_its_own_queueing_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At its start a request admitted on probation hands the controller its queueing
+    delay: the seconds from its hand-over to the pool to that start."""
+    delays: list[float] = []
+    real_late = QueueDelayController.late
+
+    def late(controller: QueueDelayController, delay: float, now: float) -> bool:
+        delays.append(delay)
+        return real_late(controller, delay, now)
+
+    monkeypatch.setattr(QueueDelayController, "late", late)
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/running":
+            gate.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    # target 0.05 s, interval 60 s: "/probation" arrives above target, nobody is shed.
+    with BridgeServer(app, workers=1, queue_target=0.05, queue_interval=60.0) as server:
+        conns = [server.http(timeout=30) for _ in range(3)]
+        try:
+            conns[0].request("GET", "/running")
+            assert wait_for(lambda: paths == ["/running"])
+            conns[1].request("GET", "/waiting")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 1)
+            time.sleep(0.2)  # "/waiting" is now above target: the next one is on probation
+            conns[2].request("GET", "/probation")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 2)
+            gate.set()
+            statuses = [conn.getresponse().status for conn in conns]
+        finally:
+            gate.set()
+            for conn in conns:
+                conn.close()
+    assert statuses == [200, 200, 200]
+    assert len(delays) == 1 and 0.0 < delays[0] < 30.0, delays
 
 
 # ------------------------------------------------------------ deadline (REQUEST_TIMEOUT)
@@ -440,6 +557,37 @@ def test_deadline_frees_a_worker_blocked_on_a_stalled_upload() -> None:
     assert len(errors) == 1
 
 
+def test_an_abandoned_iterable_is_not_iterated_past_its_first_item() -> None:
+    """After the 504 nothing the app produces can be sent: the bridge stops at the
+    first item (as after a disconnect) and calls ``close()`` once, so the thread is
+    back as soon as the app returns."""
+    pulled: list[int] = []
+    closes: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            for index in range(100):
+                pulled.append(index)
+                yield b"too late"
+
+        def close(self) -> None:
+            closes.append(1)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        assert environ[DEADLINE_KEY].wait(20)  # woken after the 504 was claimed
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    with BridgeServer(app, request_timeout=0.3) as server, capture_logs("wsgi_bridge") as logs:
+        status, _, body = server.request("GET", "/slow")
+        assert (status, body) == (504, b"Gateway Timeout\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0, 10)
+    assert pulled == [0], f"pulled {len(pulled)} items of an abandoned response"
+    assert closes == [1]
+    # Discarding it is no application error (the 504 named the request at WARNING).
+    assert logs.messages(logging.ERROR) == []
+
+
 def test_deadline_does_not_touch_a_response_that_started() -> None:
     seen: list[bool] = []
 
@@ -532,6 +680,29 @@ def test_disconnect_event_behaves_like_threading_event() -> None:
     late = DisconnectEvent()
     late.set()  # set before anyone waited: no threading.Event needed, wait() sees it
     assert late.wait(0) is True
+
+
+def test_disconnect_event_set_wakes_every_thread_already_blocked_in_wait() -> None:
+    """``set()`` wakes each waiter that already blocks, the first as well as a later
+    one: they share the one lazily made ``threading.Event``."""
+    event = DisconnectEvent()
+    assert event.is_set() is False  # a bool, as threading.Event's
+    woken: list[bool] = []
+    waiters = [
+        threading.Thread(target=lambda: woken.append(event.wait(30)), daemon=True) for _ in range(2)
+    ]
+    waiters[0].start()
+    # The first waiter made the threading.Event: from now on only set() wakes it.
+    assert wait_for(lambda: event._event is not None)
+    shared = event._event
+    assert shared is not None
+    waiters[1].start()
+    # Both block on that same Event (its Condition counts them; CPython's _waiters).
+    assert wait_for(lambda: len(shared._cond._waiters) == 2)  # type: ignore[attr-defined]
+    event.set()
+    for waiter in waiters:
+        waiter.join(5)
+    assert woken == [True, True], "set() did not wake every blocked waiter"
 
 
 @BOTH

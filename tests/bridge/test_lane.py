@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from wsgi_bridge import WSGIContainer
+from wsgi_bridge.lane import ExecutorLane
 from wsgi_bridge.testing import BridgeServer, wait_for
 
 WAIT = 10.0
@@ -120,6 +121,42 @@ def test_jobs_waiting_at_shutdown_still_run(pool: ThreadPoolExecutor) -> None:
         assert jobs.started == [0, 1, 2]
     finally:
         jobs.release_all()
+
+
+def test_the_lane_holds_no_slot_once_every_job_ran(pool: ThreadPoolExecutor) -> None:
+    """``active`` counts the lane's jobs in the executor: back to 0 (and ``backlog``
+    empty) once all ran, whatever order they finished in."""
+    lane = ExecutorLane(pool, 2)
+    jobs = Jobs(5)
+    try:
+        for index in range(5):
+            lane.submit(functools.partial(jobs.job, index))
+        assert wait_for(lambda: len(jobs.started) == 2)
+        assert (lane.active, lane.backlog) == (2, 3)
+        for index in (1, 0, 2, 4, 3):
+            jobs.release[index].set()
+        assert wait_for(lambda: len(jobs.started) == 5 and jobs.running == 0)
+        assert wait_for(lambda: (lane.active, lane.backlog) == (0, 0))
+        assert jobs.most_running == 2
+    finally:
+        jobs.release_all()
+
+
+def test_a_job_the_executor_refuses_takes_no_slot() -> None:
+    """``submit`` on a shut-down executor raises ``RuntimeError`` and leaves the lane
+    as it was (the container then answers 503)."""
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown(wait=True)
+    lane = ExecutorLane(executor, 2)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            lane.submit(lambda: None)
+        assert (lane.active, lane.backlog) == (0, 0)
+
+
+def test_the_lane_limit_must_be_at_least_one(pool: ThreadPoolExecutor) -> None:
+    with pytest.raises(ValueError, match=r"^limit must be >= 1, got 0$"):
+        ExecutorLane(pool, 0)
 
 
 def test_requests_beyond_max_workers_leave_the_rest_of_the_pool_free() -> None:

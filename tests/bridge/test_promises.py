@@ -116,6 +116,11 @@ def raw_request(sock: socket.socket, method: str = "GET", path: str = "/", extra
             ("iterator raises at once", CountingBody(5, fail_at=0), []),
             ("iterator raises mid-body", CountingBody(5, fail_at=2), []),
             ("stops at Content-Length", CountingBody(100, b"12345"), [("Content-Length", "7")]),
+            (
+                "stops at exactly Content-Length",
+                CountingBody(100, b"12345"),
+                [("Content-Length", "10")],
+            ),
             ("runs to the end", CountingBody(3), []),
         ]
     ],
@@ -132,6 +137,46 @@ def test_close_is_called_exactly_once_on_the_iterable_object(
     assert body.close_calls == 1, (case, body.close_calls)
     if "Content-Length" in dict(headers):
         assert body.pulled == 2, "iteration stops once Content-Length is reached"
+
+
+@BOTH
+def test_once_write_completed_content_length_the_iterable_is_not_iterated_on(kind: str) -> None:
+    """``write()`` already sent the declared ``Content-Length``: the bridge pulls one
+    item of the returned iterable (nothing of it fits), stops and calls ``close()``."""
+    body = CountingBody(100, b"extra")
+
+    def app(environ: Environ, start_response: Any) -> CountingBody:
+        write = start_response("200 OK", [("Content-Length", "5")])
+        write(b"12345")
+        return body
+
+    with BridgeServer(app, kind=kind) as server, server.raw() as sock:
+        raw_request(sock, extra="Connection: close\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed and data.partition(b"\r\n\r\n")[2] == b"12345"
+    assert body.pulled == 1, f"pulled {body.pulled} items after Content-Length was reached"
+    assert body.close_calls == 1
+
+
+@BOTH
+def test_an_empty_iterable_is_a_content_length_0_response_on_a_kept_connection(kind: str) -> None:
+    """An iterable (not a list) that yields nothing gets ``Content-Length: 0``, not
+    chunked framing, and the connection serves the next request."""
+
+    def app(environ: Environ, start_response: Any) -> CountingBody:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return CountingBody(0)
+
+    with BridgeServer(app, kind=kind) as server, server.raw() as sock:
+        raw_request(sock)
+        head, rest = read_response_head(sock, 5)
+        assert status_of(head) == 200 and rest == b""
+        assert header_value(head, "Content-Length") == "0"
+        assert header_value(head, "Transfer-Encoding") is None
+        assert header_value(head, "Connection") != "close"
+        raw_request(sock, extra="Connection: close\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed and status_of(data) == 200
 
 
 # ------------------------------------------------ 3. HEAD stops at once, row 8

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +17,12 @@ import pytest
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
-from wsgi_bridge import WSGIContainer
+from wsgi_bridge import CLIENT_DISCONNECTED_KEY, WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
 from wsgi_bridge.compat import request_read_finished, server_connections
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
-from wsgi_bridge.errors import RequestBodyTooLarge
+from wsgi_bridge.errors import ClientDisconnected, RequestBodyTooLarge
+from wsgi_bridge.pump import ResponsePump
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -106,6 +108,110 @@ def test_error_after_the_written_chunks_still_closes_connection(kind: str) -> No
             rest, closed = read_until_close(sock, 5)
         assert closed, "connection must be closed, not left hanging"
         assert not (data + rest).endswith(b"0\r\n\r\n"), "a truncated body must not look complete"
+
+
+@BOTH
+def test_app_error_on_head_is_a_bodyless_500_and_the_connection_stays_usable(kind: str) -> None:
+    """The bridge's own 500 follows the request's framing: HEAD gets the GET's head
+    (``500 Internal Server Error``, ``Content-Length``) and no body, and the next
+    request on the same connection is served."""
+    with BridgeServer(apps.raise_before_start, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock, "/x", method="HEAD")
+            head, rest = read_response_head(sock, 5)
+            assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 500 Internal Server Error"
+            assert header_value(head, "Content-Length") == str(len(b"Internal Server Error\n"))
+            assert rest == b""
+            raw_get(sock, "/x", extra="Connection: close\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert closed
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 500 Internal Server Error"
+        assert body == b"Internal Server Error\n", "the HEAD response carried a body"
+
+
+def write_after_disconnect(
+    outcome: list[str], started: threading.Event, done: threading.Event
+) -> Any:
+    """An app that writes one chunk, waits until the client left, then writes again.
+
+    ``outcome`` gets what ``write(b"more")`` raised (polled: the exchange sets the
+    event a moment before the response learns the connection is gone), then what
+    ``write(b"")`` did.  With ``then_raise`` in ``environ["QUERY_STRING"]`` the app
+    finally raises ``RuntimeError`` (an error after the client left).
+    """
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            write = start_response("200 OK", [("Content-Type", "text/plain")])
+            write(b"first\n")
+            started.set()
+            assert environ[CLIENT_DISCONNECTED_KEY].wait(10)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    write(b"more\n")
+                except ClientDisconnected as exc:
+                    outcome.append(f"ClientDisconnected({exc})")
+                    break
+                if time.monotonic() > deadline:
+                    outcome.append("write() never raised")
+                    break
+                time.sleep(0.01)
+            try:
+                write(b"")
+                outcome.append("empty write ignored")
+            except Exception as exc:
+                outcome.append(f"empty write raised {exc!r}")
+            if environ["QUERY_STRING"] == "then_raise":
+                raise RuntimeError("the view failed after the client left")
+            return []
+        finally:
+            done.set()
+
+    return app
+
+
+@MOUNTS
+def test_legacy_write_raises_client_disconnected_once_the_client_left(kind: str) -> None:
+    """``write()`` after the client went away raises ``ClientDisconnected("client
+    disconnected")`` (as ``wsgi.input`` reads do), so a view writing in a loop stops;
+    ``write(b"")`` sends nothing and never raises."""
+    outcome: list[str] = []
+    started, done = threading.Event(), threading.Event()
+    app = write_after_disconnect(outcome, started, done)
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge"):
+        with server.raw() as sock:
+            raw_get(sock)
+            head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 200
+            assert started.wait(5)
+        assert done.wait(10)
+    assert outcome == ["ClientDisconnected(client disconnected)", "empty write ignored"]
+
+
+@MOUNTS
+def test_an_error_after_the_client_left_is_logged_as_stopped_not_as_an_app_error(
+    kind: str,
+) -> None:
+    """Once the client is gone nobody gets a 500: whatever the app then raises is
+    logged once at INFO as a stopped request, without traceback, not as an ERROR."""
+    outcome: list[str] = []
+    started, done = threading.Event(), threading.Event()
+    app = write_after_disconnect(outcome, started, done)
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/?then_raise")
+            head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 200
+            assert started.wait(5)
+        assert done.wait(10)
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+    assert outcome[0] == "ClientDisconnected(client disconnected)"
+    assert [r for r in logs.records if r.levelno >= logging.WARNING] == []
+    stopped = [r for r in logs.records if "stopped" in r.getMessage()]
+    assert len(stopped) == 1 and stopped[0].levelno == logging.INFO
+    assert stopped[0].exc_info is None
 
 
 def test_container_as_bare_httpserver_callback() -> None:
@@ -235,6 +341,22 @@ def test_file_wrapper_streams_and_closes() -> None:
 def test_legacy_write_callable() -> None:
     with BridgeServer(apps.legacy_write) as server:
         assert server.request("GET", "/")[2] == b"written then returned"
+
+
+def test_legacy_write_rejects_str_with_a_type_error_naming_the_type() -> None:
+    """``write()`` takes bytes only (PEP 3333); a ``str`` is a ``TypeError`` that says
+    what was passed."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [])
+        try:
+            write("text")
+        except TypeError as exc:
+            return [str(exc).encode()]
+        return [b"accepted"]
+
+    with BridgeServer(app) as server:
+        assert server.request("GET", "/")[2] == b"write() expects bytes, not str"
 
 
 # ------------------------------------------------------------ 4. streaming uploads
@@ -372,6 +494,28 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
     assert header_value(head, "Content-Type") == "text/plain; charset=utf-8"
     names = sorted(line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:])
     assert names == [b"connection", b"content-length", b"content-type", b"date", b"x-request-id"]
+    assert closed and called == []
+
+
+@BOTH
+def test_a_whole_body_over_max_body_size_is_413_and_closes_the_connection(kind: str) -> None:
+    """Also when the client sent the whole body (and under Tornado's plain
+    ``FallbackHandler``, which read it first): ``413 Request Entity Too Large``,
+    ``Connection: close``, and the server closes; the app never runs."""
+    called: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        called.append(1)
+        start_response("200 OK", [])
+        return [b""]
+
+    with BridgeServer(app, kind, max_body_size=1000) as server, server.raw() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000)
+        data, closed = read_until_close(sock, 5)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 413 Request Entity Too Large"
+    assert header_value(head, "Connection") == "close"
+    assert body == b"Request Entity Too Large\n"
     assert closed and called == []
 
 
@@ -550,6 +694,24 @@ def test_overload_gets_503_at_once_and_native_keeps_answering(
                 conn.close()
 
 
+def test_a_shut_down_executor_gets_503_retry_after_and_a_closed_connection() -> None:
+    """When the pool refuses the job (shut down), the client gets ``503 Service
+    Unavailable`` with ``Retry-After`` and ``Connection: close``, and the slot is
+    released."""
+    with BridgeServer(apps.hello, retry_after=7) as server:
+        assert server.executor is not None
+        server.executor.shutdown(wait=True)
+        with server.raw() as sock:
+            raw_get(sock)
+            data, closed = read_until_close(sock, 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0] == b"HTTP/1.1 503 Service Unavailable"
+        assert header_value(head, "Retry-After") == "7"
+        assert header_value(head, "Connection") == "close"
+        assert body == b"Service Unavailable\n" and closed
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+
+
 def test_requests_are_served_in_arrival_order() -> None:
     order: list[str] = []
     gate = threading.Event()
@@ -614,6 +776,19 @@ def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333
+@BOTH
+def test_a_request_without_a_body_reads_an_empty_wsgi_input(kind: str) -> None:
+    """A GET has a ``wsgi.input`` too (PEP 3333), at EOF from the start."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr((stream.read(), stream.readline(), stream.read(10))).encode()]
+
+    with BridgeServer(app, kind=kind) as server:
+        assert server.request("GET", "/")[::2] == (200, b"(b'', b'', b'')")
+
+
 def test_environ_over_socket() -> None:
     with BridgeServer(apps.echo_environ) as server, server.raw() as sock:
         sock.sendall(
@@ -646,6 +821,36 @@ def test_start_response_exc_info_after_headers_reraises() -> None:
             data, closed = read_until_close(sock, 5)
         assert closed and b"partial" in data and b"never" not in data
         assert wait_for(lambda: any("too late" in str(r.exc_info) for r in logs.records))
+        # Re-raised with its own traceback: the log shows where the app's error began.
+        record = next(r for r in logs.records if "too late" in str(r.exc_info))
+        assert record.exc_info is not None
+        logged = "".join(traceback.format_exception(*record.exc_info))
+        assert 'raise ValueError("too late")' in logged
+
+
+class ListClosingWithAnError(list[bytes]):
+    """A list body (so nothing is sent before ``close()``) whose ``close()`` raises."""
+
+    def close(self) -> None:
+        raise RuntimeError("close() broke")
+
+
+def close_raises(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ListClosingWithAnError([b"fine"])
+
+
+@BOTH
+def test_close_that_raises_is_a_500_logged_once(kind: str) -> None:
+    """``close()`` raising before anything was sent is an app error like any other:
+    a 500, and one ERROR record carrying that exception."""
+    with BridgeServer(close_raises, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        status, _, body = server.request("GET", "/")
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None and "close() broke" in str(errors[0].exc_info[1])
 
 
 # --------------------------------------------------------------------- 8. framing
@@ -697,6 +902,27 @@ def test_content_length_is_never_contradicted() -> None:
             assert conn.getresponse().read() == b"12345"
             conn.request("GET", "/")  # still framed correctly: same connection works
             assert conn.getresponse().read() == b"12345"
+        finally:
+            conn.close()
+
+
+def whole_body_past_its_length(environ: dict[str, Any], start_response: Any) -> Any:
+    """``Content-Length: 5`` and a longer body known at once: a list, or an iterator
+    whose first chunk is already too long (both take the whole-body path)."""
+    start_response("200 OK", [("Content-Length", "5")])
+    if environ["PATH_INFO"] == "/list":
+        return [b"123", b"456789"]
+    return iter([b"123456789", b"never reached"])
+
+
+@pytest.mark.parametrize("path", ["/list", "/iterator"])
+def test_a_whole_body_longer_than_content_length_is_cut_to_it(path: str) -> None:
+    with BridgeServer(whole_body_past_its_length) as server:
+        conn = server.http()
+        try:
+            for _ in range(2):  # still framed correctly: the same connection works
+                conn.request("GET", path)
+                assert conn.getresponse().read() == b"12345"
         finally:
             conn.close()
 
@@ -1025,6 +1251,89 @@ def test_body_completed_by_first_chunk_is_sent_whole(kind: str) -> None:
         assert wait_for(lambda: app.closes == 1)
         assert app.nexts == 1
         assert [r for r in logs.records if r.levelname == "ERROR"] == []
+
+
+def test_first_chunk_of_exactly_the_declared_length_takes_the_one_callback_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs "Whole bodies take a fast path": an iterable whose first chunk is exactly
+    the declared ``Content-Length`` (every non-streamed Flask response) goes out through
+    ``ResponsePump.send_whole`` (one IOLoop callback), never chunk by chunk."""
+    calls: list[str] = []
+    real_send_whole, real_send = ResponsePump.send_whole, ResponsePump.send
+
+    def send_whole(pump: ResponsePump, plan: Any, body: bytes) -> None:
+        calls.append("send_whole")
+        real_send_whole(pump, plan, body)
+
+    def send(pump: ResponsePump, chunk: bytes) -> bool:
+        calls.append("send")
+        return real_send(pump, chunk)
+
+    monkeypatch.setattr(ResponsePump, "send_whole", send_whole)
+    monkeypatch.setattr(ResponsePump, "send", send)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return iter([b"hello"])
+
+    with BridgeServer(app) as server:
+        status, headers, body = server.request("GET", "/")
+    assert (status, body, headers["Content-Length"]) == (200, b"hello", "5")
+    assert calls == ["send_whole"]
+
+
+def test_only_content_length_declares_the_length_of_a_streamed_body() -> None:
+    """Another header of the same name length with a number in it (``X-Items-Number:
+    2``) is no declared length: the whole generator is sent, chunked."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Items-Number", "2")])
+        yield b"hello"
+        yield b"world"
+
+    with BridgeServer(app) as server:
+        status, headers, body = server.request("GET", "/")
+    assert (status, body) == (200, b"helloworld")
+    assert headers["Transfer-Encoding"] == "chunked"
+
+
+def test_content_length_is_counted_across_many_chunks() -> None:
+    """The declared length is the sum of all chunks sent: with ``Content-Length: 10``
+    and 3-byte chunks the fourth is cut to 1 byte, iteration stops there, and the
+    connection stays usable."""
+    pulled: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        for index in range(100):
+            pulled.append(index)
+            yield b"123"
+
+    with BridgeServer(app) as server:
+        conn = server.http()
+        try:
+            for _ in range(2):
+                pulled.clear()
+                conn.request("GET", "/")
+                assert conn.getresponse().read() == b"1231231231"
+                assert wait_for(lambda: len(pulled) == 4)
+        finally:
+            conn.close()
+    assert pulled == [0, 1, 2, 3]
+
+
+def test_empty_chunks_are_skipped_not_taken_for_the_end() -> None:
+    """An empty chunk is not the end of the body (PEP 3333): what follows is sent."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        yield b""
+        yield b"b"
+
+    with BridgeServer(app) as server:
+        assert server.request("GET", "/")[::2] == (200, b"ab")
 
 
 # -------------------------------- 6. admission slots always come back (no leaks)
