@@ -146,13 +146,14 @@ class StartResponse:
         """Queue one non-empty body chunk; blocks while over the high-water mark.
 
         :returns: False when iteration should stop: client gone, response taken over by
-            the IOLoop (413), body not allowed (HEAD/204/304) or ``Content-Length``
-            reached.
+            the IOLoop (413), body not allowed (HEAD/204/304), ``Content-Length``
+            reached, or the bridge already answered the app's error (:meth:`fail`).
         """
         if not self.headers_sent and not self._commit(self.make_plan(None)):
             return False
         plan = self.plan
-        assert plan is not None
+        if plan is None:  # fail() sent the bridge's own 500: nothing of the app's follows
+            return False
         if not plan.body_allowed:
             return False
         stop = False

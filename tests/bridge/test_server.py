@@ -853,6 +853,49 @@ def test_close_that_raises_is_a_500_logged_once(kind: str) -> None:
     assert errors[0].exc_info is not None and "close() broke" in str(errors[0].exc_info[1])
 
 
+class FailingThenWritingFromClose:
+    """An iterable that raises at its first ``next()``, and whose ``close()`` then
+    calls the legacy ``write()``: cleanup code that reports on the same response."""
+
+    def __init__(self, write: Any) -> None:
+        self.write = write
+        self.write_outcome = "not called"
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> bytes:
+        raise RuntimeError("the view broke")
+
+    def close(self) -> None:
+        try:
+            self.write(b"cleanup note")
+            self.write_outcome = "returned"
+        except Exception as exc:  # recorded for the test, not swallowed silently
+            self.write_outcome = repr(exc)
+
+
+@BOTH
+def test_write_from_close_after_the_apps_own_error_is_dropped(kind: str) -> None:
+    """After the bridge answered the app's error with its 500, a ``write()`` from
+    ``close()`` sends nothing and raises nothing: the client gets the plain 500 and
+    the log holds the one ERROR of the app's exception (not a second one)."""
+    made: list[FailingThenWritingFromClose] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> FailingThenWritingFromClose:
+        made.append(FailingThenWritingFromClose(start_response("200 OK", [])))
+        return made[-1]
+
+    with BridgeServer(app, kind=kind) as server, capture_logs("wsgi_bridge") as logs:
+        status, _, body = server.request("GET", "/")
+        assert (status, body) == (500, b"Internal Server Error\n")
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 0)
+    assert made[0].write_outcome == "returned"
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None and "the view broke" in str(errors[0].exc_info[1])
+
+
 # --------------------------------------------------------------------- 8. framing
 @BOTH
 def test_head_gets_headers_no_body_and_connection_is_reusable(kind: str) -> None:
