@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import json
+import os
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS
+from wsgi_bridge.compat import executor_max_workers
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
@@ -457,6 +459,50 @@ def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
         sized.close()
     with pytest.raises(ValueError, match="max_workers"):
         WSGIContainer(apps.hello, max_workers=0)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(None, 5), (1, 5), (8, 12), (28, 32), (64, 32)])
+def test_default_worker_count_is_thread_pool_executors_rule(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, threads: int
+) -> None:
+    """``default_worker_count()`` = ``min(32, cpu + 4)``, one CPU when unknown: for any
+    CPU count the same as ``ThreadPoolExecutor``'s own default, and the size of the
+    container's own pool."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: cpus, raising=False)  # 3.13+
+    assert default_worker_count() == threads
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        assert executor_max_workers(pool) == threads
+    own = WSGIContainer(apps.hello)
+    try:
+        assert own.max_workers == threads
+    finally:
+        own.close()
+
+
+def test_close_waits_for_its_own_pool_and_leaves_a_callers_alone() -> None:
+    """``close()`` shuts the container's own executor down and returns only once the
+    job running on it has ended; a caller's executor keeps working."""
+    own = WSGIContainer(apps.hello, max_workers=1)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def job() -> None:
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    own.executor.submit(job)
+    assert started.wait(5)
+    releaser = threading.Timer(0.2, release.set)  # close() must wait this long at least
+    releaser.start()
+    own.close()
+    assert finished.is_set(), "close() returned while the pool's job still ran"
+    releaser.join()
+    with pytest.raises(RuntimeError):
+        own.executor.submit(job)
+    with concurrent.futures.ThreadPoolExecutor(1) as shared:
+        WSGIContainer(apps.hello, shared).close()
+        assert shared.submit(lambda: 7).result(5) == 7
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333

@@ -6,7 +6,9 @@ import asyncio
 import io
 import logging
 import re
+import socket
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -480,6 +482,39 @@ def test_environ_server_software_default_and_given() -> None:
 
 def test_environ_without_host_and_without_socket_falls_back() -> None:
     env = environ_for(make_request(headers=[("Accept", "*/*")], version="HTTP/1.0"))
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+
+
+def request_on(sock: socket.socket) -> HTTPServerRequest:
+    """An HTTP/1.0 request without ``Host`` whose connection's stream is ``sock``."""
+    hdrs = HTTPHeaders()
+    hdrs.add("Accept", "*/*")
+    context = SimpleNamespace(address=("10.1.2.3", 54321), remote_ip="10.1.2.3", protocol="http")
+    connection: Any = SimpleNamespace(context=context, stream=SimpleNamespace(socket=sock))
+    return HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/", "HTTP/1.0"), headers=hdrs, connection=connection
+    )
+
+
+def test_environ_without_host_gets_the_local_address_of_the_socket(tmp_path: Path) -> None:
+    """No ``Host``: ``SERVER_NAME``/``SERVER_PORT`` are the socket's local end, an IPv6
+    address in brackets (URL form); a socket without an IP address (Unix) or one that
+    cannot say (closed) gives ``request.host`` and the scheme's port."""
+    with socket.socket() as v4:
+        v4.bind(("127.0.0.1", 0))
+        env = environ_for(request_on(v4))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", str(v4.getsockname()[1]))
+    with socket.socket(socket.AF_INET6) as v6:
+        v6.bind(("::1", 0))
+        env = environ_for(request_on(v6))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("[::1]", str(v6.getsockname()[1]))
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(tmp_path / "s"))
+        env = environ_for(request_on(unix))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+    closed = socket.socket()
+    closed.close()
+    env = environ_for(request_on(closed))
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
 
 
