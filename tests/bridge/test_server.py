@@ -324,6 +324,32 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
     assert closed and called == []
 
 
+@pytest.mark.parametrize("kind", ["bridge-plain", "bridge-server"])
+def test_read_body_over_max_body_size_is_413_without_a_streaming_mount(kind: str) -> None:
+    """Under Tornado's ``FallbackHandler`` or as ``HTTPServer(container)`` Tornado reads
+    the body first; the container then still applies ``max_body_size``: one byte over
+    gets ``413 Request Entity Too Large`` and ``Connection: close`` without the app,
+    exactly ``max_body_size`` (and no body at all) reaches the app."""
+    bodies: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        bodies.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with BridgeServer(app, kind, max_body_size=3) as server:
+        with server.raw() as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd")
+            data, closed = read_until_close(sock, 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+        assert header_value(head, "Connection") == "close" and closed
+        assert body == b"Request Entity Too Large\n" and bodies == []
+        assert server.request("POST", "/x", body=b"abc")[::2] == (200, b"ok")
+        assert server.request("GET", "/x")[::2] == (200, b"ok")
+    assert bodies == [b"abc", b""]
+
+
 @MOUNTS
 def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
     read_error: list[BaseException] = []
@@ -755,6 +781,29 @@ def test_access_log_marks_aborted_response(kind: str) -> None:
             read_until_close(sock, 5)
         assert wait_for(lambda: any("/abort" in m for m in logs.messages()))
         (line,) = [m for m in logs.messages() if "/abort" in m]
+        assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+@pytest.mark.parametrize("kind", ["bridge-plain", "bridge-server"])
+def test_container_access_line_marks_aborted_response_without_a_streaming_mount(
+    kind: str,
+) -> None:
+    """Under Tornado's ``FallbackHandler`` or as ``HTTPServer(container)`` the container
+    writes its own access line (``side=wsgi``): the status sent and the ``aborted``
+    marker for a response the application broke after its headers."""
+    with (
+        BridgeServer(apps.yield_then_raise, kind) as server,
+        capture_logs("tornado.access") as logs,
+    ):
+        with capture_logs("wsgi_bridge"), server.raw() as sock:
+            raw_get(sock, "/abort")
+            read_until_close(sock, 5)
+
+        def ours() -> list[str]:
+            return [m for m in logs.messages() if "/abort" in m and "side=wsgi" in m]
+
+        assert wait_for(lambda: bool(ours()))
+        (line,) = ours()
         assert " 200 " in line and line.endswith("side=wsgi aborted")
 
 
