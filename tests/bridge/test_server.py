@@ -17,9 +17,10 @@ import pytest
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import WSGIContainer
-from wsgi_bridge.access_log import ACCESS_FIELDS
+from wsgi_bridge.access_log import ACCESS_FIELDS, access_log_function
 from wsgi_bridge.compat import executor_max_workers
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
+from wsgi_bridge.mount import ROUTE_ENVIRON_KEY
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
     BridgeServer,
@@ -348,6 +349,52 @@ def test_read_body_over_max_body_size_is_413_without_a_streaming_mount(kind: str
         assert server.request("POST", "/x", body=b"abc")[::2] == (200, b"ok")
         assert server.request("GET", "/x")[::2] == (200, b"ok")
     assert bodies == [b"abc", b""]
+
+
+def echo_body(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answer with the request body the app read from ``wsgi.input``."""
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+@MOUNTS
+def test_a_one_byte_upload_reaches_the_app(kind: str) -> None:
+    """``Content-Length: 1`` is a body (the smallest one): its byte reaches ``wsgi.input``."""
+    with BridgeServer(echo_body, kind) as server:
+        assert server.request("POST", "/x", body=b"!")[::2] == (200, b"!")
+
+
+@MOUNTS
+def test_max_body_size_zero_refuses_bodies_only(kind: str) -> None:
+    """With ``max_body_size=0`` requests without a body (none, ``Content-Length: 0``)
+    are served, one byte gets 413, and an invalid ``Content-Length`` still gets
+    Tornado's own 400 (the bridge takes it for no body, never for one too large)."""
+    with BridgeServer(echo_body, kind, max_body_size=0) as server:
+        assert server.request("GET", "/x")[::2] == (200, b"")
+        assert server.request("POST", "/x", body=b"")[::2] == (200, b"")
+        assert server.request("POST", "/x", body=b"!")[0] == 413
+        with server.raw() as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: nope\r\n\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert closed and data.startswith(b"HTTP/1.1 400 ")
+        assert server.request("GET", "/x")[::2] == (200, b"")
+
+
+@MOUNTS
+def test_bridge_404_outside_script_name_keeps_the_connection(kind: str) -> None:
+    """A request without a body that the bridge answers itself (404 outside
+    ``script_name``) is answered after Tornado read it whole, so the keep-alive
+    connection stays open for the next request."""
+    with BridgeServer(apps.hello, kind, script_name="/app") as server, server.raw() as sock:
+        raw_get(sock, "/elsewhere")
+        head, body = read_response_head(sock, 5)
+        assert status_of(head) == 404 and header_value(head, "Connection") is None
+        while len(body) < int(header_value(head, "Content-Length") or 0):
+            body += sock.recv(65536)
+        raw_get(sock, "/app/x")
+        head, _ = read_response_head(sock, 5)
+        assert status_of(head) == 200
 
 
 @MOUNTS
@@ -805,6 +852,39 @@ def test_container_access_line_marks_aborted_response_without_a_streaming_mount(
         assert wait_for(lambda: bool(ours()))
         (line,) = ours()
         assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+def test_fast_mount_log_function_gets_its_side_and_the_apps_route() -> None:
+    """``WSGIFallback(side=..., log_function=...)``: the record carries the mount's side
+    and the route pattern the app put in ``environ["wsgi_bridge.route"]``; the default
+    access line then names that side."""
+    records: list[Any] = []
+
+    def log_function(record: Any) -> None:
+        records.append(record)
+        access_log_function(record)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ[ROUTE_ENVIRON_KEY] = "/items/<int:item_id>"
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    options = {"side": "flask", "log_function": log_function}
+    with (
+        BridgeServer(app, "bridge-fast", mount_options=options) as server,
+        capture_logs("tornado.access") as logs,
+    ):
+        assert server.request("GET", "/items/7")[::2] == (200, b"ok")
+        assert wait_for(lambda: len(records) == 1)
+        (record,) = records
+        assert (record.access_log_side, record.route, record.get_status()) == (
+            "flask",
+            "/items/<int:item_id>",
+            200,
+        )
+        assert wait_for(lambda: any("/items/7" in m for m in logs.messages()))
+        (line,) = [m for m in logs.messages() if "/items/7" in m]
+        assert line.startswith("GET /items/7 200 2B ") and line.endswith(" side=flask")
 
 
 # ------------------------------------------- 3. fast path for Werkzeug-style bodies

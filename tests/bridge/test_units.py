@@ -29,6 +29,7 @@ from wsgi_bridge.framing import plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
 from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
+from wsgi_bridge.mount import ROUTE_ENVIRON_KEY, AccessRecord, WSGIFallback
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
 from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
 
@@ -401,6 +402,34 @@ def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFi
     first, second = (r.getMessage() for r in caplog.records)
     assert " 200 7B " in first and first.endswith("side=wsgi aborted")
     assert " 200 - " in second
+
+
+def test_access_record_defaults_status_and_route() -> None:
+    """What a fast-mount ``log_function`` gets: side ``"wsgi"`` unless given, the status
+    sent or 499 when none was, and the app's route pattern only when it is a str."""
+    request = make_request("/items/7")
+
+    def finished(status: int | None, environ: dict[str, Any]) -> Any:
+        return SimpleNamespace(environ=environ, status_code=status, bytes_sent=3, aborted=False)
+
+    record = AccessRecord(request, finished(None, {}))
+    assert (record.access_log_side, record.get_status(), record.route) == ("wsgi", 499, None)
+    assert (record.request, record.bytes_sent, record.response_aborted) == (request, 3, False)
+    record = AccessRecord(request, finished(201, {ROUTE_ENVIRON_KEY: "/items/<id>"}), "flask")
+    assert (record.access_log_side, record.get_status(), record.route) == (
+        "flask",
+        201,
+        "/items/<id>",
+    )
+    assert AccessRecord(request, finished(200, {ROUTE_ENVIRON_KEY: 7})).route is None
+
+
+def test_fast_mount_needs_a_bridge_container() -> None:
+    """``WSGIFallback`` refuses anything but a ``wsgi_bridge.WSGIContainer`` (say
+    Tornado's own ``tornado.wsgi.WSGIContainer``) with a TypeError saying what it needs."""
+    with pytest.raises(TypeError) as raised:
+        WSGIFallback(object())  # type: ignore[arg-type]
+    assert str(raised.value) == "WSGIFallback needs a wsgi_bridge.WSGIContainer"
 
 
 # --------------------------------------------------------------------------- inputs
