@@ -27,6 +27,7 @@ from wsgi_bridge.admission import (
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
+    header_value,
     read_response_head,
     read_until_close,
     status_of,
@@ -289,8 +290,9 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
         server.raw() as sock,
     ):
         raw_get(sock, "/slow")
-        status, _head, body = read_response(sock)
+        status, head, body = read_response(sock)
         assert (status, body) == (504, b"Gateway Timeout\n")
+        assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
         assert app.expired_seen.wait(10)
         assert app.deadline is not None and app.deadline.expired()
         assert app.deadline.remaining() == 0.0
@@ -307,7 +309,9 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
         with pytest.raises(TimeoutError):
             sock.recv(1)  # nothing more arrived: "too late" was discarded
     assert any(" 504 " in line and "/slow" in line for line in access.messages())
-    assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
+    # The warning names the request: method, target and request id.
+    (warning,) = [m for m in bridge_log.messages(logging.WARNING) if "worker abandoned" in m]
+    assert "GET /slow " in warning and f"id={header_value(head, 'X-Request-ID')}" in warning
 
 
 def test_deadline_passed_while_waiting_for_a_thread_never_runs_the_app() -> None:

@@ -22,11 +22,12 @@ from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
-from wsgi_bridge import WSGIContainer, WSGIFallbackHandler
+from wsgi_bridge import WSGIContainer, WSGIFallbackHandler, access_log_function
 from wsgi_bridge.compat import server_connections
 from wsgi_bridge.http1 import CHUNK_LINE_LIMIT, LINGER_SECONDS, HTTPServer
 from wsgi_bridge.testing import (
     BridgeServer,
+    capture_logs,
     header_value,
     read_response_head,
     read_until_close,
@@ -336,6 +337,45 @@ def test_set_default_headers_of_a_subclass_defined_at_run_time() -> None:
     with BridgeServer(apps.hello, handler=LatePlain) as server:
         status, headers, _ = server.request("GET", "/x")
         assert status == 200 and "Server" not in headers
+
+
+def test_handler_subclass_sees_its_fallback_and_on_finish_once() -> None:
+    """As with Tornado's ``FallbackHandler``, ``self.fallback`` is the container, and a
+    subclass's ``on_finish`` runs once per request, after the response."""
+    finished: list[Any] = []
+
+    class Finishing(WSGIFallbackHandler):
+        def on_finish(self) -> None:
+            finished.append((self.fallback, self.get_status()))
+
+    with BridgeServer(apps.hello, handler=Finishing) as server:
+        assert server.request("GET", "/x")[0] == 200
+        assert wait_for(lambda: len(finished) == 1)
+        container = server.container
+    assert finished == [(container, 200)]
+
+
+def test_tornados_own_error_before_the_bridge_is_logged_as_sent() -> None:
+    """An error Tornado answers before the handler's ``prepare`` (a route's capture
+    group with invalid UTF-8: 400) gets an access line with Tornado's status and
+    body size, not marked aborted."""
+    container = WSGIContainer(apps.hello, max_workers=1)
+    application = tornado.web.Application(
+        [(r"/legacy/(.*)", WSGIFallbackHandler, {"fallback": container})],
+        log_function=access_log_function,
+    )
+    try:
+        with capture_logs("tornado.access") as logs, _tornado_server(application) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /legacy/%FF HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 400
+            length = int(header_value(head, "Content-Length") or -1)
+            assert wait_for(lambda: any("/legacy/%FF" in m for m in logs.messages()))
+    finally:
+        container.close()
+    (line,) = [m for m in logs.messages() if "/legacy/%FF" in m]
+    assert line.startswith(f"GET /legacy/%FF 400 {length}B ") and line.endswith(" side=wsgi")
 
 
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:

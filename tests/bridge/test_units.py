@@ -13,9 +13,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tornado.web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-from wsgi_bridge import access_log_function, ensure_request_id
+from wsgi_bridge import WSGIFallbackHandler, access_log_function, ensure_request_id
 from wsgi_bridge.environ import (
     DEFAULT_SERVER_SOFTWARE,
     NotMounted,
@@ -424,12 +425,17 @@ def test_access_record_defaults_status_and_route() -> None:
     assert AccessRecord(request, finished(200, {ROUTE_ENVIRON_KEY: 7})).route is None
 
 
-def test_fast_mount_needs_a_bridge_container() -> None:
-    """``WSGIFallback`` refuses anything but a ``wsgi_bridge.WSGIContainer`` (say
-    Tornado's own ``tornado.wsgi.WSGIContainer``) with a TypeError saying what it needs."""
+def test_mounts_need_a_bridge_container() -> None:
+    """Both mounts refuse anything but a ``wsgi_bridge.WSGIContainer`` (say Tornado's
+    own ``tornado.wsgi.WSGIContainer``) with a TypeError saying what they need."""
     with pytest.raises(TypeError) as raised:
         WSGIFallback(object())  # type: ignore[arg-type]
     assert str(raised.value) == "WSGIFallback needs a wsgi_bridge.WSGIContainer"
+    request = make_request()
+    request.connection = SimpleNamespace(set_close_callback=lambda callback: None)  # type: ignore[assignment]
+    with pytest.raises(TypeError) as raised:
+        WSGIFallbackHandler(tornado.web.Application(), request, fallback=object())
+    assert str(raised.value) == "WSGIFallbackHandler needs a wsgi_bridge.WSGIContainer fallback"
 
 
 # --------------------------------------------------------------------------- inputs
