@@ -321,7 +321,10 @@ def test_content_length_over_max_body_size_is_413_before_app(kind: str) -> None:
     with BridgeServer(app, kind, max_body_size=1000) as server, server.raw() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
         data, closed = read_until_close(sock, 5)
-    assert data.startswith(b"HTTP/1.1 413 ")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert header_value(head, "Connection") == "close"  # the upload is never read
+    assert body == b"Request Entity Too Large\n"
     assert closed and called == []
 
 
@@ -395,6 +398,33 @@ def test_bridge_404_outside_script_name_keeps_the_connection(kind: str) -> None:
         raw_get(sock, "/app/x")
         head, _ = read_response_head(sock, 5)
         assert status_of(head) == 200
+
+
+@MOUNTS
+def test_bridge_max_body_size_replaces_the_servers_limit(kind: str) -> None:
+    """For bridge requests the connection's limit is raised to ``2 * max_body_size + 1``
+    (docs: "Interplay with HTTPServer(max_body_size=...)"): a body above the server's
+    limit but within the bridge's is served, a chunk of exactly ``2 * max_body_size + 1``
+    bytes still gets the bridge's 413, one byte more Tornado's own 400."""
+
+    def chunked(size: int) -> bytes:
+        return (
+            b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{size:x}\r\n".encode()
+            + b"y" * size
+            + b"\r\n0\r\n\r\n"
+        )
+
+    with BridgeServer(
+        echo_body, kind, max_body_size=100, server_kwargs={"max_body_size": 10}
+    ) as server:
+        assert server.request("POST", "/x", body=b"x" * 100)[::2] == (200, b"x" * 100)
+        assert server.request("POST", "/x", body=b"x" * 101)[0] == 413
+        for size, status in ((201, 413), (202, 400)):
+            with server.raw() as sock, capture_logs("wsgi_bridge"):
+                sock.sendall(chunked(size))
+                data, closed = read_until_close(sock, 5)
+            assert closed and status_of(data) == status, (size, data[:40])
 
 
 @MOUNTS
