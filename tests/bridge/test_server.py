@@ -16,7 +16,7 @@ import pytest
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
-from wsgi_bridge import WSGIContainer
+from wsgi_bridge import CLIENT_DISCONNECTED_KEY, WSGIContainer
 from wsgi_bridge.access_log import ACCESS_FIELDS, access_log_function
 from wsgi_bridge.compat import executor_max_workers
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
@@ -882,6 +882,31 @@ def test_container_access_line_marks_aborted_response_without_a_streaming_mount(
         assert wait_for(lambda: bool(ours()))
         (line,) = ours()
         assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+@BOTH
+def test_access_line_says_499_when_the_client_left_before_any_status(kind: str) -> None:
+    """A client that leaves before the response started gets an access line with 499
+    (nginx's "client closed request") and the ``aborted`` marker."""
+    started = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        started.set()
+        assert environ[CLIENT_DISCONNECTED_KEY].wait(10)
+        start_response("200 OK", [])
+        return [b"nobody listens"]
+
+    with BridgeServer(app, kind) as server, capture_logs("tornado.access") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/gone")
+            assert started.wait(5)
+
+        def ours() -> list[str]:
+            return [m for m in logs.messages() if "/gone" in m and "side=wsgi" in m]
+
+        assert wait_for(lambda: bool(ours()))
+        (line,) = ours()
+        assert line.startswith("GET /gone 499 ") and line.endswith(" aborted")
 
 
 def test_fast_mount_log_function_gets_its_side_and_the_apps_route() -> None:
