@@ -169,6 +169,16 @@ def test_split_host_forms() -> None:
     assert split_host("example.com:81", "80") == ("example.com", "81")
     assert split_host("[::1]:8443", "443") == ("[::1]", "8443")
     assert split_host("[::1]", "443") == ("[::1]", "443")
+    # Bracketed (IPv6) forms: a port only when all digits after "]:", else the default.
+    assert split_host("[::1]:8", "443") == ("[::1]", "8")
+    assert split_host("[::1]:", "443") == ("[::1]", "443")
+    assert split_host("[::1]:x", "443") == ("[::1]", "443")
+    assert split_host("[::1]:8:9", "443") == ("[::1]", "443")
+    # Otherwise the port follows the last ":", all digits, after a non-empty name;
+    # anything else stays whole, with the default port.
+    assert split_host("a:b:81", "80") == ("a:b", "81")
+    assert split_host("example.com:x", "80") == ("example.com:x", "80")
+    assert split_host(":81", "80") == (":81", "80")
 
 
 # --------------------------------------------------------------------------- proxy
