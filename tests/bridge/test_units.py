@@ -390,7 +390,16 @@ class _FakeHandler:
 
 
 @pytest.mark.parametrize(
-    ("status", "level"), [(200, logging.INFO), (404, logging.WARNING), (502, logging.ERROR)]
+    ("status", "level"),
+    [
+        (200, logging.INFO),
+        (399, logging.INFO),
+        (400, logging.WARNING),
+        (404, logging.WARNING),
+        (499, logging.WARNING),
+        (500, logging.ERROR),
+        (502, logging.ERROR),
+    ],
 )
 def test_access_log_levels_and_format(
     status: int, level: int, caplog: pytest.LogCaptureFixture
@@ -402,6 +411,21 @@ def test_access_log_levels_and_format(
     message = record.getMessage()
     assert message.startswith(f"GET /p?q=1 {status} 12B ")
     assert message.endswith("id=r1 side=native")
+
+
+def test_access_log_duration_is_milliseconds_since_arrival(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``duration_ms`` is milliseconds from the request's arrival, rounded to 3 decimals
+    in the structured field and to 2 in the line."""
+    handler = _FakeHandler(200)
+    handler.request._start_time = 100.0
+    handler.request._finish_time = 100.0123456
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        access_log_function(handler)
+    (record,) = caplog.records
+    assert record.duration_ms == 12.346  # type: ignore[attr-defined]
+    assert " 12.35ms " in record.getMessage()
 
 
 def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFixture) -> None:
