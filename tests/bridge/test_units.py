@@ -418,7 +418,7 @@ def test_access_log_duration_is_milliseconds_since_arrival(
 ) -> None:
     """``duration_ms`` is milliseconds from the request's arrival, rounded to 3 decimals
     in the structured field and to 2 in the line."""
-    handler = _FakeHandler(200)
+    handler: Any = _FakeHandler(200)
     handler.request._start_time = 100.0
     handler.request._finish_time = 100.0123456
     with caplog.at_level(logging.DEBUG, logger="tornado.access"):
