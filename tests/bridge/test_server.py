@@ -783,6 +783,45 @@ def test_drain_waits_for_in_flight_and_rejects_new(kind: str, tracker: apps.Trac
             conn.close()
 
 
+@MOUNTS
+def test_drain_waits_for_the_last_request_not_just_one(kind: str) -> None:
+    """``drain()`` returns True only once *no* request is in flight: with two running,
+    the end of the first does not end the wait."""
+    gates = {"/a": threading.Event(), "/b": threading.Event()}
+    running = threading.Semaphore(0)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        running.release()
+        assert gates[environ["PATH_INFO"]].wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with (
+        BridgeServer(app, kind, workers=2) as server,
+        server.raw() as first,
+        server.raw() as second,
+    ):
+        raw_get(first, "/a")
+        raw_get(second, "/b")
+        assert running.acquire(timeout=5) and running.acquire(timeout=5)
+        result: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(server.call(lambda: server.container.drain(10)))
+        )
+        waiter.start()
+        # drain() marks the container draining and registers its wait in one step.
+        assert wait_for(lambda: server.call(lambda: server.container.is_draining()))
+        gates["/a"].set()
+        assert status_of(read_response_head(first, 5)[0]) == 200
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 1)
+        waiter.join(0.5)
+        assert waiter.is_alive() and result == [], "drain() returned with /b in flight"
+        gates["/b"].set()
+        assert status_of(read_response_head(second, 5)[0]) == 200
+        waiter.join(10)
+        assert result == [True]
+
+
 # --------------------------------------------------------------------- 11. access log
 @MOUNTS
 def test_access_log_after_response_with_real_status(kind: str) -> None:
@@ -811,6 +850,26 @@ def test_access_log_after_response_with_real_status(kind: str) -> None:
         assert wait_for(lambda: any("side=native" in m for m in logs.messages()))
         (native,) = [m for m in logs.messages() if "side=native" in m]
         assert native.startswith("GET /native 200 6B ")
+
+
+#: A context variable a view sets (as Flask extensions do), for the leak test below.
+_VIEW_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("view_var", default=None)
+
+
+@BOTH
+def test_context_a_view_sets_is_gone_for_the_next_request_on_its_thread(kind: str) -> None:
+    """Each request's job runs in a copy of the IOLoop's context: a context variable a
+    view sets does not reach the next request served by the same (only) worker thread."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen = _VIEW_VAR.get()
+        _VIEW_VAR.set(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(seen).encode()]
+
+    with BridgeServer(app, kind, workers=1) as server:
+        assert server.request("GET", "/first")[::2] == (200, b"None")
+        assert server.request("GET", "/second")[::2] == (200, b"None")
 
 
 @BOTH
