@@ -17,6 +17,7 @@ import tornado.web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from wsgi_bridge import WSGIFallbackHandler, access_log_function, ensure_request_id
+from wsgi_bridge.access_log import log_access
 from wsgi_bridge.environ import (
     DEFAULT_SERVER_SOFTWARE,
     NotMounted,
@@ -426,6 +427,15 @@ def test_access_log_duration_is_milliseconds_since_arrival(
     (record,) = caplog.records
     assert record.duration_ms == 12.346  # type: ignore[attr-defined]
     assert " 12.35ms " in record.getMessage()
+
+
+def test_log_access_is_not_aborted_unless_told(caplog: pytest.LogCaptureFixture) -> None:
+    """``log_access(request, status, bytes, side)``: no ``aborted`` marker by default."""
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        log_access(make_request("/p"), 200, 5, "native")
+    (record,) = caplog.records
+    assert record.aborted is False  # type: ignore[attr-defined]
+    assert record.getMessage().endswith(" side=native")
 
 
 def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFixture) -> None:
