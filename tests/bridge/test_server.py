@@ -811,6 +811,10 @@ def test_drain_waits_for_the_last_request_not_just_one(kind: str) -> None:
         waiter.start()
         # drain() marks the container draining and registers its wait in one step.
         assert wait_for(lambda: server.call(lambda: server.container.is_draining()))
+        with server.raw() as late:  # a new request while draining: refused, closed
+            raw_get(late, "/late")
+            refused, closed = read_until_close(late, 5)
+        assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and closed
         gates["/a"].set()
         assert status_of(read_response_head(first, 5)[0]) == 200
         assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 1)
