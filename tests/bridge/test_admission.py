@@ -502,3 +502,58 @@ def test_client_disconnected_stays_clear_for_a_completed_response() -> None:
     assert len(events) == 2 and events[0] is not events[1]
     assert not any(event.is_set() for event in events)
     assert all(isinstance(event, DisconnectEvent) for event in events)
+
+
+@pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain", "bridge-server"])
+def test_a_refused_request_never_reaches_the_app(kind: str) -> None:
+    """Over the hard cap (one thread, ``max_queue=0``) and while draining, the request
+    gets ``503 Service Unavailable`` and the app is never called for it, whatever the
+    mount (Tornado's ``FallbackHandler`` and ``HTTPServer(container)`` included)."""
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        gate.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with (
+        BridgeServer(app, kind, workers=1, max_queue=0) as server,
+        server.raw() as busy,
+    ):
+        raw_get(busy, "/busy")
+        assert wait_for(lambda: paths == ["/busy"])
+        with server.raw() as over:
+            raw_get(over, "/over")
+            head, _ = read_response_head(over, 5)
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        draining: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: draining.append(server.call(lambda: server.container.drain(10)))
+        )
+        waiter.start()
+        assert wait_for(lambda: server.call(lambda: server.container.is_draining()))
+        with server.raw() as late:
+            raw_get(late, "/late")
+            head, _ = read_response_head(late, 5)
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        gate.set()
+        assert status_of(read_response_head(busy, 5)[0]) == 200
+        waiter.join(10)
+        assert draining == [True]
+    assert paths == ["/busy"]
+
+
+def test_the_apps_deadline_is_request_timeout_after_arrival() -> None:
+    """With ``request_timeout``, the app's deadline lies that far ahead of the request's
+    arrival: not expired while the app runs at once, remaining time about the timeout."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        deadline = environ[DEADLINE_KEY]
+        remaining = deadline.remaining()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{deadline.expired()} {0 < remaining <= 30}".encode()]
+
+    with BridgeServer(app, request_timeout=30) as server:
+        assert server.request("GET", "/")[::2] == (200, b"False True")
