@@ -557,3 +557,36 @@ def test_the_apps_deadline_is_request_timeout_after_arrival() -> None:
 
     with BridgeServer(app, request_timeout=30) as server:
         assert server.request("GET", "/")[::2] == (200, b"False True")
+
+
+def test_admission_is_fed_each_requests_wait_for_a_thread() -> None:
+    """The controller learns each request's queueing delay (hand-over to start): one
+    that started at once leaves it below ``queue_target``, one that waited longer than
+    ``queue_target`` for the only thread puts it above."""
+    gate = threading.Event()
+    started: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        started.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/hold":
+            gate.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def state(server: BridgeServer) -> tuple[int, bool]:
+        container = server.container
+        return server.call(lambda: (container.waiting, container.admission.above_target))
+
+    with BridgeServer(app, workers=1, queue_target=0.5, queue_interval=30) as server:
+        assert server.request("GET", "/quick")[0] == 200
+        assert state(server) == (0, False)
+        with server.raw() as hold, server.raw() as queued:
+            raw_get(hold, "/hold")
+            assert wait_for(lambda: started == ["/quick", "/hold"])
+            raw_get(queued, "/queued")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 1)
+            time.sleep(0.6)  # /queued waits at least this long: past queue_target
+            gate.set()
+            assert status_of(read_response_head(hold, 5)[0]) == 200
+            assert status_of(read_response_head(queued, 5)[0]) == 200
+        assert state(server) == (0, True)
