@@ -392,7 +392,8 @@ def test_bridge_404_outside_script_name_keeps_the_connection(kind: str) -> None:
     with BridgeServer(apps.hello, kind, script_name="/app") as server, server.raw() as sock:
         raw_get(sock, "/elsewhere")
         head, body = read_response_head(sock, 5)
-        assert status_of(head) == 404 and header_value(head, "Connection") is None
+        assert head.startswith(b"HTTP/1.1 404 Not Found\r\n")
+        assert header_value(head, "Connection") is None
         while len(body) < int(header_value(head, "Content-Length") or 0):
             body += sock.recv(65536)
         raw_get(sock, "/app/x")
