@@ -175,6 +175,7 @@ def test_split_host_forms() -> None:
     assert split_host("[::1]:", "443") == ("[::1]", "443")
     assert split_host("[::1]:x", "443") == ("[::1]", "443")
     assert split_host("[::1]:8:9", "443") == ("[::1]", "443")
+    assert split_host("[::1]:]", "443") == ("[::1]", "443")  # the literal ends at its "]"
     # Otherwise the port follows the last ":", all digits, after a non-empty name;
     # anything else stays whole, with the default port.
     assert split_host("a:b:81", "80") == ("a:b", "81")
