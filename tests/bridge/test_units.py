@@ -560,6 +560,13 @@ def test_environ_server_software_default_and_given() -> None:
     assert environ_for(make_request(), server_software="svc/2")["SERVER_SOFTWARE"] == "svc/2"
 
 
+def test_environ_server_port_defaults_to_the_schemes_port() -> None:
+    """A ``Host`` without a port gives ``SERVER_PORT`` 443 over https, 80 over http."""
+    for protocol, port in (("https", "443"), ("http", "80")):
+        env = environ_for(make_request(headers=[("Host", "example.test")], protocol=protocol))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.test", port)
+
+
 def test_environ_without_host_and_without_socket_falls_back() -> None:
     env = environ_for(make_request(headers=[("Accept", "*/*")], version="HTTP/1.0"))
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
