@@ -7,6 +7,7 @@ import io
 import logging
 import re
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,6 +107,24 @@ def test_environ_chunked_has_no_content_length() -> None:
     )
     assert "CONTENT_LENGTH" not in env
     assert env["wsgi.input_terminated"] is True
+
+
+def test_environ_content_length_dropped_only_for_chunked_transfer_encoding() -> None:
+    """``Transfer-Encoding: chunked`` voids ``Content-Length``; the word elsewhere does not."""
+    chunked = [("Host", "h"), ("Transfer-Encoding", "chunked"), ("Content-Length", "5")]
+    assert "CONTENT_LENGTH" not in environ_for(make_request(method="POST", headers=chunked))
+    noted = [("Host", "h"), ("X-Note", "chunked"), ("Content-Length", "5")]
+    assert environ_for(make_request(method="POST", headers=noted))["CONTENT_LENGTH"] == "5"
+
+
+def test_environ_input_and_errors_are_the_given_streams() -> None:
+    """``wsgi.input`` is the given object; ``wsgi.errors`` the given stream, else stderr."""
+    body, errors = io.BytesIO(b"x"), io.StringIO()
+    env = build_environ(make_request(), wsgi_input=body, request_id="r", errors=errors)
+    assert env["wsgi.input"] is body and env["wsgi.errors"] is errors
+    assert build_environ(make_request(), wsgi_input=body, request_id="r")["wsgi.errors"] is (
+        sys.stderr
+    )
 
 
 def test_environ_repeated_headers_and_cookie_join() -> None:
