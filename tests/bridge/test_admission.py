@@ -28,6 +28,7 @@ from wsgi_bridge.pump import poster_for
 from wsgi_bridge.testing import (
     BridgeServer,
     capture_logs,
+    header_value,
     read_response_head,
     read_until_close,
     status_of,
@@ -407,8 +408,9 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
         server.raw() as sock,
     ):
         raw_get(sock, "/slow")
-        status, _head, body = read_response(sock)
+        status, head, body = read_response(sock)
         assert (status, body) == (504, b"Gateway Timeout\n")
+        assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
         assert app.expired_seen.wait(10)
         assert app.deadline is not None and app.deadline.expired()
         assert app.deadline.remaining() == 0.0
@@ -425,7 +427,9 @@ def test_deadline_answers_504_and_abandons_the_worker(kind: str) -> None:
         with pytest.raises(TimeoutError):
             sock.recv(1)  # nothing more arrived: "too late" was discarded
     assert any(" 504 " in line and "/slow" in line for line in access.messages())
-    assert any("worker abandoned" in line for line in bridge_log.messages(logging.WARNING))
+    # The warning names the request: method, target and request id.
+    (warning,) = [m for m in bridge_log.messages(logging.WARNING) if "worker abandoned" in m]
+    assert "GET /slow " in warning and f"id={header_value(head, 'X-Request-ID')}" in warning
 
 
 @pytest.mark.parametrize("late", ["raises", "returns-a-list"])
@@ -756,3 +760,91 @@ def test_client_disconnected_stays_clear_for_a_completed_response() -> None:
     assert len(events) == 2 and events[0] is not events[1]
     assert not any(event.is_set() for event in events)
     assert all(isinstance(event, DisconnectEvent) for event in events)
+
+
+@pytest.mark.parametrize("kind", ["bridge", "bridge-fast", "bridge-plain", "bridge-server"])
+def test_a_refused_request_never_reaches_the_app(kind: str) -> None:
+    """Over the hard cap (one thread, ``max_queue=0``) and while draining, the request
+    gets ``503 Service Unavailable`` and the app is never called for it, whatever the
+    mount (Tornado's ``FallbackHandler`` and ``HTTPServer(container)`` included)."""
+    gate = threading.Event()
+    paths: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        gate.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with (
+        BridgeServer(app, kind, workers=1, max_queue=0) as server,
+        server.raw() as busy,
+    ):
+        raw_get(busy, "/busy")
+        assert wait_for(lambda: paths == ["/busy"])
+        with server.raw() as over:
+            raw_get(over, "/over")
+            head, _ = read_response_head(over, 5)
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        draining: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: draining.append(server.call(lambda: server.container.drain(10)))
+        )
+        waiter.start()
+        assert wait_for(lambda: server.call(lambda: server.container.is_draining()))
+        with server.raw() as late:
+            raw_get(late, "/late")
+            head, _ = read_response_head(late, 5)
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        gate.set()
+        assert status_of(read_response_head(busy, 5)[0]) == 200
+        waiter.join(10)
+        assert draining == [True]
+    assert paths == ["/busy"]
+
+
+def test_the_apps_deadline_is_request_timeout_after_arrival() -> None:
+    """With ``request_timeout``, the app's deadline lies that far ahead of the request's
+    arrival: not expired while the app runs at once, remaining time about the timeout."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        deadline = environ[DEADLINE_KEY]
+        remaining = deadline.remaining()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{deadline.expired()} {0 < remaining <= 30}".encode()]
+
+    with BridgeServer(app, request_timeout=30) as server:
+        assert server.request("GET", "/")[::2] == (200, b"False True")
+
+
+def test_admission_is_fed_each_requests_wait_for_a_thread() -> None:
+    """The controller learns each request's queueing delay (hand-over to start): one
+    that started at once leaves it below ``queue_target``, one that waited longer than
+    ``queue_target`` for the only thread puts it above."""
+    gate = threading.Event()
+    started: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        started.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/hold":
+            gate.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def state(server: BridgeServer) -> tuple[int, bool]:
+        container = server.container
+        return server.call(lambda: (container.waiting, container.admission.above_target))
+
+    with BridgeServer(app, workers=1, queue_target=0.5, queue_interval=30) as server:
+        assert server.request("GET", "/quick")[0] == 200
+        assert state(server) == (0, False)
+        with server.raw() as hold, server.raw() as queued:
+            raw_get(hold, "/hold")
+            assert wait_for(lambda: started == ["/quick", "/hold"])
+            raw_get(queued, "/queued")
+            assert wait_for(lambda: server.call(lambda: server.container.waiting) == 1)
+            time.sleep(0.6)  # /queued waits at least this long: past queue_target
+            gate.set()
+            assert status_of(read_response_head(hold, 5)[0]) == 200
+            assert status_of(read_response_head(queued, 5)[0]) == 200
+        assert state(server) == (0, True)

@@ -31,7 +31,7 @@ from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
-from wsgi_bridge import WSGIFallbackHandler, testing
+from wsgi_bridge import WSGIContainer, WSGIFallbackHandler, access_log_function, testing
 from wsgi_bridge.compat import server_connections, unread
 from wsgi_bridge.http1 import (
     CHUNK_LINE_LIMIT,
@@ -128,6 +128,25 @@ def test_http10_without_host_gets_the_local_port(kind: str) -> None:
         data, _ = exchange(server, b"GET /x HTTP/1.0\r\nHost: example.com:8080\r\n\r\n")
         env = environ_of(split_response(data)[1])
         assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.com", "8080")
+
+
+def test_http10_without_host_over_ipv6_gets_the_bracketed_local_address() -> None:
+    """Over IPv6, ``SERVER_NAME`` is the local address in brackets (``[::1]``), so
+    PEP 3333 URL reconstruction gives a valid URL; ``SERVER_PORT`` the local port."""
+    container = WSGIContainer(echo_path, max_workers=1)
+    application = tornado.web.Application([(r".*", WSGIFallbackHandler, {"fallback": container})])
+    try:
+        with (
+            _tornado_server(application, address="::1") as port,
+            socket.create_connection(("::1", port), timeout=10) as sock,
+        ):
+            sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
+            data, closed = read_until_close(sock, 5)
+    finally:
+        container.close()
+    assert closed and status_of(data) == 200
+    env = environ_of(split_response(data)[1])
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("[::1]", str(port))
 
 
 # ------------------------------------------------------ 3. absolute-form target
@@ -500,6 +519,66 @@ def test_head_write_failing_is_logged_with_its_reason_and_closes(path: str) -> N
     ]
 
 
+def test_set_default_headers_of_a_subclass_defined_at_run_time() -> None:
+    """The override is detected for every subclass, also one defined after import (in
+    an app factory, say): the decision is made per class, when the class is made."""
+
+    class LateBranded(WSGIFallbackHandler):
+        def set_default_headers(self) -> None:
+            self.set_header("Server", "late")
+
+    class LatePlain(WSGIFallbackHandler):
+        pass
+
+    assert LateBranded._has_default_headers is True
+    assert LatePlain._has_default_headers is False
+    with BridgeServer(apps.hello, handler=LateBranded) as server:
+        status, headers, _ = server.request("GET", "/x")
+        assert (status, headers.get_all("Server")) == (200, ["late"])
+    with BridgeServer(apps.hello, handler=LatePlain) as server:
+        status, headers, _ = server.request("GET", "/x")
+        assert status == 200 and "Server" not in headers
+
+
+def test_handler_subclass_sees_its_fallback_and_on_finish_once() -> None:
+    """As with Tornado's ``FallbackHandler``, ``self.fallback`` is the container, and a
+    subclass's ``on_finish`` runs once per request, after the response."""
+    finished: list[Any] = []
+
+    class Finishing(WSGIFallbackHandler):
+        def on_finish(self) -> None:
+            finished.append((self.fallback, self.get_status()))
+
+    with BridgeServer(apps.hello, handler=Finishing) as server:
+        assert server.request("GET", "/x")[0] == 200
+        assert wait_for(lambda: len(finished) == 1)
+        container = server.container
+    assert finished == [(container, 200)]
+
+
+def test_tornados_own_error_before_the_bridge_is_logged_as_sent() -> None:
+    """An error Tornado answers before the handler's ``prepare`` (a route's capture
+    group with invalid UTF-8: 400) gets an access line with Tornado's status and
+    body size, not marked aborted."""
+    container = WSGIContainer(apps.hello, max_workers=1)
+    application = tornado.web.Application(
+        [(r"/legacy/(.*)", WSGIFallbackHandler, {"fallback": container})],
+        log_function=access_log_function,
+    )
+    try:
+        with capture_logs("tornado.access") as logs, _tornado_server(application) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /legacy/%FF HTTP/1.1\r\nHost: t\r\n\r\n")
+                head, _ = read_response_head(sock, 5)
+            assert status_of(head) == 400
+            length = int(header_value(head, "Content-Length") or -1)
+            assert wait_for(lambda: any("/legacy/%FF" in m for m in logs.messages()))
+    finally:
+        container.close()
+    (line,) = [m for m in logs.messages() if "/legacy/%FF" in m]
+    assert line.startswith(f"GET /legacy/%FF 400 {length}B ") and line.endswith(" side=wsgi")
+
+
 def test_fast_mount_default_headers_reach_wsgi_responses_app_headers_win() -> None:
     defaults = {"default_headers": [("Server", "mysrv"), ("X-Frame-Options", "DENY")]}
     with BridgeServer(own_frame_options, "bridge-fast", mount_options=defaults) as server:
@@ -619,12 +698,14 @@ class _NodelayHandler(tornado.web.RequestHandler):
 def _tornado_server(
     application: tornado.web.Application,
     on_loop: Callable[[], None] | None = None,
+    address: str = "127.0.0.1",
     **server_kwargs: Any,
 ) -> Iterator[int]:
     """Serve ``application`` with wsgi_bridge.HTTPServer on a thread; yields the port.
 
     :param on_loop: called on the server's loop thread before serving.
     :param server_kwargs: ``HTTPServer`` arguments (``chunk_size``, ``max_body_size``...).
+    :param address: the address to listen on (``"::1"`` for IPv6).
     """
     started = threading.Event()
     state: dict[str, Any] = {}
@@ -632,7 +713,7 @@ def _tornado_server(
     async def main() -> None:
         if on_loop is not None:
             on_loop()
-        sockets = bind_sockets(0, "127.0.0.1")
+        sockets = bind_sockets(0, address)
         state["port"] = sockets[0].getsockname()[1]
         server = HTTPServer(application, **server_kwargs)
         server.add_sockets(sockets)

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextvars
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -18,10 +19,11 @@ import pytest
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH, MOUNTS
 from wsgi_bridge import CLIENT_DISCONNECTED_KEY, WSGIContainer
-from wsgi_bridge.access_log import ACCESS_FIELDS
-from wsgi_bridge.compat import request_read_finished, server_connections
+from wsgi_bridge.access_log import ACCESS_FIELDS, access_log_function
+from wsgi_bridge.compat import executor_max_workers, request_read_finished, server_connections
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.errors import ClientDisconnected, RequestBodyTooLarge
+from wsgi_bridge.mount import ROUTE_ENVIRON_KEY
 from wsgi_bridge.pump import ResponsePump
 from wsgi_bridge.request_id import current_request_id
 from wsgi_bridge.testing import (
@@ -519,6 +521,106 @@ def test_a_whole_body_over_max_body_size_is_413_and_closes_the_connection(kind: 
     assert closed and called == []
 
 
+@pytest.mark.parametrize("kind", ["bridge-plain", "bridge-server"])
+def test_read_body_over_max_body_size_is_413_without_a_streaming_mount(kind: str) -> None:
+    """Under Tornado's ``FallbackHandler`` or as ``HTTPServer(container)`` Tornado reads
+    the body first; the container then still applies ``max_body_size``: one byte over
+    gets ``413 Request Entity Too Large`` and ``Connection: close`` without the app,
+    exactly ``max_body_size`` (and no body at all) reaches the app."""
+    bodies: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        bodies.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with BridgeServer(app, kind, max_body_size=3) as server:
+        with server.raw() as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd")
+            data, closed = read_until_close(sock, 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+        assert header_value(head, "Connection") == "close" and closed
+        assert body == b"Request Entity Too Large\n" and bodies == []
+        assert server.request("POST", "/x", body=b"abc")[::2] == (200, b"ok")
+        assert server.request("GET", "/x")[::2] == (200, b"ok")
+    assert bodies == [b"abc", b""]
+
+
+def echo_body(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answer with the request body the app read from ``wsgi.input``."""
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+@MOUNTS
+def test_a_one_byte_upload_reaches_the_app(kind: str) -> None:
+    """``Content-Length: 1`` is a body (the smallest one): its byte reaches ``wsgi.input``."""
+    with BridgeServer(echo_body, kind) as server:
+        assert server.request("POST", "/x", body=b"!")[::2] == (200, b"!")
+
+
+@MOUNTS
+def test_max_body_size_zero_refuses_bodies_only(kind: str) -> None:
+    """With ``max_body_size=0`` requests without a body (none, ``Content-Length: 0``)
+    are served, one byte gets 413, and an invalid ``Content-Length`` still gets
+    Tornado's own 400 (the bridge takes it for no body, never for one too large)."""
+    with BridgeServer(echo_body, kind, max_body_size=0) as server:
+        assert server.request("GET", "/x")[::2] == (200, b"")
+        assert server.request("POST", "/x", body=b"")[::2] == (200, b"")
+        assert server.request("POST", "/x", body=b"!")[0] == 413
+        with server.raw() as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: nope\r\n\r\n")
+            data, closed = read_until_close(sock, 5)
+        assert closed and data.startswith(b"HTTP/1.1 400 ")
+        assert server.request("GET", "/x")[::2] == (200, b"")
+
+
+@MOUNTS
+def test_bridge_404_outside_script_name_keeps_the_connection(kind: str) -> None:
+    """A request without a body that the bridge answers itself (404 outside
+    ``script_name``) is answered after Tornado read it whole, so the keep-alive
+    connection stays open for the next request."""
+    with BridgeServer(apps.hello, kind, script_name="/app") as server, server.raw() as sock:
+        raw_get(sock, "/elsewhere")
+        head, body = read_response_head(sock, 5)
+        assert head.startswith(b"HTTP/1.1 404 Not Found\r\n")
+        assert header_value(head, "Connection") is None
+        while len(body) < int(header_value(head, "Content-Length") or 0):
+            body += sock.recv(65536)
+        raw_get(sock, "/app/x")
+        head, _ = read_response_head(sock, 5)
+        assert status_of(head) == 200
+
+
+@MOUNTS
+def test_bridge_max_body_size_replaces_the_servers_limit(kind: str) -> None:
+    """For bridge requests the connection's limit is raised to ``2 * max_body_size + 1``
+    (docs: "Interplay with HTTPServer(max_body_size=...)"): a body above the server's
+    limit but within the bridge's is served, a chunk of exactly ``2 * max_body_size + 1``
+    bytes still gets the bridge's 413, one byte more Tornado's own 400."""
+
+    def chunked(size: int) -> bytes:
+        return (
+            b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{size:x}\r\n".encode()
+            + b"y" * size
+            + b"\r\n0\r\n\r\n"
+        )
+
+    with BridgeServer(
+        echo_body, kind, max_body_size=100, server_kwargs={"max_body_size": 10}
+    ) as server:
+        assert server.request("POST", "/x", body=b"x" * 100)[::2] == (200, b"x" * 100)
+        assert server.request("POST", "/x", body=b"x" * 101)[0] == 413
+        for size, status in ((201, 413), (202, 400)):
+            with server.raw() as sock, capture_logs("wsgi_bridge"):
+                sock.sendall(chunked(size))
+                data, closed = read_until_close(sock, 5)
+            assert closed and status_of(data) == status, (size, data[:40])
+
+
 @MOUNTS
 def test_chunked_upload_outgrowing_max_body_size_is_stopped(kind: str) -> None:
     read_error: list[BaseException] = []
@@ -773,6 +875,50 @@ def test_worker_count_comes_from_the_caller_then_the_executor() -> None:
         sized.close()
     with pytest.raises(ValueError, match="max_workers"):
         WSGIContainer(apps.hello, max_workers=0)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(None, 5), (1, 5), (8, 12), (28, 32), (64, 32)])
+def test_default_worker_count_is_thread_pool_executors_rule(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, threads: int
+) -> None:
+    """``default_worker_count()`` = ``min(32, cpu + 4)``, one CPU when unknown: for any
+    CPU count the same as ``ThreadPoolExecutor``'s own default, and the size of the
+    container's own pool."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: cpus, raising=False)  # 3.13+
+    assert default_worker_count() == threads
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        assert executor_max_workers(pool) == threads
+    own = WSGIContainer(apps.hello)
+    try:
+        assert own.max_workers == threads
+    finally:
+        own.close()
+
+
+def test_close_waits_for_its_own_pool_and_leaves_a_callers_alone() -> None:
+    """``close()`` shuts the container's own executor down and returns only once the
+    job running on it has ended; a caller's executor keeps working."""
+    own = WSGIContainer(apps.hello, max_workers=1)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def job() -> None:
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    own.executor.submit(job)
+    assert started.wait(5)
+    releaser = threading.Timer(0.2, release.set)  # close() must wait this long at least
+    releaser.start()
+    own.close()
+    assert finished.is_set(), "close() returned while the pool's job still ran"
+    releaser.join()
+    with pytest.raises(RuntimeError):
+        own.executor.submit(job)
+    with concurrent.futures.ThreadPoolExecutor(1) as shared:
+        WSGIContainer(apps.hello, shared).close()
+        assert shared.submit(lambda: 7).result(5) == 7
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333
@@ -1155,6 +1301,49 @@ def test_drain_waits_for_in_flight_and_rejects_new(kind: str, tracker: apps.Trac
             conn.close()
 
 
+@MOUNTS
+def test_drain_waits_for_the_last_request_not_just_one(kind: str) -> None:
+    """``drain()`` returns True only once *no* request is in flight: with two running,
+    the end of the first does not end the wait."""
+    gates = {"/a": threading.Event(), "/b": threading.Event()}
+    running = threading.Semaphore(0)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        running.release()
+        assert gates[environ["PATH_INFO"]].wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with (
+        BridgeServer(app, kind, workers=2) as server,
+        server.raw() as first,
+        server.raw() as second,
+    ):
+        raw_get(first, "/a")
+        raw_get(second, "/b")
+        assert running.acquire(timeout=5) and running.acquire(timeout=5)
+        result: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(server.call(lambda: server.container.drain(10)))
+        )
+        waiter.start()
+        # drain() marks the container draining and registers its wait in one step.
+        assert wait_for(lambda: server.call(lambda: server.container.is_draining()))
+        with server.raw() as late:  # a new request while draining: refused, closed
+            raw_get(late, "/late")
+            refused, closed = read_until_close(late, 5)
+        assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and closed
+        gates["/a"].set()
+        assert status_of(read_response_head(first, 5)[0]) == 200
+        assert wait_for(lambda: server.call(lambda: server.container.in_flight) == 1)
+        waiter.join(0.5)
+        assert waiter.is_alive() and result == [], "drain() returned with /b in flight"
+        gates["/b"].set()
+        assert status_of(read_response_head(second, 5)[0]) == 200
+        waiter.join(10)
+        assert result == [True]
+
+
 # --------------------------------------------------------------------- 11. access log
 @MOUNTS
 def test_access_log_after_response_with_real_status(kind: str) -> None:
@@ -1183,6 +1372,26 @@ def test_access_log_after_response_with_real_status(kind: str) -> None:
         assert wait_for(lambda: any("side=native" in m for m in logs.messages()))
         (native,) = [m for m in logs.messages() if "side=native" in m]
         assert native.startswith("GET /native 200 6B ")
+
+
+#: A context variable a view sets (as Flask extensions do), for the leak test below.
+_VIEW_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("view_var", default=None)
+
+
+@BOTH
+def test_context_a_view_sets_is_gone_for_the_next_request_on_its_thread(kind: str) -> None:
+    """Each request's job runs in a copy of the IOLoop's context: a context variable a
+    view sets does not reach the next request served by the same (only) worker thread."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen = _VIEW_VAR.get()
+        _VIEW_VAR.set(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(seen).encode()]
+
+    with BridgeServer(app, kind, workers=1) as server:
+        assert server.request("GET", "/first")[::2] == (200, b"None")
+        assert server.request("GET", "/second")[::2] == (200, b"None")
 
 
 @BOTH
@@ -1255,6 +1464,87 @@ def test_access_log_marks_a_response_the_client_left_as_aborted(kind: str) -> No
         assert wait_for(lambda: any("/gone" in m for m in logs.messages()))
         (line,) = [m for m in logs.messages() if "/gone" in m]
         assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+@pytest.mark.parametrize("kind", ["bridge-plain", "bridge-server"])
+def test_container_access_line_marks_aborted_response_without_a_streaming_mount(
+    kind: str,
+) -> None:
+    """Under Tornado's ``FallbackHandler`` or as ``HTTPServer(container)`` the container
+    writes its own access line (``side=wsgi``): the status sent and the ``aborted``
+    marker for a response the application broke after its headers."""
+    with (
+        BridgeServer(apps.yield_then_raise, kind) as server,
+        capture_logs("tornado.access") as logs,
+    ):
+        with capture_logs("wsgi_bridge"), server.raw() as sock:
+            raw_get(sock, "/abort")
+            read_until_close(sock, 5)
+
+        def ours() -> list[str]:
+            return [m for m in logs.messages() if "/abort" in m and "side=wsgi" in m]
+
+        assert wait_for(lambda: bool(ours()))
+        (line,) = ours()
+        assert " 200 " in line and line.endswith("side=wsgi aborted")
+
+
+@BOTH
+def test_access_line_says_499_when_the_client_left_before_any_status(kind: str) -> None:
+    """A client that leaves before the response started gets an access line with 499
+    (nginx's "client closed request") and the ``aborted`` marker."""
+    started = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        started.set()
+        assert environ[CLIENT_DISCONNECTED_KEY].wait(10)
+        start_response("200 OK", [])
+        return [b"nobody listens"]
+
+    with BridgeServer(app, kind) as server, capture_logs("tornado.access") as logs:
+        with server.raw() as sock:
+            raw_get(sock, "/gone")
+            assert started.wait(5)
+
+        def ours() -> list[str]:
+            return [m for m in logs.messages() if "/gone" in m and "side=wsgi" in m]
+
+        assert wait_for(lambda: bool(ours()))
+        (line,) = ours()
+        assert line.startswith("GET /gone 499 ") and line.endswith(" aborted")
+
+
+def test_fast_mount_log_function_gets_its_side_and_the_apps_route() -> None:
+    """``WSGIFallback(side=..., log_function=...)``: the record carries the mount's side
+    and the route pattern the app put in ``environ["wsgi_bridge.route"]``; the default
+    access line then names that side."""
+    records: list[Any] = []
+
+    def log_function(record: Any) -> None:
+        records.append(record)
+        access_log_function(record)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ[ROUTE_ENVIRON_KEY] = "/items/<int:item_id>"
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    options = {"side": "flask", "log_function": log_function}
+    with (
+        BridgeServer(app, "bridge-fast", mount_options=options) as server,
+        capture_logs("tornado.access") as logs,
+    ):
+        assert server.request("GET", "/items/7")[::2] == (200, b"ok")
+        assert wait_for(lambda: len(records) == 1)
+        (record,) = records
+        assert (record.access_log_side, record.route, record.get_status()) == (
+            "flask",
+            "/items/<int:item_id>",
+            200,
+        )
+        assert wait_for(lambda: any("/items/7" in m for m in logs.messages()))
+        (line,) = [m for m in logs.messages() if "/items/7" in m]
+        assert line.startswith("GET /items/7 200 2B ") and line.endswith(" side=flask")
 
 
 # ------------------------------------------- 3. fast path for Werkzeug-style bodies

@@ -7,15 +7,20 @@ import io
 import logging
 import os
 import re
+import socket
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tornado.web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-from wsgi_bridge import access_log_function, ensure_request_id
+from wsgi_bridge import WSGIFallbackHandler, access_log_function, ensure_request_id
+from wsgi_bridge.access_log import log_access
 from wsgi_bridge.environ import (
     DEFAULT_SERVER_SOFTWARE,
     NotMounted,
@@ -29,6 +34,7 @@ from wsgi_bridge.framing import http_date, plan_response
 from wsgi_bridge.headers import parse_status, validate_headers
 from wsgi_bridge.http1 import split_absolute_form
 from wsgi_bridge.input import StreamingInput
+from wsgi_bridge.mount import ROUTE_ENVIRON_KEY, AccessRecord, WSGIFallback
 from wsgi_bridge.proxy import TrustedProxies, resolve_forwarded
 from wsgi_bridge.request_id import REQUEST_ID_ATTR, is_valid_request_id
 from wsgi_bridge.testing import wait_for
@@ -106,6 +112,24 @@ def test_environ_chunked_has_no_content_length() -> None:
     assert env["wsgi.input_terminated"] is True
 
 
+def test_environ_content_length_dropped_only_for_chunked_transfer_encoding() -> None:
+    """``Transfer-Encoding: chunked`` voids ``Content-Length``; the word elsewhere does not."""
+    chunked = [("Host", "h"), ("Transfer-Encoding", "chunked"), ("Content-Length", "5")]
+    assert "CONTENT_LENGTH" not in environ_for(make_request(method="POST", headers=chunked))
+    noted = [("Host", "h"), ("X-Note", "chunked"), ("Content-Length", "5")]
+    assert environ_for(make_request(method="POST", headers=noted))["CONTENT_LENGTH"] == "5"
+
+
+def test_environ_input_and_errors_are_the_given_streams() -> None:
+    """``wsgi.input`` is the given object; ``wsgi.errors`` the given stream, else stderr."""
+    body, errors = io.BytesIO(b"x"), io.StringIO()
+    env = build_environ(make_request(), wsgi_input=body, request_id="r", errors=errors)
+    assert env["wsgi.input"] is body and env["wsgi.errors"] is errors
+    assert build_environ(make_request(), wsgi_input=body, request_id="r")["wsgi.errors"] is (
+        sys.stderr
+    )
+
+
 def test_environ_repeated_headers_and_cookie_join() -> None:
     env = environ_for(
         make_request(
@@ -168,6 +192,17 @@ def test_split_host_forms() -> None:
     assert split_host("example.com:81", "80") == ("example.com", "81")
     assert split_host("[::1]:8443", "443") == ("[::1]", "8443")
     assert split_host("[::1]", "443") == ("[::1]", "443")
+    # Bracketed (IPv6) forms: a port only when all digits after "]:", else the default.
+    assert split_host("[::1]:8", "443") == ("[::1]", "8")
+    assert split_host("[::1]:", "443") == ("[::1]", "443")
+    assert split_host("[::1]:x", "443") == ("[::1]", "443")
+    assert split_host("[::1]:8:9", "443") == ("[::1]", "443")
+    assert split_host("[::1]:]", "443") == ("[::1]", "443")  # the literal ends at its "]"
+    # Otherwise the port follows the last ":", all digits, after a non-empty name;
+    # anything else stays whole, with the default port.
+    assert split_host("a:b:81", "80") == ("a:b", "81")
+    assert split_host("example.com:x", "80") == ("example.com:x", "80")
+    assert split_host(":81", "80") == (":81", "80")
 
 
 # --------------------------------------------------------------------------- proxy
@@ -536,7 +571,16 @@ class _FakeHandler:
 
 
 @pytest.mark.parametrize(
-    ("status", "level"), [(200, logging.INFO), (404, logging.WARNING), (502, logging.ERROR)]
+    ("status", "level"),
+    [
+        (200, logging.INFO),
+        (399, logging.INFO),
+        (400, logging.WARNING),
+        (404, logging.WARNING),
+        (499, logging.WARNING),
+        (500, logging.ERROR),
+        (502, logging.ERROR),
+    ],
 )
 def test_access_log_levels_and_format(
     status: int, level: int, caplog: pytest.LogCaptureFixture
@@ -550,6 +594,30 @@ def test_access_log_levels_and_format(
     assert message.endswith("id=r1 side=native")
 
 
+def test_access_log_duration_is_milliseconds_since_arrival(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``duration_ms`` is milliseconds from the request's arrival, rounded to 3 decimals
+    in the structured field and to 2 in the line."""
+    handler: Any = _FakeHandler(200)
+    handler.request._start_time = 100.0
+    handler.request._finish_time = 100.0123456
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        access_log_function(handler)
+    (record,) = caplog.records
+    assert record.duration_ms == 12.346  # type: ignore[attr-defined]
+    assert " 12.35ms " in record.getMessage()
+
+
+def test_log_access_is_not_aborted_unless_told(caplog: pytest.LogCaptureFixture) -> None:
+    """``log_access(request, status, bytes, side)``: no ``aborted`` marker by default."""
+    with caplog.at_level(logging.DEBUG, logger="tornado.access"):
+        log_access(make_request("/p"), 200, 5, "native")
+    (record,) = caplog.records
+    assert record.aborted is False  # type: ignore[attr-defined]
+    assert record.getMessage().endswith(" side=native")
+
+
 def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFixture) -> None:
     handler = _FakeHandler(200, bytes_sent=7, access_log_side="wsgi", response_aborted=True)
     handler._headers = HTTPHeaders()
@@ -559,6 +627,39 @@ def test_access_log_wsgi_side_bytes_and_abort_marker(caplog: pytest.LogCaptureFi
     first, second = (r.getMessage() for r in caplog.records)
     assert " 200 7B " in first and first.endswith("side=wsgi aborted")
     assert " 200 - " in second
+
+
+def test_access_record_defaults_status_and_route() -> None:
+    """What a fast-mount ``log_function`` gets: side ``"wsgi"`` unless given, the status
+    sent or 499 when none was, and the app's route pattern only when it is a str."""
+    request = make_request("/items/7")
+
+    def finished(status: int | None, environ: dict[str, Any]) -> Any:
+        return SimpleNamespace(environ=environ, status_code=status, bytes_sent=3, aborted=False)
+
+    record = AccessRecord(request, finished(None, {}))
+    assert (record.access_log_side, record.get_status(), record.route) == ("wsgi", 499, None)
+    assert (record.request, record.bytes_sent, record.response_aborted) == (request, 3, False)
+    record = AccessRecord(request, finished(201, {ROUTE_ENVIRON_KEY: "/items/<id>"}), "flask")
+    assert (record.access_log_side, record.get_status(), record.route) == (
+        "flask",
+        201,
+        "/items/<id>",
+    )
+    assert AccessRecord(request, finished(200, {ROUTE_ENVIRON_KEY: 7})).route is None
+
+
+def test_mounts_need_a_bridge_container() -> None:
+    """Both mounts refuse anything but a ``wsgi_bridge.WSGIContainer`` (say Tornado's
+    own ``tornado.wsgi.WSGIContainer``) with a TypeError saying what they need."""
+    with pytest.raises(TypeError) as raised:
+        WSGIFallback(object())  # type: ignore[arg-type]
+    assert str(raised.value) == "WSGIFallback needs a wsgi_bridge.WSGIContainer"
+    request = make_request()
+    request.connection = SimpleNamespace(set_close_callback=lambda callback: None)  # type: ignore[assignment]
+    with pytest.raises(TypeError) as raised:
+        WSGIFallbackHandler(tornado.web.Application(), request, fallback=object())
+    assert str(raised.value) == "WSGIFallbackHandler needs a wsgi_bridge.WSGIContainer fallback"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -652,8 +753,48 @@ def test_environ_server_software_default_and_given() -> None:
     assert environ_for(make_request(), server_software="svc/2")["SERVER_SOFTWARE"] == "svc/2"
 
 
+def test_environ_server_port_defaults_to_the_schemes_port() -> None:
+    """A ``Host`` without a port gives ``SERVER_PORT`` 443 over https, 80 over http."""
+    for protocol, port in (("https", "443"), ("http", "80")):
+        env = environ_for(make_request(headers=[("Host", "example.test")], protocol=protocol))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.test", port)
+
+
 def test_environ_without_host_and_without_socket_falls_back() -> None:
     env = environ_for(make_request(headers=[("Accept", "*/*")], version="HTTP/1.0"))
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+
+
+def request_on(sock: socket.socket) -> HTTPServerRequest:
+    """An HTTP/1.0 request without ``Host`` whose connection's stream is ``sock``."""
+    hdrs = HTTPHeaders()
+    hdrs.add("Accept", "*/*")
+    context = SimpleNamespace(address=("10.1.2.3", 54321), remote_ip="10.1.2.3", protocol="http")
+    connection: Any = SimpleNamespace(context=context, stream=SimpleNamespace(socket=sock))
+    return HTTPServerRequest(
+        start_line=RequestStartLine("GET", "/", "HTTP/1.0"), headers=hdrs, connection=connection
+    )
+
+
+def test_environ_without_host_gets_the_local_address_of_the_socket(tmp_path: Path) -> None:
+    """No ``Host``: ``SERVER_NAME``/``SERVER_PORT`` are the socket's local end, an IPv6
+    address in brackets (URL form); a socket without an IP address (Unix) or one that
+    cannot say (closed) gives ``request.host`` and the scheme's port."""
+    with socket.socket() as v4:
+        v4.bind(("127.0.0.1", 0))
+        env = environ_for(request_on(v4))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", str(v4.getsockname()[1]))
+    with socket.socket(socket.AF_INET6) as v6:
+        v6.bind(("::1", 0))
+        env = environ_for(request_on(v6))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("[::1]", str(v6.getsockname()[1]))
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(tmp_path / "s"))
+        env = environ_for(request_on(unix))
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+    closed = socket.socket()
+    closed.close()
+    env = environ_for(request_on(closed))
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
 
 
