@@ -49,16 +49,26 @@ def split_script_name(path_info: str, script_name: str) -> tuple[str, str]:
 
 
 def split_host(host: str, default_port: str) -> tuple[str, str]:
-    """Split a ``Host`` value into ``(name, port)`` strings; handles ``[v6]:port``."""
+    """Split a ``Host`` value into ``(name, port)`` strings; handles ``[v6]:port``.
+
+    The port is the all-digit part after the last ``:`` (after the ``]`` of an IPv6
+    literal); an empty port means ``default_port`` (RFC 3986 §3.2.3). Anything else,
+    including an unclosed ``[``, stays whole as the name, with ``default_port``.
+
+    :param host: the ``Host`` (or trusted ``X-Forwarded-Host``) value.
+    :param default_port: ``"80"`` or ``"443"``, by the request's scheme.
+    :returns: ``(name, port)``, e.g. ``("[::1]", "8443")``.
+    """
     if host.startswith("["):
         end = host.find("]")
-        if end != -1:
-            rest = host[end + 1 :]
-            port = rest[1:] if rest.startswith(":") and rest[1:].isdigit() else default_port
-            return host[: end + 1], port
+        if end == -1:
+            return host, default_port
+        rest = host[end + 1 :]
+        port = rest[1:] if rest.startswith(":") and rest[1:].isdigit() else default_port
+        return host[: end + 1], port
     name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and name:
-        return name, port
+    if sep and name and (port.isdigit() or not port):
+        return name, port or default_port
     return host, default_port
 
 

@@ -198,9 +198,14 @@ def test_split_host_forms() -> None:
     assert split_host("[::1]:x", "443") == ("[::1]", "443")
     assert split_host("[::1]:8:9", "443") == ("[::1]", "443")
     assert split_host("[::1]:]", "443") == ("[::1]", "443")  # the literal ends at its "]"
-    # Otherwise the port follows the last ":", all digits, after a non-empty name;
-    # anything else stays whole, with the default port.
+    # An unclosed "[" is no IPv6 literal and has no port: it stays whole.
+    assert split_host("[::1", "443") == ("[::1", "443")
+    assert split_host("[::1:8443", "443") == ("[::1:8443", "443")
+    # Otherwise the port follows the last ":", all digits, after a non-empty name; an
+    # empty port is the default (RFC 3986 section 3.2.3); anything else stays whole,
+    # with the default port.
     assert split_host("a:b:81", "80") == ("a:b", "81")
+    assert split_host("example.com:", "80") == ("example.com", "80")
     assert split_host("example.com:x", "80") == ("example.com:x", "80")
     assert split_host(":81", "80") == (":81", "80")
 
