@@ -201,6 +201,20 @@ def gated(gate: threading.Event, running: list[int] | None = None) -> Any:
     return app
 
 
+def running_blocks_on(gate: threading.Event, paths: list[str]) -> Any:
+    """An app recording each ``PATH_INFO`` in ``paths``; ``/running`` waits for ``gate``
+    (up to 30 s), so it holds the only worker while others queue."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        paths.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/running":
+            gate.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
 def test_burst_beyond_the_old_count_limit_is_served_completely_in_waves() -> None:
     """128 requests at once on 16 threads: the old limit (16 + 4 x 16) refused 48."""
     gate = threading.Event()
@@ -269,13 +283,7 @@ def test_backlog_admitted_during_the_interval_is_refused_when_it_reaches_a_threa
     waited."""
     gate = threading.Event()
     paths: list[str] = []
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        paths.append(environ["PATH_INFO"])
-        if environ["PATH_INFO"] == "/running":
-            gate.wait(30)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
+    app = running_blocks_on(gate, paths)
 
     # target 0.2 s, interval 2 s: "/probation" must arrive while "/good" has waited
     # between 0.2 and 2.2 s (a wide window), and start after it outwaited 2.2 s.
@@ -337,13 +345,7 @@ def test_a_request_on_probation_is_judged_by_its_own_queueing_delay(
     monkeypatch.setattr(QueueDelayController, "late", late)
     gate = threading.Event()
     paths: list[str] = []
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        paths.append(environ["PATH_INFO"])
-        if environ["PATH_INFO"] == "/running":
-            gate.wait(30)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
+    app = running_blocks_on(gate, paths)
 
     # target 0.05 s, interval 60 s: "/probation" arrives above target, nobody is shed.
     with BridgeServer(app, workers=1, queue_target=0.05, queue_interval=60.0) as server:
