@@ -378,19 +378,28 @@ def test_observers_see_every_chunk_of_a_chunked_body_the_pump_frames() -> None:
 
     ObservedHandler.recorders.clear()
     with BridgeServer(app, handler=ObservedHandler) as server, server.raw() as sock:
-        sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n")
-        head, body = read_response_head(sock)
-        assert header_value(head, "Transfer-Encoding") == "chunked"
-        while b"one," not in body:
-            body += sock.recv(65536)  # the head and the first chunk went out ...
-        proceed.set()  # ... before the app yields the others
-        while not body.endswith(b"0\r\n\r\n"):
-            more = sock.recv(65536)
-            assert more, "closed before the last chunk"
-            body += more
+        body = get_chunked_in_steps(sock, proceed)
+        assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
         (recorder,) = ObservedHandler.recorders
         assert wait_for(lambda: recorder.finished)
     assert b"".join(recorder.chunks) == b"one,two,three"
+
+
+def get_chunked_in_steps(sock: socket.socket, proceed: threading.Event) -> bytes:
+    """GET ``/s`` on ``sock`` from an app that yields ``one,`` then waits for ``proceed``:
+    check the head says chunked and the first chunk arrives before ``proceed`` is set;
+    return the raw chunked body through its last chunk."""
+    sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n")
+    head, body = read_response_head(sock)
+    assert header_value(head, "Transfer-Encoding") == "chunked"
+    while b"one," not in body:
+        body += sock.recv(65536)  # the head and the first chunk went out ...
+    proceed.set()  # ... before the app yields the others
+    while not body.endswith(b"0\r\n\r\n"):
+        more = sock.recv(65536)
+        assert more, "closed before the last chunk"
+        body += more
+    return body
 
 
 def test_chunked_stream_under_tornados_own_httpserver(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,16 +418,7 @@ def test_chunked_stream_under_tornados_own_httpserver(monkeypatch: pytest.Monkey
     monkeypatch.setattr(testing, "HTTPServer", tornado.httpserver.HTTPServer)
     with BridgeServer(app, kind="bridge-server") as server, server.raw() as sock:
         assert type(server.http_server).__module__ == "tornado.httpserver"
-        sock.sendall(b"GET /s HTTP/1.1\r\nHost: t\r\n\r\n")
-        head, body = read_response_head(sock)
-        assert header_value(head, "Transfer-Encoding") == "chunked"
-        while b"one," not in body:
-            body += sock.recv(65536)  # the head and the first chunk went out ...
-        proceed.set()  # ... before the app yields the others
-        while not body.endswith(b"0\r\n\r\n"):
-            more = sock.recv(65536)
-            assert more, "closed before the last chunk"
-            body += more
+        body = get_chunked_in_steps(sock, proceed)
     assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
 
 
