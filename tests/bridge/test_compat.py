@@ -490,6 +490,11 @@ def test_response_pending_is_false_for_a_connection_without_the_flags(connection
     assert compat.response_pending(connection) is False
 
 
+def test_request_read_finished_is_true_for_a_connection_without_the_flag() -> None:
+    """Without ``_read_finished`` the request counts as read: no forced close."""
+    assert compat.request_read_finished(object()) is True
+
+
 def test_body_future_of_a_request_without_one_is_none() -> None:
     """Tornado adds ``_body_future`` only for ``@stream_request_body`` handlers."""
     request = httputil.HTTPServerRequest(

@@ -31,7 +31,7 @@ from tornado.netutil import bind_sockets
 
 from tests.bridge import apps
 from tests.bridge.kinds import BOTH
-from wsgi_bridge import WSGIContainer, WSGIFallbackHandler, access_log_function, testing
+from wsgi_bridge import WSGIContainer, WSGIFallbackHandler, access_log_function, compat, testing
 from wsgi_bridge.compat import server_connections, unread
 from wsgi_bridge.http1 import (
     CHUNK_LINE_LIMIT,
@@ -897,6 +897,52 @@ def test_stop_serves_the_connections_waiting_to_be_accepted(path: str) -> None:
             head = data.partition(b"\r\n\r\n")[0]
             assert head and status_of(head) == 200, data
             assert header_value(head, "Connection") == "close" and closed
+
+
+def peer_and_scheme(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """``REMOTE_ADDR`` and ``wsgi.url_scheme``, as ``addr scheme``."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']}".encode()]
+
+
+def test_accept_pending_counts_the_queued_connections_and_serves_each_with_its_peer() -> None:
+    """``compat.accept_pending`` (what ``stop()`` runs first) returns how many waiting
+    connections it accepted, and serves each as the accept handler would: with its
+    real peer address."""
+    request = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    with BridgeServer(peer_and_scheme) as server:
+        assert server.http_server is not None
+        http_server = server.http_server
+
+        def queue_then_accept() -> tuple[list[socket.socket], int]:
+            # On the IOLoop thread: the loop cannot accept these itself meanwhile.
+            clients = []
+            for _ in range(2):
+                client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                client.sendall(request)
+                clients.append(client)
+            return clients, compat.accept_pending(http_server)
+
+        clients, accepted = server.call(queue_then_accept)
+        with contextlib.ExitStack() as stack:
+            for client in clients:
+                stack.enter_context(client)
+            assert accepted == 2
+            for client in clients:
+                data, closed = read_until_close(client)
+                head, _, body = data.partition(b"\r\n\r\n")
+                assert status_of(head) == 200 and closed
+                assert body == b"127.0.0.1 http"
+
+
+def test_protocol_xheaders_and_trusted_downstream_of_the_server_reach_the_request() -> None:
+    """``HTTPServer(protocol=..., xheaders=True, trusted_downstream=[...])`` work as in
+    Tornado: the scheme is the given protocol, and ``X-Forwarded-For`` is read past
+    the trusted downstream proxy."""
+    options = {"protocol": "https", "xheaders": True, "trusted_downstream": ["10.9.9.9"]}
+    with BridgeServer(peer_and_scheme, server_kwargs=options) as server:
+        headers = {"X-Forwarded-For": "10.1.1.1, 10.9.9.9"}
+        assert server.request("GET", "/x", headers=headers)[::2] == (200, b"10.1.1.1 https")
 
 
 # ------------------------------------------------ close_connections: arrived requests are served

@@ -23,6 +23,7 @@ from wsgi_bridge.access_log import ACCESS_FIELDS, access_log_function
 from wsgi_bridge.compat import executor_max_workers, request_read_finished, server_connections
 from wsgi_bridge.container import DEFAULT_QUEUE_PER_WORKER, default_worker_count
 from wsgi_bridge.errors import ClientDisconnected, RequestBodyTooLarge
+from wsgi_bridge.exchange import Exchange
 from wsgi_bridge.mount import ROUTE_ENVIRON_KEY
 from wsgi_bridge.pump import ResponsePump
 from wsgi_bridge.request_id import current_request_id
@@ -1512,6 +1513,61 @@ def test_access_line_says_499_when_the_client_left_before_any_status(kind: str) 
         assert wait_for(lambda: bool(ours()))
         (line,) = ours()
         assert line.startswith("GET /gone 499 ") and line.endswith(" aborted")
+
+
+@BOTH
+def test_exchange_reports_nothing_sent_then_resolves_done_once_complete(kind: str) -> None:
+    """While the application runs, the exchange says status 0, no bytes, not aborted,
+    and ``done`` taken then is pending; it resolves once the exchange is complete.  An
+    exchange's ``done`` first taken after it completed is resolved already."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            started.set()
+            assert release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"body"]
+
+    exchanges: dict[str, Exchange] = {}
+
+    with BridgeServer(app, kind) as server:
+        container: WSGIContainer = server.container
+        start = container.start
+
+        def recording_start(request: Any, *args: Any, **kwargs: Any) -> Exchange | None:
+            exchange = start(request, *args, **kwargs)
+            if exchange is not None:
+                exchanges[request.path] = exchange
+            return exchange
+
+        def record() -> None:
+            container.start = recording_start  # type: ignore[method-assign]
+
+        server.call(record)
+        with server.raw() as sock:
+            raw_get(sock, "/slow")
+            assert started.wait(5)
+            slow = exchanges["/slow"]
+            assert server.call(lambda: (slow.status_code, slow.bytes_sent, slow.aborted)) == (
+                0,
+                0,
+                False,
+            )
+            done = server.call(lambda: slow.done)
+            assert not done.done()
+            release.set()
+            assert status_of(read_response_head(sock, 5)[0]) == 200
+            assert wait_for(lambda: server.call(done.done))
+            assert server.call(lambda: (slow.status_code, slow.bytes_sent, slow.aborted)) == (
+                200,
+                4,
+                False,
+            )
+        assert server.request("GET", "/quick")[::2] == (200, b"body")
+        assert wait_for(lambda: server.call(lambda: container.in_flight) == 0)
+        assert server.call(lambda: exchanges["/quick"].done.done())
 
 
 def test_fast_mount_log_function_gets_its_side_and_the_apps_route() -> None:
