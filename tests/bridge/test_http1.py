@@ -24,6 +24,7 @@ import tornado
 import tornado.httpserver
 import tornado.httputil
 import tornado.web
+import tornado.websocket
 from tornado.concurrent import Future
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
@@ -869,6 +870,35 @@ def test_while_draining_each_response_closes_its_keep_alive_connection(path: str
         assert status_of(head) == 200
         assert header_value(head, "Connection") == "close"
         assert closed  # the server closed it after the response
+
+
+class _EchoSocket(tornado.websocket.WebSocketHandler):
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+def test_while_draining_a_101_upgrade_keeps_its_connection() -> None:
+    """Draining closes each connection after its response, except after ``101
+    Switching Protocols``: the upgraded connection (a WebSocket) is no longer HTTP
+    and stays open."""
+
+    async def scenario() -> str | bytes | None:
+        sockets = bind_sockets(0, "127.0.0.1")
+        port = sockets[0].getsockname()[1]
+        server = HTTPServer(tornado.web.Application([(r"/ws", _EchoSocket)]))
+        server.add_sockets(sockets)
+        server.start_draining()
+        try:
+            ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            await ws.write_message("ping")
+            reply = await asyncio.wait_for(ws.read_message(), 5)
+            ws.close()
+            return reply
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    assert asyncio.run(scenario()) == "ping"
 
 
 # ------------------------------------------------------ stop(): the listen queue is served
