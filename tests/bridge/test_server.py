@@ -459,6 +459,22 @@ def test_body_of_up_to_request_buffer_size_is_read_before_the_app(
     assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
 
 
+@pytest.mark.parametrize(("size", "buffered"), [(1, True), (2, False)])
+def test_request_buffer_size_zero_still_buffers_one_byte(size: int, buffered: bool) -> None:
+    """``request_buffer_size=0`` means a pipe of one byte (it cannot be empty): a
+    one-byte body is read whole first, a two-byte body streams."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        wsgi_input = environ["wsgi.input"]
+        data = wsgi_input.read()
+        start_response("200 OK", [])
+        return [f"{type(wsgi_input).__name__} {len(data)}".encode()]
+
+    with BridgeServer(app, request_buffer_size=0) as server:
+        body = server.request("POST", "/", body=b"q" * size)[2]
+    assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
+
+
 @MOUNTS
 def test_early_response_without_reading_upload_does_not_hang(kind: str) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -953,6 +969,15 @@ def test_script_name_loses_only_its_trailing_slashes(given: str, kept: str) -> N
     nothing else is stripped."""
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
         assert WSGIContainer(apps.hello, executor, script_name=given).script_name == kept
+
+
+def test_script_name_without_a_leading_slash_is_refused() -> None:
+    """``script_name`` must be a path: ``"app"`` is a ``ValueError`` that quotes it."""
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as executor,
+        pytest.raises(ValueError, match=r"^script_name must start with '/': 'app'$"),
+    ):
+        WSGIContainer(apps.hello, executor, script_name="app/")
 
 
 def test_container_repr_names_its_app_and_sizes() -> None:
