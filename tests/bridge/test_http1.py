@@ -1594,3 +1594,66 @@ def test_an_uncaught_exception_closes_the_connection_and_is_logged() -> None:
     errors = [r for r in logs.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert str(errors[0].exc_info[1]) == "broken read"
+
+
+@tornado.web.stream_request_body
+class _AnswersFirst(tornado.web.RequestHandler):
+    """Answers ``400`` before reading the request body."""
+
+    def prepare(self) -> None:
+        self.set_status(400)
+        self.finish("early")
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+
+class _CountingDelegate(tornado.httputil.HTTPServerConnectionDelegate):
+    """Counts ``start_request`` calls; ``closed`` is set by ``on_close``."""
+
+    def __init__(self, app: tornado.web.Application) -> None:
+        self.app = app
+        self.started = 0
+        self.closed = asyncio.Event()
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        self.started += 1
+        return self.app.start_request(server_conn, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("ending", ["head timeout", "head refused", "lingering close"])
+def test_a_connection_that_ended_starts_no_further_request(ending: str) -> None:
+    """After a head timeout, a refused (431) head or a lingering close the
+    connection's loop ends: its delegate's ``start_request`` ran once, for the one
+    request (Tornado's contract: once per request that started)."""
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        server_side, client = _tcp_pair()
+        client.setblocking(False)
+        counting = _CountingDelegate(tornado.web.Application([(r"/early", _AnswersFirst)]))
+        params = tornado.http1connection.HTTP1ConnectionParameters(
+            header_timeout=0.05 if ending == "head timeout" else 5, max_header_size=1024
+        )
+        HTTP1ServerConnection(IOStream(server_side), params).start_serving(counting)
+        with client:
+            if ending == "head refused":
+                await loop.sock_sendall(
+                    client, b"GET / HTTP/1.1\r\nX-A: " + b"a" * 2000 + b"\r\n\r\n"
+                )
+            elif ending == "lingering close":
+                head = b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+                await loop.sock_sendall(client, head)
+            while await asyncio.wait_for(loop.sock_recv(client, 65536), 5):
+                pass  # the response, if any, then the server's end of stream
+            if ending == "lingering close":
+                await loop.sock_sendall(client, b"hello")  # the body, after the response
+        await asyncio.wait_for(counting.closed.wait(), 5)
+        return counting.started
+
+    assert asyncio.run(scenario()) == 1
