@@ -1657,3 +1657,32 @@ def test_a_connection_that_ended_starts_no_further_request(ending: str) -> None:
         return counting.started
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_request_loop_only_yields_between_keep_alive_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two requests on a keep-alive connection the request loop yields to the
+    IOLoop (``asyncio.sleep(0)``, as Tornado's loop does) and never waits: a wait
+    there would delay every next request on the connection."""
+    real_sleep = asyncio.sleep
+    delays: list[float] = []
+
+    async def recording_sleep(delay: float, result: Any = None) -> Any:
+        delays.append(delay)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recording_sleep)
+    app = tornado.web.Application([(r"/native", _HelloHandler)])
+
+    async def scenario() -> bytes:
+        server_side, client_side = _tcp_pair()
+        HTTP1ServerConnection(IOStream(server_side)).start_serving(app)
+        client = IOStream(client_side)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = await asyncio.wait_for(client.read_until(b"hello"), 5)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return first + await asyncio.wait_for(client.read_until_close(), 5)
+
+    assert asyncio.run(scenario()).count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert delays and set(delays) == {0}
