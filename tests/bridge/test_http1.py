@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import logging
 import select
 import socket
@@ -21,9 +22,11 @@ from typing import Any, ClassVar
 
 import pytest
 import tornado
+import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.web
+import tornado.websocket
 from tornado.concurrent import Future
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
@@ -37,6 +40,7 @@ from wsgi_bridge.http1 import (
     CHUNK_LINE_LIMIT,
     LINGER_SECONDS,
     HTTP1Connection,
+    HTTP1ServerConnection,
     HTTPServer,
     linger_close,
     observe_response,
@@ -871,6 +875,35 @@ def test_while_draining_each_response_closes_its_keep_alive_connection(path: str
         assert closed  # the server closed it after the response
 
 
+class _EchoSocket(tornado.websocket.WebSocketHandler):
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
+def test_while_draining_a_101_upgrade_keeps_its_connection() -> None:
+    """Draining closes each connection after its response, except after ``101
+    Switching Protocols``: the upgraded connection (a WebSocket) is no longer HTTP
+    and stays open."""
+
+    async def scenario() -> str | bytes | None:
+        sockets = bind_sockets(0, "127.0.0.1")
+        port = sockets[0].getsockname()[1]
+        server = HTTPServer(tornado.web.Application([(r"/ws", _EchoSocket)]))
+        server.add_sockets(sockets)
+        server.start_draining()
+        try:
+            ws = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+            await ws.write_message("ping")
+            reply = await asyncio.wait_for(ws.read_message(), 5)
+            ws.close()
+            return reply
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+    assert asyncio.run(scenario()) == "ping"
+
+
 # ------------------------------------------------------ stop(): the listen queue is served
 @pytest.mark.parametrize("path", ["/native", "/x"], ids=["native", "wsgi"])
 def test_stop_serves_the_connections_waiting_to_be_accepted(path: str) -> None:
@@ -1447,3 +1480,255 @@ def test_observe_response_sees_a_chunked_wsgi_response() -> None:
     assert headers["X-Observed"] == "yes"
     data = [event[1] for event in observer.events if event[0] == "data"]
     assert b"".join(data) == body
+
+
+# ---------------------------------- Tornado's interfaces kept (constructor, delegates, client)
+class _ContextHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        request = self.request
+        self.write(
+            {
+                "server_connection": type(request.server_connection).__name__,
+                "protocol": request.protocol,
+                "remote_ip": request.remote_ip,
+            }
+        )
+
+
+def test_server_keeps_tornados_protocol_trusted_downstream_and_server_connection() -> None:
+    """``HTTPServer`` takes Tornado's ``protocol`` and ``trusted_downstream`` (with
+    ``xheaders``) and gives each request its ``server_connection``, as Tornado's does."""
+    app = tornado.web.Application([(r"/context", _ContextHandler)])
+    with _tornado_server(
+        app, protocol="https", xheaders=True, trusted_downstream=["10.0.0.1"]
+    ) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/context", headers={"X-Forwarded-For": "1.2.3.4, 10.0.0.1"})
+        seen = json.loads(conn.getresponse().read())
+        conn.close()
+    assert seen == {
+        "server_connection": "HTTP1ServerConnection",
+        "protocol": "https",
+        "remote_ip": "1.2.3.4",  # 10.0.0.1 is a trusted downstream hop
+    }
+
+
+@pytest.mark.parametrize(("pad", "status"), [(0, 200), (1, 431)])
+def test_head_of_exactly_max_header_size_is_served(pad: int, status: int) -> None:
+    """A header section of exactly ``max_header_size`` bytes (blank line included)
+    fits; one byte more gets 431."""
+    start = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-A: "
+    head = start + b"a" * (1024 - len(start) - 4 + pad) + b"\r\n\r\n"
+    assert len(head) == 1024 + pad
+    with BridgeServer(apps.hello, server_kwargs={"max_header_size": 1024}) as server:
+        data, _ = exchange(server, head)
+    assert status_of(data) == status
+
+
+class _Recorder(tornado.httputil.HTTPMessageDelegate):
+    """Records one message; as a server's delegate, answers it with ``204``."""
+
+    def __init__(self, respond: HTTP1Connection | None = None) -> None:
+        self.respond = respond
+        self.start_line: Any = None
+        self.body = b""
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> None:
+        self.start_line = start_line
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def finish(self) -> None:
+        if self.respond is not None:
+            start_line = tornado.httputil.ResponseStartLine("HTTP/1.1", 204, "No Content")
+            self.respond.write_headers(start_line, tornado.httputil.HTTPHeaders())
+            self.respond.finish()
+
+
+def test_as_a_client_the_connection_behaves_as_tornados() -> None:
+    """``HTTP1Connection(stream, is_client=True)`` writes a request and reads the
+    response to it, as Tornado's (the module's edges are server side only)."""
+
+    async def scenario() -> tuple[bytes, int, bytes]:
+        server_side, client_side = _tcp_pair()
+        with server_side:
+            server_side.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+            conn = HTTP1Connection(IOStream(client_side), True)
+            start_line = tornado.httputil.RequestStartLine("GET", "/c", "HTTP/1.1")
+            await conn.write_headers(start_line, tornado.httputil.HTTPHeaders({"Host": "t"}))
+            conn.finish()
+            recorder = _Recorder()
+            assert await asyncio.wait_for(conn.read_response(recorder), 5)
+            conn.close()
+            sent = server_side.recv(65536)
+        return sent, recorder.start_line.code, recorder.body
+
+    sent, code, body = asyncio.run(scenario())
+    assert sent.startswith(b"GET /c HTTP/1.1\r\n")
+    assert (code, body) == (200, b"hi")
+
+
+def test_a_connection_made_directly_times_its_head_by_params_header_timeout() -> None:
+    """Made without ``head_timeout`` (not by :class:`HTTP1ServerConnection`), a server
+    connection waits ``params.header_timeout`` for a head, then closes; with no
+    timeout at all it waits until the head arrives."""
+
+    async def scenario() -> tuple[bool, bool, str]:
+        server_side, client_side = _tcp_pair()
+        with client_side:
+            params = tornado.http1connection.HTTP1ConnectionParameters(header_timeout=0.05)
+            conn = HTTP1Connection(IOStream(server_side), False, params)
+            timed_out = await asyncio.wait_for(conn.read_response(_Recorder()), 5)
+            closed = conn.stream.closed()
+        server_side, client_side = _tcp_pair()
+        with client_side:
+            conn = HTTP1Connection(IOStream(server_side), False)
+            recorder = _Recorder(conn)
+            reading = asyncio.ensure_future(conn.read_response(recorder))
+            await asyncio.sleep(0)  # the head read is pending: nothing was sent yet
+            assert not reading.done()
+            client_side.sendall(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert await asyncio.wait_for(reading, 5)
+            conn.close()
+        return timed_out, closed, recorder.start_line.path
+
+    assert asyncio.run(scenario()) == (False, True, "/late")
+
+
+def test_server_connection_serves_a_delegate_that_is_not_this_modules_server() -> None:
+    """:class:`HTTP1ServerConnection` serves any Tornado delegate (here an
+    ``Application`` with no ``HTTPServer``): there is no server to drain then."""
+    app = tornado.web.Application([(r"/native", _HelloHandler)])
+
+    async def scenario() -> bytes:
+        server_side, client_side = _tcp_pair()
+        HTTP1ServerConnection(IOStream(server_side)).start_serving(app)
+        client = IOStream(client_side)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return await asyncio.wait_for(client.read_until_close(), 5)
+
+    data = asyncio.run(scenario())
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"hello")
+
+
+class _BrokenStream(IOStream):
+    """An ``IOStream`` whose reads fail with an unexpected exception."""
+
+    def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> Any:
+        raise RuntimeError("broken read")
+
+
+def test_an_uncaught_exception_closes_the_connection_and_is_logged() -> None:
+    """An unexpected exception while serving a connection closes it (the client is
+    not left waiting) and is logged at ERROR with its traceback."""
+
+    async def scenario() -> bytes:
+        server_side, client_side = _tcp_pair()
+        app = tornado.web.Application([(r"/native", _HelloHandler)])
+        HTTP1ServerConnection(_BrokenStream(server_side)).start_serving(app)
+        client = IOStream(client_side)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\n\r\n")
+        return await asyncio.wait_for(client.read_until_close(), 5)
+
+    with capture_logs("tornado.general") as logs:
+        assert asyncio.run(scenario()) == b""
+    errors = [r for r in logs.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert str(errors[0].exc_info[1]) == "broken read"
+
+
+@tornado.web.stream_request_body
+class _AnswersFirst(tornado.web.RequestHandler):
+    """Answers ``400`` before reading the request body."""
+
+    def prepare(self) -> None:
+        self.set_status(400)
+        self.finish("early")
+
+    def data_received(self, chunk: bytes) -> None:
+        pass
+
+
+class _CountingDelegate(tornado.httputil.HTTPServerConnectionDelegate):
+    """Counts ``start_request`` calls; ``closed`` is set by ``on_close``."""
+
+    def __init__(self, app: tornado.web.Application) -> None:
+        self.app = app
+        self.started = 0
+        self.closed = asyncio.Event()
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        self.started += 1
+        return self.app.start_request(server_conn, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("ending", ["head timeout", "head refused", "lingering close"])
+def test_a_connection_that_ended_starts_no_further_request(ending: str) -> None:
+    """After a head timeout, a refused (431) head or a lingering close the
+    connection's loop ends: its delegate's ``start_request`` ran once, for the one
+    request (Tornado's contract: once per request that started)."""
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        server_side, client = _tcp_pair()
+        client.setblocking(False)
+        counting = _CountingDelegate(tornado.web.Application([(r"/early", _AnswersFirst)]))
+        params = tornado.http1connection.HTTP1ConnectionParameters(
+            header_timeout=0.05 if ending == "head timeout" else 5, max_header_size=1024
+        )
+        HTTP1ServerConnection(IOStream(server_side), params).start_serving(counting)
+        with client:
+            if ending == "head refused":
+                await loop.sock_sendall(
+                    client, b"GET / HTTP/1.1\r\nX-A: " + b"a" * 2000 + b"\r\n\r\n"
+                )
+            elif ending == "lingering close":
+                head = b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+                await loop.sock_sendall(client, head)
+            while await asyncio.wait_for(loop.sock_recv(client, 65536), 5):
+                pass  # the response, if any, then the server's end of stream
+            if ending == "lingering close":
+                await loop.sock_sendall(client, b"hello")  # the body, after the response
+        await asyncio.wait_for(counting.closed.wait(), 5)
+        return counting.started
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_request_loop_only_yields_between_keep_alive_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two requests on a keep-alive connection the request loop yields to the
+    IOLoop (``asyncio.sleep(0)``, as Tornado's loop does) and never waits: a wait
+    there would delay every next request on the connection."""
+    real_sleep = asyncio.sleep
+    delays: list[float] = []
+
+    async def recording_sleep(delay: float, result: Any = None) -> Any:
+        delays.append(delay)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recording_sleep)
+    app = tornado.web.Application([(r"/native", _HelloHandler)])
+
+    async def scenario() -> bytes:
+        server_side, client_side = _tcp_pair()
+        HTTP1ServerConnection(IOStream(server_side)).start_serving(app)
+        client = IOStream(client_side)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = await asyncio.wait_for(client.read_until(b"hello"), 5)
+        await client.write(b"GET /native HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        return first + await asyncio.wait_for(client.read_until_close(), 5)
+
+    assert asyncio.run(scenario()).count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert delays and set(delays) == {0}

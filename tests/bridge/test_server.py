@@ -7,6 +7,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -455,6 +456,22 @@ def test_body_of_up_to_request_buffer_size_is_read_before_the_app(
         return [f"{type(wsgi_input).__name__} {len(data)}".encode()]
 
     with BridgeServer(app, kind, request_buffer_size=1024) as server:
+        body = server.request("POST", "/", body=b"q" * size)[2]
+    assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
+
+
+@pytest.mark.parametrize(("size", "buffered"), [(1, True), (2, False)])
+def test_request_buffer_size_zero_still_buffers_one_byte(size: int, buffered: bool) -> None:
+    """``request_buffer_size=0`` means a pipe of one byte (it cannot be empty): a
+    one-byte body is read whole first, a two-byte body streams."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        wsgi_input = environ["wsgi.input"]
+        data = wsgi_input.read()
+        start_response("200 OK", [])
+        return [f"{type(wsgi_input).__name__} {len(data)}".encode()]
+
+    with BridgeServer(app, request_buffer_size=0) as server:
         body = server.request("POST", "/", body=b"q" * size)[2]
     assert body == f"{'BufferedInput' if buffered else 'StreamingInput'} {size}".encode()
 
@@ -920,6 +937,56 @@ def test_close_waits_for_its_own_pool_and_leaves_a_callers_alone() -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as shared:
         WSGIContainer(apps.hello, shared).close()
         assert shared.submit(lambda: 7).result(5) == 7
+
+
+def test_own_pool_has_max_workers_threads_named_wsgi_bridge() -> None:
+    """Without an executor the container creates a pool of ``max_workers`` threads
+    named ``wsgi-bridge`` (docs: ``executor`` option)."""
+    own = WSGIContainer(apps.hello, max_workers=2)
+    try:
+        assert executor_max_workers(own.executor) == 2
+        name = own.executor.submit(lambda: threading.current_thread().name).result(5)
+        assert re.fullmatch(r"wsgi-bridge_\d+", name), name
+    finally:
+        own.close()
+
+
+@pytest.mark.parametrize(
+    "option", ["max_queue", "max_body_size", "response_buffer_size", "request_buffer_size"]
+)
+def test_negative_size_option_is_refused_by_name(option: str) -> None:
+    """A negative size is a ``ValueError`` naming the option and the value given."""
+    options: dict[str, Any] = {option: -1}
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as executor,
+        pytest.raises(ValueError, match=rf"^{option} must be >= 0, got -1$"),
+    ):
+        WSGIContainer(apps.hello, executor, **options)
+
+
+@pytest.mark.parametrize(("given", "kept"), [("/app/", "/app"), ("/FAX//", "/FAX"), ("/", "")])
+def test_script_name_loses_only_its_trailing_slashes(given: str, kept: str) -> None:
+    """``script_name`` is kept without trailing ``/`` (``/app/`` mounts at ``/app``);
+    nothing else is stripped."""
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        assert WSGIContainer(apps.hello, executor, script_name=given).script_name == kept
+
+
+def test_script_name_without_a_leading_slash_is_refused() -> None:
+    """``script_name`` must be a path: ``"app"`` is a ``ValueError`` that quotes it."""
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as executor,
+        pytest.raises(ValueError, match=r"^script_name must start with '/': 'app'$"),
+    ):
+        WSGIContainer(apps.hello, executor, script_name="app/")
+
+
+def test_container_repr_names_its_app_and_sizes() -> None:
+    """``repr()`` (for debugging) shows the application and the sizes in use."""
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        container = WSGIContainer(apps.hello, executor, max_workers=1, max_queue=3)
+        assert container.application is apps.hello
+        assert repr(container).startswith(f"<WSGIContainer {apps.hello!r} workers=1 max_queue=3 ")
 
 
 # ------------------------------------------------------------------- 7. environ, PEP 3333

@@ -187,6 +187,13 @@ def test_split_script_name_outside(path: str) -> None:
         split_script_name(path, "/legacy")
 
 
+def test_not_mounted_carries_the_path_outside_the_mount() -> None:
+    """:class:`NotMounted` names the decoded path that is outside ``script_name``."""
+    with pytest.raises(NotMounted) as info:
+        split_script_name("/legacyx/a", "/legacy")
+    assert info.value.args == ("/legacyx/a",)
+
+
 def test_split_host_forms() -> None:
     assert split_host("example.com", "80") == ("example.com", "80")
     assert split_host("example.com:81", "80") == ("example.com", "81")
@@ -235,6 +242,43 @@ def test_forwarded_rightmost_untrusted_hop() -> None:
     assert env["HTTP_HOST"] == "public.example"
     assert env["SERVER_NAME"] == "public.example"
     assert env["SERVER_PORT"] == "443"
+
+
+@pytest.mark.parametrize("address", ["", None, "/run/proxy.sock", b"\0proxy"])
+def test_forwarded_from_a_peer_without_ip_and_port(address: object) -> None:
+    """A connection whose address is no ``(ip, port)`` (a Unix socket: Tornado gives
+    ``""``, the client's socket path or an abstract name, and ``remote_ip``
+    ``"0.0.0.0"``) is judged by ``remote_ip``: trusted, its ``X-Forwarded-For`` is
+    honoured, and there is no ``REMOTE_PORT``."""
+    req = make_request(headers=[("Host", "h"), ("X-Forwarded-For", "1.2.3.4")], peer=("0.0.0.0", 0))
+    connection: Any = req.connection
+    connection.context.address = address
+    assert "REMOTE_PORT" not in environ_for(req)
+    env = environ_for(req, trusted_proxies=TrustedProxies(["0.0.0.0"]))
+    assert env["REMOTE_ADDR"] == "1.2.3.4"
+    assert "REMOTE_PORT" not in env
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "server"),
+    [
+        ([("X-Forwarded-Host", "public.example")], ("public.example", "80")),
+        ([("X-Forwarded-Host", "public.example:8080")], ("public.example", "8080")),
+        (
+            [("X-Forwarded-Host", "public.example"), ("X-Forwarded-Proto", "https")],
+            ("public.example", "443"),
+        ),
+    ],
+)
+def test_forwarded_host_port_defaults_to_the_forwarded_schemes(
+    forwarded: list[tuple[str, str]], server: tuple[str, str]
+) -> None:
+    """A trusted ``X-Forwarded-Host`` without a port gives ``SERVER_PORT`` ``80`` for
+    ``http`` and ``443`` for ``https`` (the scheme after ``X-Forwarded-Proto``), not
+    the port the request arrived on."""
+    req = make_request(headers=[("Host", "internal:8000"), *forwarded], peer=("10.0.0.7", 1))
+    env = environ_for(req, trusted_proxies=TrustedProxies(["10.0.0.0/8"]))
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == server
 
 
 def test_resolve_forwarded_rejects_garbage() -> None:
