@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import re
+import select
+import signal
 import socket
 import sys
 import threading
@@ -598,6 +600,11 @@ def test_forked_child_gets_its_own_request_id_prefix_and_counter() -> None:
         finally:
             os._exit(0)
     os.close(write_fd)
+    if not select.select([read_fd], [], [], 30)[0]:  # bounded: never hang the suite
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read_fd)
+        pytest.fail("the forked child wrote nothing in 30 s")
     with os.fdopen(read_fd, "rb") as pipe:
         child = pipe.read().decode()
     assert os.waitpid(pid, 0)[1] == 0
