@@ -69,6 +69,10 @@ def test_app_error_gives_500_logged_once_then_serves_next(kind: str, app: Any) -
         assert "Injected" not in headers
         errors = [r for r in logs.records if r.levelname == "ERROR"]
         assert len(errors) == 1 and errors[0].exc_info is not None
+        # It names the request, as the client's X-Request-ID does, to find one by the other.
+        assert errors[0].getMessage() == (
+            f"error in WSGI application for GET /x (id={headers['X-Request-ID']})"
+        )
         # The next request on a new connection is served too.
         assert server.request("GET", "/x", timeout=5)[0] == 500
         assert server.request("GET", "/native", timeout=5)[0] == 200
